@@ -1,0 +1,4 @@
+//! lubdub: keeps TCP connections honest at high connection counts.
+#![warn(missing_docs)]
+
+pub mod time;

@@ -1,0 +1,116 @@
+//! The one place where wall-clock time becomes ticks.
+//!
+//! Everything below the IO shell (`protocol`, `wheel`, `liveness`, the client
+//! state machine) counts time in [`Tick`]s: plain `u64`s that start at zero
+//! when a [`Clock`] is made. Only the shell holds a `Clock` and calls
+//! [`Clock::now`]; the core is handed tick numbers, so its tests run on a fake
+//! tick source and a 30-second timeout is tested in microseconds.
+//!
+//! Rounding follows tokio's time source: the current time rounds *down* (a
+//! tick has begun), and a deadline or "seen at" instant rounds *up*, so a
+//! deadline computed in ticks never fires before the duration it stands for.
+
+use std::time::{Duration, Instant};
+
+/// A point in time, counted in ticks since the [`Clock`]'s origin.
+pub type Tick = u64;
+
+/// Converts between `Instant`/`Duration` and [`Tick`]s of a fixed width.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    origin: Instant,
+    tick_ns: u64,
+}
+
+impl Clock {
+    /// A clock whose tick zero is `origin` and whose ticks are `tick` long
+    /// (at least one microsecond).
+    pub fn new(origin: Instant, tick: Duration) -> Clock {
+        let tick_ns = (tick.as_nanos() as u64).max(1_000);
+        Clock { origin, tick_ns }
+    }
+
+    /// A clock starting now.
+    pub fn start(tick: Duration) -> Clock {
+        Clock::new(Instant::now(), tick)
+    }
+
+    /// The width of one tick.
+    pub fn tick(&self) -> Duration {
+        Duration::from_nanos(self.tick_ns)
+    }
+
+    /// The tick in progress at `instant` (rounded down).
+    pub fn tick_at(&self, instant: Instant) -> Tick {
+        self.nanos_since_origin(instant) / self.tick_ns
+    }
+
+    /// The first tick boundary at or after `instant` (rounded up): use it for
+    /// "seen at" stamps so that deadlines derived from them are never early.
+    pub fn tick_ceil(&self, instant: Instant) -> Tick {
+        self.nanos_since_origin(instant).div_ceil(self.tick_ns)
+    }
+
+    /// The current tick (rounded down). The only call to `Instant::now()` a
+    /// reactor needs per loop iteration.
+    pub fn now(&self) -> Tick {
+        self.tick_at(Instant::now())
+    }
+
+    /// `duration` in ticks, rounded up: a span of `ticks(d)` ticks is never
+    /// shorter than `d`.
+    pub fn ticks(&self, duration: Duration) -> Tick {
+        (duration.as_nanos() as u64).div_ceil(self.tick_ns)
+    }
+
+    /// The instant at which tick `tick` begins.
+    pub fn instant(&self, tick: Tick) -> Instant {
+        self.origin + Duration::from_nanos(tick.saturating_mul(self.tick_ns))
+    }
+
+    /// A span of `ticks` ticks as a duration.
+    pub fn duration(&self, ticks: Tick) -> Duration {
+        Duration::from_nanos(ticks.saturating_mul(self.tick_ns))
+    }
+
+    /// How long to sleep from `now` until tick `deadline` has begun; zero if
+    /// it already has.
+    pub fn until(&self, deadline: Tick, now: Instant) -> Duration {
+        self.instant(deadline).saturating_duration_since(now)
+    }
+
+    fn nanos_since_origin(&self, instant: Instant) -> u64 {
+        instant.saturating_duration_since(self.origin).as_nanos() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_never_makes_a_deadline_early() {
+        let origin = Instant::now();
+        let clock = Clock::new(origin, Duration::from_millis(10));
+        let seen = origin + Duration::from_millis(13);
+        assert_eq!(clock.tick_at(seen), 1);
+        assert_eq!(clock.tick_ceil(seen), 2);
+        let limit = clock.ticks(Duration::from_millis(95));
+        assert_eq!(limit, 10);
+        // The deadline tick begins no earlier than seen + 95 ms.
+        let deadline = clock.tick_ceil(seen) + limit;
+        assert!(clock.instant(deadline) >= seen + Duration::from_millis(95));
+        // ...and no later than one tick after seen + 95 ms (plus the rounding of `seen`).
+        assert!(clock.instant(deadline) <= seen + Duration::from_millis(95 + 20));
+        assert_eq!(clock.tick_ceil(origin + Duration::from_millis(20)), 2);
+    }
+
+    #[test]
+    fn until_is_zero_for_past_deadlines() {
+        let origin = Instant::now();
+        let clock = Clock::new(origin, Duration::from_millis(5));
+        let now = origin + Duration::from_millis(12);
+        assert_eq!(clock.until(2, now), Duration::ZERO);
+        assert_eq!(clock.until(3, now), Duration::from_millis(3));
+    }
+}
