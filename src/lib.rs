@@ -1,4 +1,8 @@
 //! lubdub: keeps TCP connections honest at high connection counts.
 #![warn(missing_docs)]
 
+pub mod duration;
+pub mod keepalive;
+pub mod limits;
+pub mod shutdown;
 pub mod time;

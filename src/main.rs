@@ -1,0 +1,7 @@
+//! The `lubdub` command: `server`, `client` and `swarm`.
+
+mod cli;
+
+fn main() {
+    std::process::exit(cli::main());
+}

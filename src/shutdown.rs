@@ -1,0 +1,39 @@
+//! Stopping a poll loop from another thread.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use mio::{Registry, Token, Waker};
+
+/// Asks a reactor (server, client or swarm loop) to stop. Cheap to clone and
+/// `Send`: give it to a signal thread or to the rest of an embedding program.
+/// The loop notices on its next wakeup, which the waker forces at once.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    waker: Arc<Waker>,
+    requested: Arc<AtomicBool>,
+}
+
+impl ShutdownHandle {
+    /// A handle whose waker is registered with `registry` under `token`.
+    pub fn new(registry: &Registry, token: Token) -> io::Result<ShutdownHandle> {
+        Ok(ShutdownHandle {
+            waker: Arc::new(Waker::new(registry, token)?),
+            requested: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Requests the stop and wakes the loop.
+    pub fn shutdown(&self) {
+        self.requested.store(true, Ordering::Release);
+        // A failed wake means the poll instance is gone, i.e. the loop has
+        // already stopped: nothing left to tell.
+        let _ = self.waker.wake();
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has been called.
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
+}
