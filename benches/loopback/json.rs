@@ -1,0 +1,90 @@
+//! Just enough JSON for this bench: pull numbers out of the swarm's report
+//! by key, and write our own report. No serde: the shapes are small, fixed
+//! and ours.
+
+use std::fmt::Write as _;
+
+/// The number at `path` (each step a key, searched for in order, so
+/// `["rtt_us", "p50"]` finds `p50` inside `rtt_us`), or None.
+pub fn number(json: &str, path: &[&str]) -> Option<f64> {
+    let mut rest = json;
+    for key in path {
+        rest = after_key(rest, key)?;
+    }
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E')))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The text after `"key":`, skipping occurrences of `"key"` that are values.
+fn after_key<'a>(mut text: &'a str, key: &str) -> Option<&'a str> {
+    let quoted = format!("\"{key}\"");
+    loop {
+        let at = text.find(&quoted)?;
+        text = &text[at + quoted.len()..];
+        if let Some(value) = text.trim_start().strip_prefix(':') {
+            return Some(value.trim_start());
+        }
+    }
+}
+
+/// A JSON string literal.
+pub fn string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A JSON number; NaN and infinities (which JSON lacks) become null.
+pub fn float(value: f64) -> String {
+    if value.is_finite() {
+        if value == value.trunc() && value.abs() < 1e15 {
+            format!("{}", value as i64)
+        } else {
+            format!("{value:.6}")
+        }
+    } else {
+        "null".to_string()
+    }
+}
+
+/// Checks of the extractor and writer, run by `-- --self-test` (a
+/// `harness = false` bench has no `#[test]` runner).
+pub fn self_test() {
+    {
+        let j = r#"{"target":"127.0.0.1:1","connected": 100,"peak_connected":101,
+            "replies":5,"replies_per_s":2.5e3,"missing_replies":0,
+            "rtt_us":{"p50":41,"p99":120.5,"max":-1}}"#;
+        assert_eq!(number(j, &["connected"]), Some(100.0));
+        assert_eq!(number(j, &["peak_connected"]), Some(101.0));
+        assert_eq!(number(j, &["replies"]), Some(5.0));
+        assert_eq!(number(j, &["replies_per_s"]), Some(2500.0));
+        assert_eq!(number(j, &["rtt_us", "p99"]), Some(120.5));
+        assert_eq!(number(j, &["rtt_us", "max"]), Some(-1.0));
+        assert_eq!(number(j, &["target"]), None);
+        assert_eq!(number(j, &["absent"]), None);
+        assert_eq!(
+            number(r#"{"a":"connected","connected":3}"#, &["connected"]),
+            Some(3.0)
+        );
+    }
+    {
+        assert_eq!(string("a\"b\\c\n"), r#""a\"b\\c\n""#);
+        assert_eq!(float(3.0), "3");
+        assert_eq!(float(0.5), "0.500000");
+        assert_eq!(float(f64::NAN), "null");
+    }
+}

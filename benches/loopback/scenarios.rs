@@ -1,0 +1,522 @@
+//! The three scenarios of issue 4 — flood, idle, fill — each run against
+//! every server in turn, and the targets each is judged by.
+
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::procstat::{cpu_seconds, memory, open_fds};
+use crate::servers::{Kind, Liveness, Server, Tools};
+use crate::swarm::{self, Load, Report, Swarm};
+
+/// One row of a scenario's table.
+pub struct Metric {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub decimals: usize,
+    /// Whether the row gets lubdub ÷ baseline ratios.
+    pub ratio: bool,
+}
+
+const fn m(key: &'static str, label: &'static str, decimals: usize, ratio: bool) -> Metric {
+    Metric {
+        key,
+        label,
+        decimals,
+        ratio,
+    }
+}
+
+/// One server's figures in one scenario.
+pub struct Column {
+    pub kind: Kind,
+    pub values: Vec<(&'static str, f64)>,
+    /// Why the server could not be measured at all.
+    pub error: Option<String>,
+    /// Anything a reader should know about this run (a swarm that failed…).
+    pub notes: Vec<String>,
+}
+
+impl Column {
+    fn new(kind: Kind) -> Column {
+        Column {
+            kind,
+            values: Vec::new(),
+            error: None,
+            notes: Vec::new(),
+        }
+    }
+
+    fn set(&mut self, key: &'static str, value: Option<f64>) {
+        if let Some(v) = value.filter(|v| v.is_finite()) {
+            self.values.push((key, v));
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.values.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+}
+
+/// A target from the issue and how this run fared against it.
+pub struct Verdict {
+    pub target: String,
+    /// None when a figure it needs was not measured.
+    pub met: Option<bool>,
+    pub detail: String,
+}
+
+/// A finished scenario.
+pub struct Outcome {
+    pub name: &'static str,
+    pub title: String,
+    pub metrics: &'static [Metric],
+    pub columns: Vec<Column>,
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Outcome {
+    pub fn value(&self, kind: Kind, key: &str) -> Option<f64> {
+        self.columns
+            .iter()
+            .find(|c| c.kind == kind)
+            .and_then(|c| c.get(key))
+    }
+
+    /// lubdub's figure divided by `base`'s.
+    pub fn ratio(&self, key: &str, base: Kind) -> Option<f64> {
+        let ours = self.value(Kind::Lubdub, key)?;
+        let theirs = self.value(base, key)?;
+        (theirs != 0.0).then(|| ours / theirs)
+    }
+
+    /// "lubdub ≤ factor × base" (or "<" when strict), with the ratio.
+    fn at_most(&mut self, key: &str, base: Kind, factor: f64, strict: bool, what: &str) {
+        let ratio = self.ratio(key, base);
+        let op = if strict { "<" } else { "≤" };
+        let target = if factor == 1.0 {
+            format!("{what}: lubdub {op} {}", base.name())
+        } else {
+            format!("{what}: lubdub {op} {factor} × {}", base.name())
+        };
+        let met = ratio.map(|r| if strict { r < factor } else { r <= factor });
+        let detail = match ratio {
+            Some(r) => format!("lubdub is {r:.3} × {}", base.name()),
+            None => "not measured".to_string(),
+        };
+        self.verdicts.push(Verdict {
+            target,
+            met,
+            detail,
+        });
+    }
+
+    fn at_least(&mut self, key: &str, base: Kind, factor: f64, what: &str) {
+        let ratio = self.ratio(key, base);
+        self.verdicts.push(Verdict {
+            target: format!("{what}: lubdub ≥ {factor} × {}", base.name()),
+            met: ratio.map(|r| r >= factor),
+            detail: match ratio {
+                Some(r) => format!("lubdub is {r:.3} × {}", base.name()),
+                None => "not measured".to_string(),
+            },
+        });
+    }
+
+    fn absolute(&mut self, target: &str, key: &str, ok: impl Fn(f64) -> bool, unit: &str) {
+        let value = self.value(Kind::Lubdub, key);
+        self.verdicts.push(Verdict {
+            target: target.to_string(),
+            met: value.map(ok),
+            detail: match value {
+                Some(v) => format!("lubdub: {v:.1}{unit}"),
+                None => "not measured".to_string(),
+            },
+        });
+    }
+}
+
+/// Durations and sizes; `quick` shortens everything for iterating on the bench.
+pub struct Plan {
+    pub quick: bool,
+    /// Connections one server process may hold: open-files limit minus reserve.
+    pub fill_clients: usize,
+}
+
+const WIDE_5S: Liveness = Liveness {
+    interval: Duration::from_secs(5),
+    misses: 6,
+};
+const WIDE_1S: Liveness = Liveness {
+    interval: Duration::from_secs(1),
+    misses: 6,
+};
+
+/// Poll period while a fill time is being measured, and otherwise.
+const FINE: Duration = Duration::from_millis(50);
+const COARSE: Duration = Duration::from_millis(500);
+
+fn each(
+    tools: &Tools,
+    kinds: &[Kind],
+    run: impl Fn(&Tools, Kind, &mut Column) -> Result<(), String>,
+) -> Vec<Column> {
+    kinds
+        .iter()
+        .map(|&kind| {
+            eprintln!("  {} ...", kind.name());
+            let mut col = Column::new(kind);
+            if let Err(why) = run(tools, kind, &mut col) {
+                eprintln!("  {}: {why}", kind.name());
+                col.error = Some(why);
+            }
+            col
+        })
+        .collect()
+}
+
+fn note_swarm(col: &mut Column, report: &Report) {
+    if !report.ok {
+        col.notes.push(format!("swarm: {}", report.status));
+    }
+}
+
+fn check_alive(server: &mut Server) -> Result<(), String> {
+    match server.exited() {
+        Some(status) => Err(format!(
+            "server exited during the run ({status}): {}",
+            crate::servers::log_tail(&server.log)
+        )),
+        None => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------- flood
+
+pub const FLOOD_METRICS: &[Metric] = &[
+    m("replies_per_s", "replies/s", 0, true),
+    m("cpu_s_per_m", "server CPU s per 1M replies", 3, true),
+    m("rtt_p50_us", "RTT p50 (µs)", 0, true),
+    m("rtt_p99_us", "RTT p99 (µs)", 0, true),
+    m("server_cpu_s", "server CPU s", 2, false),
+    m("replies", "replies", 0, false),
+    m("missing_replies", "missing replies", 0, false),
+    m("protocol_errors", "protocol errors", 0, false),
+];
+
+pub fn flood(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
+    let secs = if plan.quick { 3 } else { 10 };
+    let load = Load {
+        clients: 100,
+        interval: Duration::from_secs(5),
+        flood: Some(1),
+        duration: Duration::from_secs(secs),
+        connect_rate: 1000,
+        source_addrs: None,
+    };
+    let title = format!("flood: 100 connections, --flood 1 (one request in flight each), {secs} s");
+    eprintln!("{title}");
+    let columns = each(tools, kinds, |tools, kind, col| {
+        let mut server = Server::start(tools, kind, WIDE_5S, "flood")?;
+        sleep(Duration::from_millis(300));
+        let cpu0 = cpu_seconds(server.pid).map_err(|e| e.to_string())?;
+        let report = Swarm::spawn(tools, &server, &load, "flood")?.finish();
+        let cpu1 = cpu_seconds(server.pid).map_err(|e| e.to_string())?;
+        check_alive(&mut server)?;
+        server.stop();
+        note_swarm(col, &report);
+        let cpu = cpu1 - cpu0;
+        let replies = report.get(&["replies"]);
+        col.set("replies_per_s", report.get(&["replies_per_s"]));
+        col.set("cpu_s_per_m", replies.map(|r| cpu / r * 1e6));
+        col.set("rtt_p50_us", report.get(&["rtt_us", "p50"]));
+        col.set("rtt_p99_us", report.get(&["rtt_us", "p99"]));
+        col.set("server_cpu_s", Some(cpu));
+        col.set("replies", replies);
+        col.set("missing_replies", report.get(&["missing_replies"]));
+        col.set("protocol_errors", report.get(&["protocol_errors"]));
+        Ok(())
+    });
+    let mut out = Outcome {
+        name: "flood",
+        title,
+        metrics: FLOOD_METRICS,
+        columns,
+        verdicts: Vec::new(),
+    };
+    let cpu = "CPU s per 1M replies";
+    out.at_most("cpu_s_per_m", Kind::Floor, 1.1, false, cpu);
+    out.at_most("cpu_s_per_m", Kind::Tokio, 1.0, true, cpu);
+    out.at_most("cpu_s_per_m", Kind::Redis, 1.0, true, cpu);
+    out.at_least("replies_per_s", Kind::Floor, 0.9, "replies/s");
+    out
+}
+
+// ---------------------------------------------------------------- idle
+
+pub const IDLE_METRICS: &[Metric] = &[
+    m("rss_per_conn_b", "RSS growth per connection (B)", 0, true),
+    m("cpu_pct", "server CPU %", 2, true),
+    m("missing_replies", "missing replies", 0, false),
+    m("held", "connections held", 0, false),
+    m("rss_before_kib", "RSS before (KiB)", 0, false),
+    m("rss_after_kib", "RSS after (KiB)", 0, false),
+    m("hwm_kib", "peak RSS (KiB)", 0, false),
+    m("connect_s", "time to connect all (s)", 2, false),
+    m("replies", "replies", 0, false),
+    m("protocol_errors", "protocol errors", 0, false),
+    m("reconnects", "reconnects", 0, false),
+];
+
+/// Polls the server's descriptor count until it holds `want` more than
+/// `base`, `until` passes or every swarm has exited. Returns when `want` was
+/// reached (from `start`) and the most held at once. Each poll lists up to
+/// 20,000 descriptors on the load CPU, so `every` is kept coarse when no
+/// timing depends on it.
+fn wait_held(
+    server: &Server,
+    (base, want): (usize, usize),
+    (start, until): (Instant, Instant),
+    every: Duration,
+    swarms: &mut [Swarm],
+) -> (Option<Duration>, usize) {
+    let mut most = 0;
+    while Instant::now() < until {
+        let held = open_fds(server.pid).unwrap_or(0).saturating_sub(base);
+        most = most.max(held);
+        if held >= want {
+            return (Some(start.elapsed()), most);
+        }
+        if swarms.iter_mut().all(|s| s.exited()) {
+            break;
+        }
+        sleep(every);
+    }
+    (None, most)
+}
+
+pub fn idle(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
+    let (clients, window, ramp, settle) = if plan.quick {
+        (2_000, 6, 6, 1)
+    } else {
+        (10_000, 30, 15, 3)
+    };
+    let tail = 2;
+    let load = Load {
+        clients,
+        interval: Duration::from_secs(1),
+        flood: None,
+        duration: Duration::from_secs(ramp + settle + window + tail),
+        connect_rate: 5_000,
+        source_addrs: None,
+    };
+    let title =
+        format!("idle: {clients} connections, one heartbeat per second each, {window} s measured");
+    eprintln!("{title}");
+    let columns = each(tools, kinds, |tools, kind, col| {
+        let mut server = Server::start(tools, kind, WIDE_1S, "idle")?;
+        sleep(Duration::from_millis(500));
+        let before = memory(server.pid).map_err(|e| e.to_string())?;
+        let base = open_fds(server.pid).map_err(|e| e.to_string())?;
+        let mut swarm = Swarm::spawn(tools, &server, &load, "idle")?;
+        let start = swarm.started;
+        let ramp_end = start + Duration::from_secs(ramp);
+        let (reached, _) = wait_held(
+            &server,
+            (base, clients),
+            (start, ramp_end),
+            FINE,
+            std::slice::from_mut(&mut swarm),
+        );
+        col.set("connect_s", reached.map(|d| d.as_secs_f64()));
+        if reached.is_none() {
+            col.notes
+                .push(format!("not all {clients} connected within {ramp} s"));
+        }
+        sleep(Duration::from_secs(settle));
+        // The window ends before the swarm does, so every connection is
+        // still held when memory is read at its end.
+        let window_end = (Instant::now() + Duration::from_secs(window))
+            .min(start + load.duration - Duration::from_secs(tail));
+        let (t0, cpu0) = (
+            Instant::now(),
+            cpu_seconds(server.pid).map_err(|e| e.to_string())?,
+        );
+        sleep(window_end.saturating_duration_since(t0));
+        let cpu1 = cpu_seconds(server.pid).map_err(|e| e.to_string())?;
+        let elapsed = t0.elapsed().as_secs_f64();
+        let after = memory(server.pid).map_err(|e| e.to_string())?;
+        let held = open_fds(server.pid)
+            .map_err(|e| e.to_string())?
+            .saturating_sub(base);
+        let report = swarm.finish();
+        check_alive(&mut server)?;
+        server.stop();
+        note_swarm(col, &report);
+        let growth = (after.rss_kib as f64 - before.rss_kib as f64) * 1024.0;
+        col.set("rss_per_conn_b", (held > 0).then(|| growth / held as f64));
+        col.set("cpu_pct", Some((cpu1 - cpu0) / elapsed * 100.0));
+        col.set("missing_replies", report.get(&["missing_replies"]));
+        col.set("held", Some(held as f64));
+        col.set("rss_before_kib", Some(before.rss_kib as f64));
+        col.set("rss_after_kib", Some(after.rss_kib as f64));
+        col.set("hwm_kib", Some(after.hwm_kib as f64));
+        col.set("replies", report.get(&["replies"]));
+        col.set("protocol_errors", report.get(&["protocol_errors"]));
+        col.set("reconnects", report.get(&["reconnects"]));
+        Ok(())
+    });
+    let mut out = Outcome {
+        name: "idle",
+        title,
+        metrics: IDLE_METRICS,
+        columns,
+        verdicts: Vec::new(),
+    };
+    out.absolute(
+        "RSS growth per idle connection ≤ 128 B",
+        "rss_per_conn_b",
+        |v| v <= 128.0,
+        " B",
+    );
+    let cpu = "idle server CPU";
+    out.at_most("cpu_pct", Kind::Floor, 1.1, false, cpu);
+    out.at_most("cpu_pct", Kind::Tokio, 1.0, true, cpu);
+    out.at_most("cpu_pct", Kind::Redis, 1.0, true, cpu);
+    out.absolute(
+        "idle: zero missing replies",
+        "missing_replies",
+        |v| v == 0.0,
+        "",
+    );
+    out
+}
+
+// ---------------------------------------------------------------- fill
+
+pub const FILL_METRICS: &[Metric] = &[
+    m("held", "connections held at the end", 0, true),
+    m("fill_s", "time to fill (s)", 2, true),
+    m("missing_replies", "missing replies", 0, false),
+    m("most_held", "most held at once", 0, false),
+    m("rss_per_conn_b", "RSS growth per connection (B)", 0, true),
+    m("cpu_pct", "server CPU % while holding", 2, true),
+    m("replies", "replies", 0, false),
+    m("protocol_errors", "protocol errors", 0, false),
+    m("connect_failures", "connect failures", 0, false),
+    m("reconnects", "reconnects", 0, false),
+];
+
+/// Source address ranges, one per swarm process, so no (source, destination)
+/// pair runs short of ephemeral ports.
+const SOURCE_RANGES: [&str; 2] = ["127.0.0.2-127.0.0.10", "127.0.0.11-127.0.0.19"];
+
+pub fn fill(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
+    let clients = if plan.quick {
+        plan.fill_clients.min(4_000)
+    } else {
+        plan.fill_clients
+    };
+    let (allowance, hold) = if plan.quick { (6, 6) } else { (20, 20) };
+    let tail = 2;
+    let per_swarm = clients.div_ceil(SOURCE_RANGES.len());
+    let title = format!(
+        "fill: {clients} connections from {} swarm processes, one heartbeat per 5 s, held {hold} s",
+        SOURCE_RANGES.len()
+    );
+    eprintln!("{title}");
+    let columns = each(tools, kinds, |tools, kind, col| {
+        let mut server = Server::start(tools, kind, WIDE_5S, "fill")?;
+        sleep(Duration::from_millis(500));
+        let before = memory(server.pid).map_err(|e| e.to_string())?;
+        let base = open_fds(server.pid).map_err(|e| e.to_string())?;
+        let mut swarms = Vec::new();
+        let mut left = clients;
+        for (i, range) in SOURCE_RANGES.iter().enumerate() {
+            let load = Load {
+                clients: per_swarm.min(left),
+                interval: Duration::from_secs(5),
+                flood: None,
+                duration: Duration::from_secs(allowance + hold + tail),
+                connect_rate: 5_000,
+                source_addrs: Some(range),
+            };
+            left -= load.clients;
+            swarms.push(Swarm::spawn(tools, &server, &load, &format!("fill{i}"))?);
+        }
+        let start = swarms[0].started;
+        let fill_end = start + Duration::from_secs(allowance);
+        let (reached, most) = wait_held(
+            &server,
+            (base, clients),
+            (start, fill_end),
+            FINE,
+            &mut swarms,
+        );
+        col.set("fill_s", reached.map(|d| d.as_secs_f64()));
+        let hold_end = start + Duration::from_secs(allowance + hold);
+        let (t0, cpu0) = (
+            Instant::now(),
+            cpu_seconds(server.pid).map_err(|e| e.to_string())?,
+        );
+        let (_, most_after) = wait_held(
+            &server,
+            (base, usize::MAX),
+            (start, hold_end),
+            COARSE,
+            &mut swarms,
+        );
+        let cpu1 = cpu_seconds(server.pid).map_err(|e| e.to_string())?;
+        let elapsed = t0.elapsed().as_secs_f64();
+        let after = memory(server.pid).map_err(|e| e.to_string())?;
+        let held = open_fds(server.pid)
+            .map_err(|e| e.to_string())?
+            .saturating_sub(base);
+        let reports: Vec<Report> = swarms.into_iter().map(Swarm::finish).collect();
+        check_alive(&mut server)?;
+        server.stop();
+        for report in &reports {
+            note_swarm(col, report);
+        }
+        if reached.is_none() {
+            col.notes.push(format!(
+                "never held all {clients} at once (most {})",
+                most.max(most_after)
+            ));
+        }
+        let growth = (after.rss_kib as f64 - before.rss_kib as f64) * 1024.0;
+        col.set("held", Some(held as f64));
+        col.set("missing_replies", swarm::sum(&reports, "missing_replies"));
+        col.set("most_held", Some(most.max(most_after) as f64));
+        col.set("rss_per_conn_b", (held > 0).then(|| growth / held as f64));
+        col.set(
+            "cpu_pct",
+            (elapsed > 0.0).then(|| (cpu1 - cpu0) / elapsed * 100.0),
+        );
+        col.set("replies", swarm::sum(&reports, "replies"));
+        col.set("protocol_errors", swarm::sum(&reports, "protocol_errors"));
+        col.set("connect_failures", swarm::sum(&reports, "connect_failures"));
+        col.set("reconnects", swarm::sum(&reports, "reconnects"));
+        Ok(())
+    });
+    let mut out = Outcome {
+        name: "fill",
+        title,
+        metrics: FILL_METRICS,
+        columns,
+        verdicts: Vec::new(),
+    };
+    let floor = if plan.quick { clients as f64 } else { 19_000.0 };
+    out.absolute(
+        &format!("fill: ≥ {floor} connections held by one server process"),
+        "held",
+        |v| v >= floor,
+        "",
+    );
+    out.absolute(
+        "fill: zero missing replies",
+        "missing_replies",
+        |v| v == 0.0,
+        "",
+    );
+    out
+}
