@@ -6,7 +6,8 @@
 //! cargo bench --bench loopback                      # full run, a few minutes
 //! cargo bench --bench loopback -- --quick           # short run (or LUBDUB_BENCH_QUICK=1)
 //! cargo bench --bench loopback -- --scenario flood --servers lubdub,floor
-//! cargo bench --bench loopback -- --lubdub /path/to/other/lubdub   # e.g. a before/after
+//! cargo bench --bench loopback -- --lubdub OTHER/lubdub   # another server build (before/after)
+//! cargo bench --bench loopback -- --swarm OTHER/lubdub    # another load generator build
 //! ```
 //!
 //! Every server is its own process pinned to CPU 0; the swarms (and this
@@ -189,9 +190,13 @@ fn orchestrate(args: &[String]) -> i32 {
     let lubdub = value_of(args, "--lubdub")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lubdub")));
+    let swarm = value_of(args, "--swarm")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| lubdub.clone());
     let machine = machine(&lubdub, &redis, quick, args);
     let tools = servers::Tools {
         lubdub,
+        swarm,
         me,
         redis,
         taskset,

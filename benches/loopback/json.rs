@@ -17,6 +17,28 @@ pub fn number(json: &str, path: &[&str]) -> Option<f64> {
     rest[..end].parse().ok()
 }
 
+/// The string value of `key` (escapes other than `\"` and `\\` kept as
+/// written), or None when absent, null or not a string.
+pub fn text(json: &str, key: &str) -> Option<String> {
+    let rest = after_key(json, key)?.strip_prefix('"')?;
+    let mut out = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                e @ ('"' | '\\') => out.push(e),
+                e => {
+                    out.push('\\');
+                    out.push(e);
+                }
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
 /// The text after `"key":`, skipping occurrences of `"key"` that are values.
 fn after_key<'a>(mut text: &'a str, key: &str) -> Option<&'a str> {
     let quoted = format!("\"{key}\"");
@@ -80,6 +102,9 @@ pub fn self_test() {
             number(r#"{"a":"connected","connected":3}"#, &["connected"]),
             Some(3.0)
         );
+        let f = r#"{"ok":false,"failure":"only 7 of \"10\"","x":null}"#;
+        assert_eq!(text(f, "failure").as_deref(), Some(r#"only 7 of "10""#));
+        assert_eq!(text(f, "x"), None);
     }
     {
         assert_eq!(string("a\"b\\c\n"), r#""a\"b\\c\n""#);

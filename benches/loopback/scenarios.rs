@@ -257,6 +257,7 @@ pub const IDLE_METRICS: &[Metric] = &[
     m("rss_per_conn_b", "RSS growth per connection (B)", 0, true),
     m("cpu_pct", "server CPU %", 2, true),
     m("missing_replies", "missing replies", 0, false),
+    m("late_replies", "late replies", 0, false),
     m("held", "connections held", 0, false),
     m("rss_before_kib", "RSS before (KiB)", 0, false),
     m("rss_after_kib", "RSS after (KiB)", 0, false),
@@ -356,6 +357,7 @@ pub fn idle(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
         col.set("rss_per_conn_b", (held > 0).then(|| growth / held as f64));
         col.set("cpu_pct", Some((cpu1 - cpu0) / elapsed * 100.0));
         col.set("missing_replies", report.get(&["missing_replies"]));
+        col.set("late_replies", report.get(&["late_replies"]));
         col.set("held", Some(held as f64));
         col.set("rss_before_kib", Some(before.rss_kib as f64));
         col.set("rss_after_kib", Some(after.rss_kib as f64));
@@ -397,6 +399,7 @@ pub const FILL_METRICS: &[Metric] = &[
     m("held", "connections held at the end", 0, true),
     m("fill_s", "time to fill (s)", 2, true),
     m("missing_replies", "missing replies", 0, false),
+    m("late_replies", "late replies", 0, false),
     m("most_held", "most held at once", 0, false),
     m("rss_per_conn_b", "RSS growth per connection (B)", 0, true),
     m("cpu_pct", "server CPU % while holding", 2, true),
@@ -486,6 +489,7 @@ pub fn fill(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
         let growth = (after.rss_kib as f64 - before.rss_kib as f64) * 1024.0;
         col.set("held", Some(held as f64));
         col.set("missing_replies", swarm::sum(&reports, "missing_replies"));
+        col.set("late_replies", swarm::sum(&reports, "late_replies"));
         col.set("most_held", Some(most.max(most_after) as f64));
         col.set("rss_per_conn_b", (held > 0).then(|| growth / held as f64));
         col.set(

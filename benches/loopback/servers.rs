@@ -56,6 +56,9 @@ impl Kind {
 pub struct Tools {
     /// The release `lubdub` binary under test.
     pub lubdub: PathBuf,
+    /// The `lubdub` binary whose `swarm` is the load (normally the same one;
+    /// pinning it lets two server builds face an identical load).
+    pub swarm: PathBuf,
     /// This bench binary, which also serves the floor and tokio baselines.
     pub me: PathBuf,
     /// `redis-server`, or why it is missing and how to get it.

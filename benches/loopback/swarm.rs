@@ -68,7 +68,7 @@ impl Swarm {
         load: &Load,
         label: &str,
     ) -> Result<Swarm, String> {
-        let mut cmd = tools.pinned(LOAD_CPU, &tools.lubdub);
+        let mut cmd = tools.pinned(LOAD_CPU, &tools.swarm);
         cmd.arg("swarm")
             .arg("--connect")
             .arg(server.addr.to_string())
@@ -140,7 +140,11 @@ impl Swarm {
         let has_json = json.trim_start().starts_with('{');
         let (ok, status) = match status {
             Ok(s) if s.success() && has_json => (true, "exit 0".to_string()),
-            Ok(s) => (false, format!("{s}: {}", log_tail(&self.err))),
+            // The swarm says why it missed its target; else its log does.
+            Ok(s) => match json::text(&json, "failure") {
+                Some(why) => (false, format!("{s}: {why}")),
+                None => (false, format!("{s}: {}", log_tail(&self.err))),
+            },
             Err(why) => (false, why),
         };
         Report { ok, status, json }
