@@ -79,3 +79,50 @@ fn bad(text: &str) -> io::Error {
         format!("unexpected /proc text: {head:?}"),
     )
 }
+
+/// Clock ticks one CPU has spent busy, and of those in softirq, from
+/// `/proc/stat`. Over loopback, a sender's CPU runs the receiving side's TCP
+/// input in softirq; with IRQ time accounting that time is charged to the
+/// CPU, not to the sending process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes {
+    busy: u64,
+    softirq: u64,
+}
+
+/// Reads `/proc/stat`'s line for CPU `cpu`.
+pub fn cpu_times(cpu: &str) -> io::Result<CpuTimes> {
+    let stat = fs::read_to_string("/proc/stat")?;
+    let prefix = format!("cpu{cpu} ");
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .ok_or_else(|| bad(&stat))?;
+    // user nice system idle iowait irq softirq steal ...
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    if v.len() < 8 {
+        return Err(bad(line));
+    }
+    let idle = v[3] + v[4];
+    let total: u64 = v.iter().sum();
+    Ok(CpuTimes {
+        busy: total - idle,
+        softirq: v[6],
+    })
+}
+
+impl CpuTimes {
+    /// Busy and softirq seconds between `self` and a later sample.
+    pub fn seconds_until(&self, later: &CpuTimes) -> (f64, f64) {
+        let hz = clock_ticks_per_second();
+        (
+            later.busy.saturating_sub(self.busy) as f64 / hz,
+            later.softirq.saturating_sub(self.softirq) as f64 / hz,
+        )
+    }
+}

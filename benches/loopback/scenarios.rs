@@ -4,8 +4,8 @@
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::procstat::{cpu_seconds, memory, open_fds};
-use crate::servers::{Kind, Liveness, Server, Tools};
+use crate::procstat::{cpu_seconds, cpu_times, memory, open_fds, CpuTimes};
+use crate::servers::{Kind, Liveness, Server, Tools, SERVER_CPU};
 use crate::swarm::{self, Load, Report, Swarm};
 
 /// One row of a scenario's table.
@@ -174,6 +174,50 @@ fn each(
         .collect()
 }
 
+/// Measures a window: the server's CPU time and wall time, and what else
+/// the server's CPU did: softirq (mostly loopback TCP input run on behalf of
+/// the server's own sends, which the kernel does not charge to the server)
+/// and other tasks (neighbours on a shared machine, or steal by the host).
+/// A large "other tasks" figure means the figures beside it are noisy.
+struct Meter {
+    pid: u32,
+    start: Instant,
+    server_cpu: f64,
+    cpu_times: Option<CpuTimes>,
+}
+
+struct Measured {
+    server_cpu_s: f64,
+    wall_s: f64,
+}
+
+impl Meter {
+    fn start(server: &Server) -> Result<Meter, String> {
+        Ok(Meter {
+            pid: server.pid,
+            start: Instant::now(),
+            server_cpu: cpu_seconds(server.pid).map_err(|e| e.to_string())?,
+            cpu_times: cpu_times(SERVER_CPU).ok(),
+        })
+    }
+
+    fn stop(self, col: &mut Column) -> Result<Measured, String> {
+        let server_cpu = cpu_seconds(self.pid).map_err(|e| e.to_string())?;
+        let wall_s = self.start.elapsed().as_secs_f64();
+        let server_cpu_s = server_cpu - self.server_cpu;
+        if let (Some(b), Ok(a)) = (self.cpu_times, cpu_times(SERVER_CPU)) {
+            let (busy, softirq) = b.seconds_until(&a);
+            let others = (busy - softirq - server_cpu_s) / wall_s * 100.0;
+            col.set("softirq_pct", Some(softirq / wall_s * 100.0));
+            col.set("others_pct", Some(others.max(0.0)));
+        }
+        Ok(Measured {
+            server_cpu_s,
+            wall_s,
+        })
+    }
+}
+
 fn note_swarm(col: &mut Column, report: &Report) {
     if !report.ok {
         col.notes.push(format!("swarm: {}", report.status));
@@ -201,6 +245,8 @@ pub const FLOOD_METRICS: &[Metric] = &[
     m("replies", "replies", 0, false),
     m("missing_replies", "missing replies", 0, false),
     m("protocol_errors", "protocol errors", 0, false),
+    m("softirq_pct", "CPU 0 softirq %", 1, false),
+    m("others_pct", "CPU 0 other tasks %", 1, false),
 ];
 
 pub fn flood(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
@@ -218,13 +264,12 @@ pub fn flood(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
     let columns = each(tools, kinds, |tools, kind, col| {
         let mut server = Server::start(tools, kind, WIDE_5S, "flood")?;
         sleep(Duration::from_millis(300));
-        let cpu0 = cpu_seconds(server.pid).map_err(|e| e.to_string())?;
+        let meter = Meter::start(&server)?;
         let report = Swarm::spawn(tools, &server, &load, "flood")?.finish();
-        let cpu1 = cpu_seconds(server.pid).map_err(|e| e.to_string())?;
+        let cpu = meter.stop(col)?.server_cpu_s;
         check_alive(&mut server)?;
         server.stop();
         note_swarm(col, &report);
-        let cpu = cpu1 - cpu0;
         let replies = report.get(&["replies"]);
         col.set("replies_per_s", report.get(&["replies_per_s"]));
         col.set("cpu_s_per_m", replies.map(|r| cpu / r * 1e6));
@@ -266,6 +311,8 @@ pub const IDLE_METRICS: &[Metric] = &[
     m("replies", "replies", 0, false),
     m("protocol_errors", "protocol errors", 0, false),
     m("reconnects", "reconnects", 0, false),
+    m("softirq_pct", "CPU 0 softirq %", 1, false),
+    m("others_pct", "CPU 0 other tasks %", 1, false),
 ];
 
 /// Polls the server's descriptor count until it holds `want` more than
@@ -338,13 +385,9 @@ pub fn idle(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
         // still held when memory is read at its end.
         let window_end = (Instant::now() + Duration::from_secs(window))
             .min(start + load.duration - Duration::from_secs(tail));
-        let (t0, cpu0) = (
-            Instant::now(),
-            cpu_seconds(server.pid).map_err(|e| e.to_string())?,
-        );
-        sleep(window_end.saturating_duration_since(t0));
-        let cpu1 = cpu_seconds(server.pid).map_err(|e| e.to_string())?;
-        let elapsed = t0.elapsed().as_secs_f64();
+        let meter = Meter::start(&server)?;
+        sleep(window_end.saturating_duration_since(Instant::now()));
+        let window = meter.stop(col)?;
         let after = memory(server.pid).map_err(|e| e.to_string())?;
         let held = open_fds(server.pid)
             .map_err(|e| e.to_string())?
@@ -355,7 +398,7 @@ pub fn idle(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
         note_swarm(col, &report);
         let growth = (after.rss_kib as f64 - before.rss_kib as f64) * 1024.0;
         col.set("rss_per_conn_b", (held > 0).then(|| growth / held as f64));
-        col.set("cpu_pct", Some((cpu1 - cpu0) / elapsed * 100.0));
+        col.set("cpu_pct", Some(window.server_cpu_s / window.wall_s * 100.0));
         col.set("missing_replies", report.get(&["missing_replies"]));
         col.set("late_replies", report.get(&["late_replies"]));
         col.set("held", Some(held as f64));
@@ -407,6 +450,8 @@ pub const FILL_METRICS: &[Metric] = &[
     m("protocol_errors", "protocol errors", 0, false),
     m("connect_failures", "connect failures", 0, false),
     m("reconnects", "reconnects", 0, false),
+    m("softirq_pct", "CPU 0 softirq %", 1, false),
+    m("others_pct", "CPU 0 other tasks %", 1, false),
 ];
 
 /// Source address ranges, one per swarm process, so no (source, destination)
@@ -457,10 +502,7 @@ pub fn fill(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
         );
         col.set("fill_s", reached.map(|d| d.as_secs_f64()));
         let hold_end = start + Duration::from_secs(allowance + hold);
-        let (t0, cpu0) = (
-            Instant::now(),
-            cpu_seconds(server.pid).map_err(|e| e.to_string())?,
-        );
+        let meter = Meter::start(&server)?;
         let (_, most_after) = wait_held(
             &server,
             (base, usize::MAX),
@@ -468,8 +510,7 @@ pub fn fill(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
             COARSE,
             &mut swarms,
         );
-        let cpu1 = cpu_seconds(server.pid).map_err(|e| e.to_string())?;
-        let elapsed = t0.elapsed().as_secs_f64();
+        let window = meter.stop(col)?;
         let after = memory(server.pid).map_err(|e| e.to_string())?;
         let held = open_fds(server.pid)
             .map_err(|e| e.to_string())?
@@ -494,7 +535,7 @@ pub fn fill(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
         col.set("rss_per_conn_b", (held > 0).then(|| growth / held as f64));
         col.set(
             "cpu_pct",
-            (elapsed > 0.0).then(|| (cpu1 - cpu0) / elapsed * 100.0),
+            (window.wall_s > 0.0).then(|| window.server_cpu_s / window.wall_s * 100.0),
         );
         col.set("replies", swarm::sum(&reports, "replies"));
         col.set("protocol_errors", swarm::sum(&reports, "protocol_errors"));
