@@ -1,4 +1,5 @@
 //! lubdub: keeps TCP connections honest at high connection counts.
 #![warn(missing_docs)]
 
+pub mod protocol;
 pub mod time;
