@@ -2,3 +2,4 @@
 #![warn(missing_docs)]
 
 pub mod time;
+pub mod wheel;
