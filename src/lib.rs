@@ -7,3 +7,4 @@ pub mod limits;
 pub mod protocol;
 pub mod shutdown;
 pub mod time;
+pub mod wheel;
