@@ -4,5 +4,7 @@
 pub mod duration;
 pub mod keepalive;
 pub mod limits;
+pub mod protocol;
 pub mod shutdown;
 pub mod time;
+pub mod wheel;
