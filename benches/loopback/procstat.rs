@@ -126,3 +126,21 @@ impl CpuTimes {
         )
     }
 }
+
+/// The host's count of connections dropped at a full listen queue
+/// (`TcpExt: ListenDrops` in `/proc/net/netstat`). It is host-wide: on a
+/// shared machine other programs' listeners add to it too.
+pub fn listen_drops() -> io::Result<u64> {
+    let text = fs::read_to_string("/proc/net/netstat")?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next(), lines.next());
+    let (Some(names), Some(values)) = (names, values) else {
+        return Err(bad(&text));
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "ListenDrops")
+        .and_then(|(_, v)| v.parse().ok())
+        .ok_or_else(|| bad(names))
+}
