@@ -288,3 +288,33 @@ fn running_out_of_descriptors_pauses_accepting_and_resumes() {
         "the pause was logged more than once in one episode"
     );
 }
+
+#[test]
+fn reuse_port_lets_two_servers_share_a_port() {
+    let first = ServerProcess::spawn(&["--reuse-port"]);
+    let port = first.addr.to_string();
+    // Without the flag the port is taken...
+    let (code, stderr) = run(&["server", "--listen", &port]);
+    assert_eq!(code, 1, "{stderr}");
+    // ...with it, a second process binds the same port and both serve.
+    let mut child = Command::new(BIN)
+        .args(["server", "--reuse-port", "--listen", &port])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = forward_lines(child.stderr.take().unwrap());
+    let second = ServerProcess {
+        child,
+        lines,
+        addr: first.addr,
+    };
+    second.expect_line("listening on", Duration::from_secs(10));
+    for _ in 0..20 {
+        let mut conn = TcpStream::connect(first.addr).unwrap();
+        conn.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]).unwrap();
+        let mut reply = [0u8; 8];
+        conn.read_exact(&mut reply).unwrap();
+        assert_eq!(reply, [1, 0, 0, 0, 8, 0, 0, 0]);
+    }
+}
