@@ -167,10 +167,27 @@ fn each(
     kinds: &[Kind],
     run: impl Fn(&Tools, Kind, &mut Column) -> Result<(), String>,
 ) -> Vec<Column> {
-    kinds
-        .iter()
-        .map(|&kind| {
-            eprintln!("  {} ...", kind.name());
+    each_rounds(tools, kinds, 1, run)
+}
+
+/// Runs every server `rounds` times, interleaved (all servers in round 1,
+/// then all in round 2…), so a neighbour's burst of work lands on one
+/// server's round rather than on all of one server's rounds; each figure
+/// is then the median of its rounds.
+fn each_rounds(
+    tools: &Tools,
+    kinds: &[Kind],
+    rounds: usize,
+    run: impl Fn(&Tools, Kind, &mut Column) -> Result<(), String>,
+) -> Vec<Column> {
+    let mut runs: Vec<Vec<Column>> = kinds.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (i, &kind) in kinds.iter().enumerate() {
+            if rounds > 1 {
+                eprintln!("  {} (round {} of {rounds}) ...", kind.name(), round + 1);
+            } else {
+                eprintln!("  {} ...", kind.name());
+            }
             let mut col = Column::new(kind);
             let drops = listen_drops().ok();
             if let Err(why) = run(tools, kind, &mut col) {
@@ -180,9 +197,56 @@ fn each(
             if let (Some(before), Ok(after)) = (drops, listen_drops()) {
                 col.set("listen_drops", Some(after.saturating_sub(before) as f64));
             }
-            col
-        })
+            runs[i].push(col);
+        }
+    }
+    kinds
+        .iter()
+        .zip(runs)
+        .map(|(&kind, cols)| median_column(kind, cols))
         .collect()
+}
+
+/// One column from several rounds: each figure's median over the rounds
+/// that measured it; every error and note kept, marked with its round.
+fn median_column(kind: Kind, rounds: Vec<Column>) -> Column {
+    if rounds.len() == 1 {
+        return rounds.into_iter().next().expect("one round");
+    }
+    let mut out = Column::new(kind);
+    let mut keys: Vec<&'static str> = Vec::new();
+    for col in &rounds {
+        for (k, _) in &col.values {
+            if !keys.contains(k) {
+                keys.push(k);
+            }
+        }
+    }
+    for key in keys {
+        let mut v: Vec<f64> = rounds.iter().filter_map(|c| c.get(key)).collect();
+        v.sort_by(f64::total_cmp);
+        let median = match v.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(v[n / 2]),
+            n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+        };
+        out.set(key, median);
+    }
+    let n = rounds.len();
+    let failed = rounds.iter().filter(|c| c.error.is_some()).count();
+    for (i, col) in rounds.into_iter().enumerate() {
+        if let Some(e) = col.error {
+            out.notes
+                .push(format!("round {}: not measured: {e}", i + 1));
+        }
+        for note in col.notes {
+            out.notes.push(format!("round {}: {note}", i + 1));
+        }
+    }
+    if failed == n {
+        out.error = Some(format!("not measured in any of {n} rounds"));
+    }
+    out
 }
 
 /// Measures a window: the server's CPU time and wall time, and what else
@@ -261,6 +325,10 @@ pub const FLOOD_METRICS: &[Metric] = &[
     m("listen_drops", "listen queue drops (host)", 0, false),
 ];
 
+/// Flood throughput swings by tens of percent from run to run on a shared
+/// two-core machine; three interleaved rounds and their median tame that.
+const FLOOD_ROUNDS: usize = 3;
+
 pub fn flood(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
     let secs = if plan.quick { 3 } else { 10 };
     let load = Load {
@@ -271,9 +339,14 @@ pub fn flood(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
         connect_rate: 1000,
         source_addrs: None,
     };
-    let title = format!("flood: 100 connections, --flood 1 (one request in flight each), {secs} s");
+    let rounds = if plan.quick { 1 } else { FLOOD_ROUNDS };
+    let title = format!(
+        "flood: 100 connections, --flood 1 (one request in flight each), {secs} s; \
+         median of {rounds} interleaved round{}",
+        if rounds == 1 { "" } else { "s" }
+    );
     eprintln!("{title}");
-    let columns = each(tools, kinds, |tools, kind, col| {
+    let columns = each_rounds(tools, kinds, rounds, |tools, kind, col| {
         let mut server = Server::start(tools, kind, WIDE_5S, "flood")?;
         sleep(Duration::from_millis(300));
         let meter = Meter::start(&server)?;
