@@ -303,3 +303,52 @@ fn eviction_reaches_the_handler_with_the_miss_count() {
         "{log:?}"
     );
 }
+
+#[test]
+fn a_flooding_peer_does_not_starve_the_others() {
+    let server = start((), |c| c.interval = Duration::from_secs(5));
+    let flooder = connect(server.addr);
+    let mut reader = flooder.try_clone().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop_w, stop_r) = (stop.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        let mut flooder = flooder;
+        let burst = REQUEST.repeat(64 * 1024);
+        while !stop_w.load(std::sync::atomic::Ordering::Relaxed) {
+            if flooder.write_all(&burst).is_err() {
+                break;
+            }
+        }
+    });
+    let drainer = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        while !stop_r.load(std::sync::atomic::Ordering::Relaxed) {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n as u64,
+            }
+        }
+        total
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let mut other = connect(server.addr);
+    for _ in 0..5 {
+        let asked = Instant::now();
+        ping(&mut other);
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "a ping took {:?} beside a flooder",
+            asked.elapsed()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let stats = *server.stop().stats();
+    writer.join().unwrap();
+    let flooded = drainer.join().unwrap();
+    assert!(
+        flooded > 1 << 20,
+        "the flooder was barely served: {flooded} bytes"
+    );
+    assert!(stats.heartbeats > 5);
+}
