@@ -403,7 +403,9 @@ impl<H: Handler> Server<H> {
             CloseReason::Protocol(_) => self.stats.protocol_errors += 1,
             CloseReason::SlowReader => self.stats.slow_readers += 1,
             CloseReason::Io(_) => self.stats.io_errors += 1,
-            CloseReason::Requested | CloseReason::Shutdown => {}
+            CloseReason::Requested => self.stats.closed_by_request += 1,
+            // Counted by the "stopped" log line, which names how many.
+            CloseReason::Shutdown => {}
         }
         self.stats.active -= 1;
         if !matches!(
