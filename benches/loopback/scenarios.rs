@@ -190,7 +190,21 @@ fn each_rounds(
             }
             let mut col = Column::new(kind);
             let drops = listen_drops().ok();
-            if let Err(why) = run(tools, kind, &mut col) {
+            let mut result = run(tools, kind, &mut col);
+            if let Err(why) = &result {
+                if why.starts_with(STOPPED_EARLY) {
+                    // A server that stops mid-run with nothing in its log
+                    // was most likely signalled by something else on a
+                    // shared machine; one retry tells that from a real fault.
+                    eprintln!("  {}: {why}; retrying once", kind.name());
+                    let first = why.clone();
+                    col = Column::new(kind);
+                    col.notes
+                        .push(format!("first attempt failed, retried: {first}"));
+                    result = run(tools, kind, &mut col);
+                }
+            }
+            if let Err(why) = result {
                 eprintln!("  {}: {why}", kind.name());
                 col.error = Some(why);
             }
@@ -299,10 +313,12 @@ fn note_swarm(col: &mut Column, report: &Report) {
     }
 }
 
+const STOPPED_EARLY: &str = "server exited during the run";
+
 fn check_alive(server: &mut Server) -> Result<(), String> {
     match server.exited() {
         Some(status) => Err(format!(
-            "server exited during the run ({status}): {}",
+            "{STOPPED_EARLY} ({status}): {}",
             crate::servers::log_tail(&server.log)
         )),
         None => Ok(()),

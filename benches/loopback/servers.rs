@@ -150,7 +150,7 @@ impl Server {
                 cmd
             }
         };
-        let (log, log_path) = tools.log_file(&format!("{label}-{}.log", kind.name()))?;
+        let (log, log_path) = tools.log_file(&format!("{label}-{}-server.log", kind.name()))?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
         cmd.stdin(Stdio::null()).stdout(log).stderr(err);
         let child = cmd

@@ -94,7 +94,7 @@ impl Swarm {
                 .arg("--reply-hex")
                 .arg(hex(reply));
         }
-        let name = format!("{label}-{}", server.kind.name());
+        let name = format!("{label}-{}-swarm", server.kind.name());
         let (out, out_path) = tools.log_file(&format!("{name}.json"))?;
         let (err, err_path) = tools.log_file(&format!("{name}.log"))?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
