@@ -8,5 +8,6 @@ pub mod limits;
 pub mod protocol;
 pub mod rng;
 pub mod shutdown;
+pub mod swarm;
 pub mod time;
 pub mod wheel;

@@ -1,0 +1,141 @@
+//! Test fixtures: a small heartbeat answerer on its own thread, standing in
+//! for a server (and for the original Qt server's unframed welcome text).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+const HEARTBEAT_RESPONSE: [u8; 8] = [1, 0, 0, 0, 8, 0, 0, 0];
+
+/// The welcome the original Qt server sends on accept: 36 bytes, no framing.
+pub const WELCOME: &[u8; 36] = b"Welcome to the heartbeat server!!!\r\n";
+
+/// A running fixture server; stops (closing every connection) when dropped.
+pub struct Answerer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    pub accepted: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Answerer {
+    /// Answers every 8 bytes received with a heartbeat response; sends
+    /// `welcome` first on each connection when given.
+    pub fn start(addr: SocketAddr, welcome: Option<&'static [u8]>) -> Answerer {
+        let std_listener = std::net::TcpListener::bind(addr).expect("bind fixture server");
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (stop2, accepted2) = (stop.clone(), accepted.clone());
+        let thread = std::thread::spawn(move || {
+            serve(TcpListener::from_std(std_listener), welcome, &stop2, &accepted2)
+        });
+        Answerer {
+            addr,
+            stop,
+            accepted,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Answerer {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn serve(mut listener: TcpListener, welcome: Option<&[u8]>, stop: &AtomicBool, accepted: &AtomicU64) {
+    const LISTENER: Token = Token(usize::MAX);
+    let mut poll = Poll::new().unwrap();
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)
+        .unwrap();
+    let mut events = Events::with_capacity(1024);
+    // Per connection: the stream and the count of request bytes not yet answered.
+    let mut conns: HashMap<usize, (TcpStream, usize)> = HashMap::new();
+    let mut next = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let answers = HEARTBEAT_RESPONSE.repeat(8192);
+    while !stop.load(Ordering::Acquire) {
+        poll.poll(&mut events, Some(Duration::from_millis(10))).unwrap();
+        for event in events.iter() {
+            if event.token() == LISTENER {
+                loop {
+                    match listener.accept() {
+                        Ok((mut stream, _)) => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                            if let Some(w) = welcome {
+                                let _ = stream.write_all(w);
+                            }
+                            poll.registry()
+                                .register(&mut stream, Token(next), Interest::READABLE)
+                                .unwrap();
+                            conns.insert(next, (stream, 0));
+                            next += 1;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => break,
+                    }
+                }
+                continue;
+            }
+            let key = event.token().0;
+            let mut close = false;
+            if let Some((stream, pending)) = conns.get_mut(&key) {
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) => {
+                            close = true;
+                            break;
+                        }
+                        Ok(n) => {
+                            *pending += n;
+                            let whole = (*pending / 8).min(8192);
+                            *pending -= whole * 8;
+                            // Loopback send buffers are large; a short write
+                            // here would only under-answer, which the tests see.
+                            let _ = stream.write_all(&answers[..whole * 8]);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            close = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if close {
+                conns.remove(&key);
+            }
+        }
+    }
+}
+
+/// A port that was free a moment ago, on 127.0.0.1.
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
