@@ -109,6 +109,9 @@ mod tests {
 
     #[test]
     fn entropy_seeds_differ() {
-        assert_ne!(Rng::from_entropy().next_u64(), Rng::from_entropy().next_u64());
+        assert_ne!(
+            Rng::from_entropy().next_u64(),
+            Rng::from_entropy().next_u64()
+        );
     }
 }

@@ -27,7 +27,11 @@ impl<T> Wheel<T> {
 
     /// Empty with room.
     pub fn with_capacity(_now: Tick, cap: usize) -> Wheel<T> {
-        Wheel { heap: BinaryHeap::with_capacity(cap), values: Default::default(), next: 0 }
+        Wheel {
+            heap: BinaryHeap::with_capacity(cap),
+            values: Default::default(),
+            next: 0,
+        }
     }
 
     /// Schedules.

@@ -34,8 +34,8 @@ pub struct SwarmArgs {
     #[arg(long, value_parser = super::positive_duration)]
     pub duration: Option<Duration>,
     /// Local addresses to connect from, round-robin: `A-B` (IPv4 range), or a comma list.
-    #[arg(long, value_parser = lubdub::swarm::parse_sources)]
-    pub source_addrs: Option<Vec<IpAddr>>,
+    #[arg(long, value_name = "A-B", value_parser = sources)]
+    pub source_addrs: Option<Sources>,
     /// Keep DEPTH requests in flight per connection (closed loop) instead of heartbeating.
     #[arg(long, value_name = "DEPTH", value_parser = clap::value_parser!(u32).range(1..))]
     pub flood: Option<u32>,
@@ -47,10 +47,10 @@ pub struct SwarmArgs {
     pub lenient: bool,
     /// Send these bytes (hex) as the request instead of a lubdub heartbeat.
     #[arg(long, value_name = "HEX", value_parser = hex, requires = "reply_hex")]
-    pub request_hex: Option<Vec<u8>>,
+    pub request_hex: Option<Bytes>,
     /// Expect these bytes (hex) as the reply to each request.
     #[arg(long, value_name = "HEX", value_parser = hex, requires = "request_hex")]
-    pub reply_hex: Option<Vec<u8>>,
+    pub reply_hex: Option<Bytes>,
     /// How long a connect may take.
     #[arg(long, default_value = "10s", value_parser = super::positive_duration)]
     pub connect_timeout: Duration,
@@ -68,8 +68,25 @@ pub struct SwarmArgs {
     pub log_level: LevelFilter,
 }
 
+/// Local addresses from `--source-addrs` (a newtype: clap reads a bare
+/// `Vec` as a repeated flag).
+#[derive(Debug, Clone)]
+pub struct Sources(Vec<IpAddr>);
+
+fn sources(text: &str) -> Result<Sources, String> {
+    lubdub::swarm::parse_sources(text).map(Sources)
+}
+
+/// Bytes from a hex flag.
+#[derive(Debug, Clone)]
+pub struct Bytes(Vec<u8>);
+
 /// clap value parser for hex byte strings (`50494e470d0a`).
-fn hex(text: &str) -> Result<Vec<u8>, String> {
+fn hex(text: &str) -> Result<Bytes, String> {
+    hex_bytes(text).map(Bytes)
+}
+
+fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
     let text = text.trim();
     if text.is_empty() || text.len() % 2 != 0 {
         return Err("needs an even, non-zero number of hex digits".into());
@@ -90,7 +107,10 @@ pub fn run(args: SwarmArgs) -> i32 {
         return super::fail("swarm: --backoff-max is shorter than --backoff-min");
     }
     let exchange = match (args.request_hex, args.reply_hex) {
-        (Some(request), Some(reply)) => Exchange::Fixed { request, reply },
+        (Some(request), Some(reply)) => Exchange::Fixed {
+            request: request.0,
+            reply: reply.0,
+        },
         _ => Exchange::Heartbeat,
     };
     let config = SwarmConfig {
@@ -100,7 +120,7 @@ pub fn run(args: SwarmArgs) -> i32 {
         interval: args.interval,
         misses: args.misses,
         duration: args.duration,
-        sources: args.source_addrs.unwrap_or_default(),
+        sources: args.source_addrs.map(|s| s.0).unwrap_or_default(),
         flood: args.flood,
         lenient: args.lenient,
         exchange,
@@ -163,11 +183,11 @@ mod tests {
 
     #[test]
     fn hex_parses_redis_ping() {
-        assert_eq!(hex("50494e470d0a").unwrap(), b"PING\r\n");
-        assert_eq!(hex("2B504F4E470D0A").unwrap(), b"+PONG\r\n");
-        assert!(hex("abc").is_err());
-        assert!(hex("zz").is_err());
-        assert!(hex("").is_err());
-        assert!(hex("é0").is_err());
+        assert_eq!(hex_bytes("50494e470d0a").unwrap(), b"PING\r\n");
+        assert_eq!(hex_bytes("2B504F4E470D0A").unwrap(), b"+PONG\r\n");
+        assert!(hex_bytes("abc").is_err());
+        assert!(hex_bytes("zz").is_err());
+        assert!(hex_bytes("").is_err());
+        assert!(hex_bytes("é0").is_err());
     }
 }

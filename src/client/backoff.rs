@@ -107,7 +107,10 @@ mod tests {
         }
         assert_eq!(*ceilings.last().unwrap(), 120_000);
         // 1.6^10 × 1 s = 110 s: the eleventh attempt is the first one capped.
-        assert!(ceilings[9] < 120_000 && ceilings[10] == 120_000, "{ceilings:?}");
+        assert!(
+            ceilings[9] < 120_000 && ceilings[10] == 120_000,
+            "{ceilings:?}"
+        );
     }
 
     #[test]
@@ -124,7 +127,11 @@ mod tests {
             }
             // Full jitter: 500 draws from a window ≥ 600 ticks wide are
             // nowhere near all equal, even on the first attempt.
-            assert!(seen.len() > 100, "attempt {attempt}: {} distinct", seen.len());
+            assert!(
+                seen.len() > 100,
+                "attempt {attempt}: {} distinct",
+                seen.len()
+            );
         }
     }
 

@@ -56,7 +56,9 @@ pub struct Config {
 impl Config {
     /// `interval × misses`: the longest silence tolerated.
     pub fn silence_limit(&self) -> Tick {
-        self.interval.max(1).saturating_mul(self.misses.max(1) as Tick)
+        self.interval
+            .max(1)
+            .saturating_mul(self.misses.max(1) as Tick)
     }
 }
 

@@ -193,7 +193,10 @@ impl<H: Handler> Client<H> {
         self.machine.handle_timeout(now);
         self.apply_actions(now);
 
-        let wait = self.machine.poll_timeout().map(|deadline| self.clock.until(deadline, Instant::now()));
+        let wait = self
+            .machine
+            .poll_timeout()
+            .map(|deadline| self.clock.until(deadline, Instant::now()));
         let wait = match (wait, timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -259,7 +262,9 @@ impl<H: Handler> Client<H> {
     /// Drains the socket: mio's readiness is edge-triggered.
     fn read(&mut self, seen: Tick) {
         loop {
-            let Some(stream) = self.stream.as_mut() else { return };
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
             let n = match stream.read(&mut self.scratch) {
                 Ok(0) => {
                     self.machine.handle_closed(seen, Reason::PeerClosed);
@@ -327,12 +332,15 @@ impl<H: Handler> Client<H> {
     }
 
     fn flush(&mut self, now: Tick) {
-        let Some(stream) = self.stream.as_mut() else { return };
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
         let mut written = 0;
         while written < self.outbuf.len() {
             match stream.write(&self.outbuf[written..]) {
                 Ok(0) => {
-                    self.machine.handle_closed(now, Reason::Io(io::ErrorKind::WriteZero));
+                    self.machine
+                        .handle_closed(now, Reason::Io(io::ErrorKind::WriteZero));
                     break;
                 }
                 Ok(n) => written += n,
@@ -382,9 +390,11 @@ impl<H: Handler> Client<H> {
     fn connect(&mut self, now: Tick) {
         self.machine.handle_connect_started(now);
         let result = start_connect(self.config.connect, self.config.bind).and_then(|mut stream| {
-            self.poll
-                .registry()
-                .register(&mut stream, STREAM, Interest::READABLE | Interest::WRITABLE)?;
+            self.poll.registry().register(
+                &mut stream,
+                STREAM,
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
             Ok(stream)
         });
         match result {

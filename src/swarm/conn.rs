@@ -73,7 +73,13 @@ impl Reader {
     }
 
     /// Parses one read. Hot path: no allocation, no formatting.
-    pub fn read(&mut self, bytes: &[u8], reply: &[u8], max_frame: usize, lenient: bool) -> ReadOutcome {
+    pub fn read(
+        &mut self,
+        bytes: &[u8],
+        reply: &[u8],
+        max_frame: usize,
+        lenient: bool,
+    ) -> ReadOutcome {
         let mut out = ReadOutcome::default();
         match self {
             Reader::Frames(decoder) => {
@@ -230,7 +236,10 @@ mod tests {
         let text = b"Welcome to the heartbeat server!!!\r\n";
         assert_eq!(text.len(), 36);
         let mut r = Reader::new(None);
-        assert!(matches!(r.read(text, &[], 65536, false).error, Some(Reason::Protocol(_))));
+        assert!(matches!(
+            r.read(text, &[], 65536, false).error,
+            Some(Reason::Protocol(_))
+        ));
         let mut r = Reader::new(None);
         let out = r.read(text, &[], 65536, true);
         assert_eq!((out.dropped, out.error), (true, None));

@@ -66,7 +66,9 @@ impl Pacer {
             return now;
         }
         let missing = self.ticks_per_second - self.credit;
-        self.last.max(now).max(self.last + missing.div_ceil(self.rate))
+        self.last
+            .max(now)
+            .max(self.last + missing.div_ceil(self.rate))
     }
 }
 

@@ -112,7 +112,9 @@ impl Swarm {
                 stream: None,
                 link: Link::Down,
                 timer: None,
-                reader: Reader::new(matches!(config.exchange, Exchange::Fixed { .. }).then_some(reply)),
+                reader: Reader::new(
+                    matches!(config.exchange, Exchange::Fixed { .. }).then_some(reply),
+                ),
                 inflight: Inflight::new(ring),
                 unsent: 0,
                 write_pos: 0,
@@ -159,7 +161,10 @@ impl Swarm {
             self.config.connect_rate,
             match self.config.flood {
                 Some(depth) => format!("flood depth {depth}"),
-                None => format!("heartbeat every {}", crate::duration::format(self.config.interval)),
+                None => format!(
+                    "heartbeat every {}",
+                    crate::duration::format(self.config.interval)
+                ),
             }
         );
         let end = self.config.duration.map(|d| self.clock.ticks(d));
@@ -197,7 +202,11 @@ impl Swarm {
                     elapsed: instant.duration_since(start),
                     target: self.config.clients as u64,
                     counters: self.counters,
-                    replies_per_s: if secs > 0.0 { replies as f64 / secs } else { 0.0 },
+                    replies_per_s: if secs > 0.0 {
+                        replies as f64 / secs
+                    } else {
+                        0.0
+                    },
                     rtt: Rtt::of(&self.hist),
                 });
                 last_status = (self.counters.replies, instant);
@@ -242,14 +251,22 @@ impl Swarm {
         Ok(Report {
             target: self.config.clients as u64,
             connected: connected_at_end,
-            mode: if self.config.flood.is_some() { "flood" } else { "interval" },
+            mode: if self.config.flood.is_some() {
+                "flood"
+            } else {
+                "interval"
+            },
             interval_ms: self.config.interval.as_millis() as u64,
             flood_depth: self.config.flood.unwrap_or(0),
             counters: self.counters,
             elapsed: start.elapsed(),
             rtt: Rtt::of(&self.hist),
             rtt_count: self.hist.len(),
-            rtt_mean_us: if self.hist.is_empty() { 0.0 } else { self.hist.mean() },
+            rtt_mean_us: if self.hist.is_empty() {
+                0.0
+            } else {
+                self.hist.mean()
+            },
         })
     }
 
@@ -280,7 +297,9 @@ impl Swarm {
     fn fire_timers(&mut self, now: Tick) {
         let now_us = self.rtt_clock.now() as u32;
         while let Some((_, _, slot)) = self.wheel.poll(now) {
-            let Some(conn) = self.conns.get_mut(slot) else { continue };
+            let Some(conn) = self.conns.get_mut(slot) else {
+                continue;
+            };
             conn.timer = None;
             conn.machine.handle_timeout(now);
             self.settle(slot, now, now_us);
@@ -309,7 +328,11 @@ impl Swarm {
             conn.machine.handle_connect_started(now);
             let registry = self.poll.registry();
             let result = start_connect(self.config.connect, source).and_then(|mut stream| {
-                registry.register(&mut stream, Token(slot), Interest::READABLE | Interest::WRITABLE)?;
+                registry.register(
+                    &mut stream,
+                    Token(slot),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
                 Ok(stream)
             });
             match result {
@@ -330,7 +353,9 @@ impl Swarm {
         let now = self.clock.tick_at(instant);
         let seen = self.clock.tick_ceil(instant);
         let now_us = self.rtt_clock.tick_at(instant) as u32;
-        let Some(conn) = self.conns.get_mut(slot) else { return };
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
         let Some(stream) = conn.stream.as_ref() else {
             return; // closed earlier in this batch
         };
@@ -369,7 +394,9 @@ impl Swarm {
         let flood = self.config.flood.is_some() && self.phase == Phase::Running;
         loop {
             let conn = &mut self.conns[slot];
-            let Some(stream) = conn.stream.as_mut() else { return };
+            let Some(stream) = conn.stream.as_mut() else {
+                return;
+            };
             let closed = match stream.read(&mut self.scratch) {
                 Ok(0) => Some(Reason::PeerClosed),
                 Ok(n) => {
@@ -557,7 +584,9 @@ fn check(config: &SwarmConfig) -> Result<(), SwarmError> {
         }
     }
     if config.flood == Some(0) {
-        return Err(SwarmError::Config("--flood depth must be at least 1".into()));
+        return Err(SwarmError::Config(
+            "--flood depth must be at least 1".into(),
+        ));
     }
     let needed = config.clients as u64 + FD_RESERVE;
     let (_, after) = raise_file_limit().map_err(SwarmError::Setup)?;

@@ -348,7 +348,9 @@ mod tests {
         r.connected = 7;
         assert!(!r.ok());
         assert!(r.failure().unwrap().contains("only 7 of 10"));
-        assert!(r.to_json().contains("\"ok\":false,\"failure\":\"only 7 of 10"));
+        assert!(r
+            .to_json()
+            .contains("\"ok\":false,\"failure\":\"only 7 of 10"));
         let mut r = report();
         r.counters.missing_replies = 3;
         assert_eq!(r.failure().unwrap(), "3 of 200 requests got no reply");

@@ -27,9 +27,30 @@ pub struct Answerer {
 }
 
 impl Answerer {
-    /// Answers every 8 bytes received with a heartbeat response; sends
-    /// `welcome` first on each connection when given.
-    pub fn start(addr: SocketAddr, welcome: Option<&'static [u8]>) -> Answerer {
+    /// Answers every 8 bytes received with a heartbeat response.
+    pub fn heartbeats(addr: SocketAddr) -> Answerer {
+        Answerer::start(addr, None, 8, &HEARTBEAT_RESPONSE)
+    }
+
+    /// Like the original Qt server: 36 bytes of unframed text on accept,
+    /// then heartbeat responses.
+    pub fn with_welcome(addr: SocketAddr) -> Answerer {
+        Answerer::start(addr, Some(WELCOME), 8, &HEARTBEAT_RESPONSE)
+    }
+
+    /// Accepts and reads, never answers.
+    pub fn silent(addr: SocketAddr) -> Answerer {
+        Answerer::start(addr, None, 8, b"")
+    }
+
+    /// Answers every `unit` bytes received with `reply` (a non-lubdub server,
+    /// e.g. Redis inline PING → +PONG).
+    pub fn start(
+        addr: SocketAddr,
+        welcome: Option<&'static [u8]>,
+        unit: usize,
+        reply: &'static [u8],
+    ) -> Answerer {
         let std_listener = std::net::TcpListener::bind(addr).expect("bind fixture server");
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
@@ -37,7 +58,14 @@ impl Answerer {
         let accepted = Arc::new(AtomicU64::new(0));
         let (stop2, accepted2) = (stop.clone(), accepted.clone());
         let thread = std::thread::spawn(move || {
-            serve(TcpListener::from_std(std_listener), welcome, &stop2, &accepted2)
+            serve(
+                TcpListener::from_std(std_listener),
+                welcome,
+                unit,
+                reply,
+                &stop2,
+                &accepted2,
+            )
         });
         Answerer {
             addr,
@@ -65,7 +93,14 @@ impl Drop for Answerer {
     }
 }
 
-fn serve(mut listener: TcpListener, welcome: Option<&[u8]>, stop: &AtomicBool, accepted: &AtomicU64) {
+fn serve(
+    mut listener: TcpListener,
+    welcome: Option<&[u8]>,
+    unit: usize,
+    reply: &[u8],
+    stop: &AtomicBool,
+    accepted: &AtomicU64,
+) {
     const LISTENER: Token = Token(usize::MAX);
     let mut poll = Poll::new().unwrap();
     poll.registry()
@@ -76,9 +111,10 @@ fn serve(mut listener: TcpListener, welcome: Option<&[u8]>, stop: &AtomicBool, a
     let mut conns: HashMap<usize, (TcpStream, usize)> = HashMap::new();
     let mut next = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
-    let answers = HEARTBEAT_RESPONSE.repeat(8192);
+    let answers = reply.repeat(8192);
     while !stop.load(Ordering::Acquire) {
-        poll.poll(&mut events, Some(Duration::from_millis(10))).unwrap();
+        poll.poll(&mut events, Some(Duration::from_millis(10)))
+            .unwrap();
         for event in events.iter() {
             if event.token() == LISTENER {
                 loop {
@@ -111,11 +147,11 @@ fn serve(mut listener: TcpListener, welcome: Option<&[u8]>, stop: &AtomicBool, a
                         }
                         Ok(n) => {
                             *pending += n;
-                            let whole = (*pending / 8).min(8192);
-                            *pending -= whole * 8;
+                            let whole = (*pending / unit).min(8192);
+                            *pending -= whole * unit;
                             // Loopback send buffers are large; a short write
                             // here would only under-answer, which the tests see.
-                            let _ = stream.write_all(&answers[..whole * 8]);
+                            let _ = stream.write_all(&answers[..whole * reply.len()]);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(_) => {
@@ -138,4 +174,95 @@ pub fn free_port() -> SocketAddr {
         .unwrap()
         .local_addr()
         .unwrap()
+}
+
+/// A child process whose stderr lines are collected, each with the instant
+/// it was read; killed when dropped.
+pub struct Child {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(std::time::Instant, String)>,
+    pub seen: Vec<(std::time::Instant, String)>,
+}
+
+impl Child {
+    pub fn spawn(args: &[&str]) -> Child {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lubdub"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lubdub");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((std::time::Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        Child {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to `timeout` for a stderr line containing `needle` that has
+    /// not been returned before; returns when it was read.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<std::time::Instant> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((at, line)) => {
+                    let hit = line.contains(needle);
+                    self.seen.push((at, line));
+                    if hit {
+                        return Some(at);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        unsafe_kill(self.child.id(), 15);
+        let status = self.child.wait().ok()?;
+        // Drain what is left for the record.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        status.code()
+    }
+
+    pub fn log(&self) -> String {
+        self.seen
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: i32) {
+    // `kill` is in procps on every machine that runs these tests; it saves an
+    // unsafe libc call in test code.
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
 }

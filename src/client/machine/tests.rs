@@ -46,9 +46,8 @@ fn disconnect(acts: &[Action]) -> Option<(Reason, Tick)> {
 fn heartbeats_go_out_on_connect_and_then_every_interval_exactly() {
     let mut m = connected(config(), 100);
     let mut sent_at = vec![100];
-    let mut now = 100;
     while sent_at.len() < 6 {
-        now = m.poll_timeout().unwrap();
+        let now = m.poll_timeout().unwrap();
         m.handle_timeout(now);
         for action in actions(&mut m) {
             if action == Action::SendHeartbeat {
@@ -147,18 +146,12 @@ fn missed_replies_are_counted_but_do_not_disconnect() {
     m.handle_timeout(5_000);
     assert_eq!(
         actions(&mut m),
-        [
-            Action::MissedReply { unanswered: 1 },
-            Action::SendHeartbeat
-        ]
+        [Action::MissedReply { unanswered: 1 }, Action::SendHeartbeat]
     );
     m.handle_timeout(10_000);
     assert_eq!(
         actions(&mut m),
-        [
-            Action::MissedReply { unanswered: 2 },
-            Action::SendHeartbeat
-        ]
+        [Action::MissedReply { unanswered: 2 }, Action::SendHeartbeat]
     );
     // Two late replies arrive; the next heartbeat still has one outstanding.
     m.handle_received(12_000, Proof::Reply);
@@ -166,10 +159,7 @@ fn missed_replies_are_counted_but_do_not_disconnect() {
     m.handle_timeout(15_000);
     assert_eq!(
         actions(&mut m),
-        [
-            Action::MissedReply { unanswered: 1 },
-            Action::SendHeartbeat
-        ]
+        [Action::MissedReply { unanswered: 1 }, Action::SendHeartbeat]
     );
     m.handle_received(15_001, Proof::Reply);
     m.handle_received(15_001, Proof::Reply);
@@ -189,7 +179,10 @@ fn backoff_grows_while_connects_fail_and_is_jittered_inside_its_window() {
         m.handle_connect_started(now);
         m.handle_connect_failed(now, io::ErrorKind::ConnectionRefused);
         let (reason, retry_in) = disconnect(&actions(&mut m)).unwrap();
-        assert_eq!(reason, Reason::ConnectFailed(io::ErrorKind::ConnectionRefused));
+        assert_eq!(
+            reason,
+            Reason::ConnectFailed(io::ErrorKind::ConnectionRefused)
+        );
         let ceiling = (1_000.0 * 1.6f64.powi(attempt as i32 + 1)).min(120_000.0) as Tick;
         assert!(
             (1_000..=ceiling).contains(&retry_in),
@@ -284,7 +277,10 @@ fn phases_spread_a_swarm_evenly_over_the_interval() {
         );
         let next = m.poll_timeout().unwrap();
         m.handle_timeout(next);
-        assert_eq!(actions(&mut m), [Action::MissedReply { unanswered: 1 }, Action::SendHeartbeat]);
+        assert_eq!(
+            actions(&mut m),
+            [Action::MissedReply { unanswered: 1 }, Action::SendHeartbeat]
+        );
         heartbeats.push(next);
     }
     heartbeats.sort();
