@@ -296,3 +296,33 @@ fn a_server_that_is_not_there_fails_the_run_with_a_reason() {
     assert!(field(&json, "connect_failures") >= 10.0, "{json}");
     assert!(stderr.contains("only 0 of 10 connections"), "{stderr}");
 }
+
+#[test]
+fn source_addrs_spread_connections_over_local_addresses() {
+    let server = Answerer::heartbeats(free_port());
+    let out = swarm(&[
+        "--connect",
+        &server.addr.to_string(),
+        "--clients",
+        "60",
+        "--source-addrs",
+        "127.0.0.2-127.0.0.4",
+        "--interval",
+        "100ms",
+        "--duration",
+        "700ms",
+        "--json",
+        "-",
+    ]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    assert_eq!(field(&json, "connected"), 60.0);
+    let peers: Vec<String> = server
+        .peers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|ip| ip.to_string())
+        .collect();
+    assert_eq!(peers, ["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+}

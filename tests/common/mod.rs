@@ -23,6 +23,8 @@ pub struct Answerer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     pub accepted: Arc<AtomicU64>,
+    /// Every distinct peer address accepted.
+    pub peers: Arc<std::sync::Mutex<std::collections::BTreeSet<std::net::IpAddr>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -56,21 +58,17 @@ impl Answerer {
         let addr = std_listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
-        let (stop2, accepted2) = (stop.clone(), accepted.clone());
+        let peers = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let (stop2, accepted2, peers2) = (stop.clone(), accepted.clone(), peers.clone());
         let thread = std::thread::spawn(move || {
-            serve(
-                TcpListener::from_std(std_listener),
-                welcome,
-                unit,
-                reply,
-                &stop2,
-                &accepted2,
-            )
+            let listener = TcpListener::from_std(std_listener);
+            serve(listener, welcome, unit, reply, &stop2, &accepted2, &peers2)
         });
         Answerer {
             addr,
             stop,
             accepted,
+            peers,
             thread: Some(thread),
         }
     }
@@ -100,6 +98,7 @@ fn serve(
     reply: &[u8],
     stop: &AtomicBool,
     accepted: &AtomicU64,
+    peers: &std::sync::Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
 ) {
     const LISTENER: Token = Token(usize::MAX);
     let mut poll = Poll::new().unwrap();
@@ -119,8 +118,9 @@ fn serve(
             if event.token() == LISTENER {
                 loop {
                     match listener.accept() {
-                        Ok((mut stream, _)) => {
+                        Ok((mut stream, peer)) => {
                             accepted.fetch_add(1, Ordering::Relaxed);
+                            peers.lock().unwrap().insert(peer.ip());
                             if let Some(w) = welcome {
                                 let _ = stream.write_all(w);
                             }
