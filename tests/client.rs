@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, Answerer, Child};
+use common::{free_port, restartable_port, Answerer, Child};
 use lubdub::client::{Client, ClientConfig, Handler, Outbox, Reason};
 
 fn config(addr: std::net::SocketAddr, interval_ms: u64, misses: u32) -> ClientConfig {
@@ -88,7 +88,7 @@ fn a_silent_server_is_given_up_after_interval_times_misses_not_before() {
 
 #[test]
 fn the_binary_reconnects_when_its_server_dies_and_is_back_after_a_restart() {
-    let addr = free_port();
+    let addr = restartable_port();
     let server = Answerer::heartbeats(addr);
     let mut client = Child::spawn(&[
         "client",

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Answerer, Child};
+use common::{free_port, restartable_port, Answerer, Child};
 
 fn swarm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lubdub"))
@@ -130,7 +130,7 @@ fn log_ms(line: &str) -> Option<u64> {
 
 #[test]
 fn every_client_reconnects_through_a_server_restart_spread_out_by_jitter() {
-    let addr = free_port();
+    let addr = restartable_port();
     let clients = 1000;
     let server = Answerer::heartbeats(addr);
     let mut swarm = Child::spawn(&[

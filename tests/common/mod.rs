@@ -53,7 +53,7 @@ impl Answerer {
         unit: usize,
         reply: &'static [u8],
     ) -> Answerer {
-        let std_listener = std::net::TcpListener::bind(addr).expect("bind fixture server");
+        let std_listener = bind_retrying(addr);
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -265,4 +265,44 @@ fn unsafe_kill(pid: u32, signal: i32) {
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
         .status();
+}
+
+/// Binds, retrying for a while on "address in use" the way a restarted
+/// server would while its old connections are still closing.
+fn bind_retrying(addr: SocketAddr) -> std::net::TcpListener {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => return l,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("fixture: bind {addr}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("fixture: bind {addr}: {e}"),
+        }
+    }
+}
+
+/// A free port on 127.0.0.1 *below* the ephemeral range, for a server that
+/// must be restarted on the same port: between stop and restart an ephemeral
+/// port could be handed to some other test's outgoing connection, and the
+/// restart could not bind.
+pub fn restartable_port() -> SocketAddr {
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let seed = std::process::id() as u64 * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+    let span = (low.saturating_sub(10_000)).max(1) as u64;
+    for i in 0..span {
+        let port = 10_000 + ((seed + i * 104_729) % span) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().unwrap();
+        }
+    }
+    panic!("no free port below {low}");
 }
