@@ -2,11 +2,11 @@
 //! and restart, against a silent server, and against the original Qt
 //! server's unframed welcome text.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, restartable_port, Answerer, Child};
+use support::{free_port, restartable_port, Answerer, Child};
 use lubdub::client::{Client, ClientConfig, Handler, Outbox, Reason};
 
 fn config(addr: std::net::SocketAddr, interval_ms: u64, misses: u32) -> ClientConfig {

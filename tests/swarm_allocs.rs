@@ -4,14 +4,14 @@
 //! (flood mode: read → match → stamp → histogram → next request) and the
 //! per-heartbeat path with its timer-wheel traffic (interval mode).
 
-mod common;
+mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{free_port, Answerer};
+use support::{free_port, Answerer};
 use lubdub::swarm::{Swarm, SwarmConfig};
 
 struct Counting;
