@@ -6,8 +6,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{free_port, restartable_port, Answerer, Child};
 use lubdub::client::{Client, ClientConfig, Handler, Outbox, Reason};
+use support::{free_port, restartable_port, Answerer, Child};
 
 fn config(addr: std::net::SocketAddr, interval_ms: u64, misses: u32) -> ClientConfig {
     ClientConfig {

@@ -11,8 +11,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::{free_port, Answerer};
 use lubdub::swarm::{Swarm, SwarmConfig};
+use support::{free_port, Answerer};
 
 struct Counting;
 
