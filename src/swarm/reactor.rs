@@ -392,12 +392,10 @@ impl Swarm {
             // An entry at or before the new deadline already exists: when it
             // fires early the machine finds nothing due and is rescheduled.
             (Some((_, at)), Some(w)) if at <= w => {}
-            (old, Some(w)) => {
-                if let Some((id, _)) = old {
-                    self.wheel.cancel(id);
-                }
-                conn.timer = Some((self.wheel.schedule(w, slot), w));
+            (Some((id, _)), Some(w)) if self.wheel.reschedule(id, w) => {
+                conn.timer = Some((id, w));
             }
+            (_, Some(w)) => conn.timer = Some((self.wheel.schedule(w, slot), w)),
             (Some((id, _)), None) => {
                 self.wheel.cancel(id);
                 conn.timer = None;
