@@ -28,6 +28,8 @@ impl FileLimit {
 }
 
 /// Reads the current limits.
+// rlim_t is u64 on 64-bit Linux but not on every target.
+#[allow(clippy::unnecessary_cast)]
 pub fn file_limit() -> io::Result<FileLimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

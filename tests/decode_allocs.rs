@@ -209,8 +209,8 @@ fn decode_allocations() {
         "a split data payload must allocate; is the counter working?"
     );
     assert_eq!(
-        frees, 1,
-        "the payload buffer is released once the frame completes"
+        frees, 2,
+        "the payload buffer and its box are released once the frame completes"
     );
     assert_idle(&dec, "after a split data frame");
 }

@@ -1,0 +1,125 @@
+//! What an embedding program sees of the reactor: connection ids, events and
+//! close reasons.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use crate::protocol::{self, DecodeError, EncodeError, FrameType};
+
+/// A connection, as the reactor names it to its handler.
+///
+/// `slot` is the slab index (and mio token); slots are reused after a close,
+/// so `serial` — unique per accept — tells a later tenant of the same slot
+/// apart. A stale id never reaches the new tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub(crate) slot: u32,
+    pub(crate) serial: u32,
+}
+
+impl ConnId {
+    /// The slab slot (reused after close).
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// The accept serial number (unique until it wraps at 2³²).
+    pub fn serial(&self) -> u32 {
+        self.serial
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.slot, self.serial)
+    }
+}
+
+/// Why a connection was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Silent for `interval × misses`.
+    Evicted {
+        /// Whole intervals without a frame.
+        misses: u64,
+        /// Milliseconds since the last complete frame (or the accept).
+        idle_ms: u64,
+    },
+    /// The peer closed its side (EOF) or reset.
+    PeerClosed,
+    /// The peer sent a malformed frame.
+    Protocol(DecodeError),
+    /// More than the write-backlog bound of replies was waiting: the peer
+    /// sends but does not read.
+    SlowReader,
+    /// A read or write failed.
+    Io(io::ErrorKind),
+    /// The handler asked for it.
+    Requested,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Evicted { misses, idle_ms } => {
+                write!(
+                    f,
+                    "evicted after {misses} missed intervals ({idle_ms} ms idle)"
+                )
+            }
+            CloseReason::PeerClosed => f.write_str("closed by peer"),
+            CloseReason::Protocol(e) => write!(f, "protocol error: {e}"),
+            CloseReason::SlowReader => f.write_str("peer does not read its replies"),
+            CloseReason::Io(kind) => write!(f, "io error: {kind}"),
+            CloseReason::Requested => f.write_str("closed by handler"),
+            CloseReason::Shutdown => f.write_str("server shutting down"),
+        }
+    }
+}
+
+/// Where a handler queues frames for the connection it was called for. They
+/// go out with the heartbeat replies of the same readiness event, in one write.
+pub struct Reply<'a> {
+    pub(crate) out: &'a mut Vec<u8>,
+    pub(crate) max_frame: usize,
+    pub(crate) close: bool,
+}
+
+impl Reply<'_> {
+    /// Queues a data frame carrying `payload`.
+    pub fn send_data(&mut self, payload: &[u8]) -> Result<(), EncodeError> {
+        if payload.len() + protocol::HEADER_LEN > self.max_frame {
+            return Err(EncodeError::TooLarge {
+                payload_len: payload.len(),
+            });
+        }
+        protocol::encode_frame(FrameType::Data, payload, self.out)
+    }
+
+    /// Closes the connection after this event's replies are written.
+    pub fn close(&mut self) {
+        self.close = true;
+    }
+}
+
+/// Callbacks from the reactor. Every method has a no-op default, so
+/// `impl Handler for MyType {}` is a working heartbeat server.
+///
+/// The callbacks run on the reactor thread, inside the event loop: they must
+/// not block.
+pub trait Handler {
+    /// A connection was accepted.
+    fn on_connect(&mut self, _id: ConnId, _peer: SocketAddr) {}
+
+    /// A data frame (type 2) arrived; `payload` excludes the header.
+    fn on_data(&mut self, _id: ConnId, _payload: &[u8], _reply: &mut Reply<'_>) {}
+
+    /// A connection was closed; its id is dead from now on.
+    fn on_close(&mut self, _id: ConnId, _reason: CloseReason) {}
+}
+
+/// The plain heartbeat server: no callbacks.
+impl Handler for () {}

@@ -1,0 +1,464 @@
+//! The heartbeat server: one mio reactor that accepts, answers heartbeats and
+//! evicts silent peers.
+//!
+//! # Shape
+//!
+//! One [`mio::Poll`], one [`slab::Slab`] of connections (the slot is the mio
+//! token), one [`Wheel`] holding one liveness timer per connection plus the
+//! reactor's own timers, one reactor-wide read buffer. The read path stamps
+//! "seen at tick T" and queues replies; timers decide evictions (see
+//! [`crate::liveness`]).
+//!
+//! # Driving it
+//!
+//! [`Server::run`] loops until a [`ShutdownHandle`] fires. A program with its
+//! own loop calls [`Server::poll_once`] instead, with the longest it may block.
+//!
+//! ```no_run
+//! use lubdub::server::{Config, Server};
+//!
+//! let config = Config { listen: "127.0.0.1:8898".parse().unwrap(), ..Config::default() };
+//! let mut server = Server::bind(config, ()).expect("bind");
+//! let stop = server.shutdown_handle();
+//! std::thread::spawn(move || {
+//!     std::thread::sleep(std::time::Duration::from_secs(60));
+//!     stop.shutdown();
+//! });
+//! server.run().expect("reactor failed");
+//! println!("{}", server.stats());
+//! ```
+
+mod accept;
+mod config;
+mod conn;
+mod handler;
+mod io;
+mod stats;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::info;
+use mio::net::TcpListener;
+use mio::{Events, Poll, Token};
+use slab::Slab;
+
+pub use self::config::{Config, ConfigError};
+pub use self::handler::{CloseReason, ConnId, Handler, Reply};
+pub use self::stats::Stats;
+
+use self::conn::Conn;
+use crate::liveness::{Rule, Verdict};
+use crate::shutdown::ShutdownHandle;
+use crate::time::{Clock, Tick};
+use crate::wheel::Wheel;
+
+/// Token of the listener; connection tokens are slab slots, far below it.
+const LISTENER: Token = Token(usize::MAX - 1);
+/// Token of the shutdown waker.
+const WAKER: Token = Token(usize::MAX - 2);
+
+/// Size of the one reactor-wide read buffer. Large enough that a burst of
+/// pipelined heartbeats is drained in one `read`.
+const SCRATCH_LEN: usize = 64 * 1024;
+
+/// What the wheel holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// A connection's liveness check.
+    Liveness(ConnId),
+    /// Log the counters.
+    Stats,
+    /// Try accepting again after running out of file descriptors.
+    ResumeAccept,
+}
+
+/// Why the server could not start or keep running.
+#[derive(Debug)]
+pub enum ServerError {
+    /// The configuration cannot work.
+    Config(ConfigError),
+    /// The listening socket could not be set up.
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the kernel said.
+        source: std::io::Error,
+    },
+    /// The poll instance failed.
+    Poll(std::io::Error),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Config(e) => write!(f, "bad configuration: {e}"),
+            ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            ServerError::Poll(e) => write!(f, "poll failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServerError::Config(e) => Some(e),
+            ServerError::Bind { source, .. } => Some(source),
+            ServerError::Poll(e) => Some(e),
+        }
+    }
+}
+
+/// Whether the reactor keeps going after a [`Server::poll_once`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Call `poll_once` again.
+    Running,
+    /// Shutdown was requested; listener and connections are closed.
+    Stopped,
+}
+
+/// The heartbeat server. See the [module docs](self).
+pub struct Server<H: Handler = ()> {
+    poll: Poll,
+    events: Events,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    conns: Slab<Conn>,
+    wheel: Wheel<Timer>,
+    clock: Clock,
+    rule: Rule,
+    config: Config,
+    max_connections: usize,
+    scratch: Box<[u8]>,
+    /// Replies staged for one connection during one readiness event.
+    out: Vec<u8>,
+    next_serial: u32,
+    /// `Some(pauses)` while an out-of-descriptors episode lasts.
+    accept_paused: Option<u64>,
+    stats: Stats,
+    handler: H,
+    shutdown: ShutdownHandle,
+    stopped: bool,
+}
+
+impl<H: Handler> Server<H> {
+    /// Validates `config`, binds the listener and readies the reactor.
+    pub fn bind(config: Config, handler: H) -> Result<Server<H>, ServerError> {
+        config.validate().map_err(ServerError::Config)?;
+        let poll = Poll::new().map_err(ServerError::Poll)?;
+        let mut listener = accept::listen(&config).map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        poll.registry()
+            .register(&mut listener, LISTENER, mio::Interest::READABLE)
+            .map_err(ServerError::Poll)?;
+        let shutdown = ShutdownHandle::new(poll.registry(), WAKER).map_err(ServerError::Poll)?;
+
+        let clock = Clock::start(config.effective_tick());
+        let rule = Rule::new(clock.ticks(config.interval), config.misses);
+        let max_connections = match config.max_connections {
+            Some(n) => n,
+            None => crate::limits::file_limit()
+                .map(|l| l.max_connections())
+                .unwrap_or(1024),
+        };
+        let mut wheel = Wheel::with_capacity(0, max_connections.min(1 << 16) + 2);
+        if let Some(every) = config.stats_every {
+            wheel.schedule(clock.ticks(every), Timer::Stats);
+        }
+        info!(
+            "listening on {local_addr} interval={} misses={} tick={} max_connections={max_connections} \
+             max_frame={} max_backlog={} keepalive={} reuse_port={}",
+            crate::duration::format(config.interval),
+            config.misses,
+            crate::duration::format(clock.tick()),
+            config.max_frame,
+            config.max_backlog,
+            describe_keepalive(&config.keepalive),
+            config.reuse_port,
+        );
+        Ok(Server {
+            poll,
+            events: Events::with_capacity(config.events_capacity),
+            listener: Some(listener),
+            local_addr,
+            conns: Slab::new(),
+            wheel,
+            clock,
+            rule,
+            max_connections,
+            scratch: vec![0; SCRATCH_LEN.max(config.max_frame.min(1 << 20))].into_boxed_slice(),
+            out: Vec::with_capacity(SCRATCH_LEN),
+            next_serial: 0,
+            accept_paused: None,
+            stats: Stats::default(),
+            handler,
+            shutdown,
+            stopped: false,
+            config,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The connection ceiling in force.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// The handler, e.g. to read what it collected.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The handler, mutably.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    /// A handle that stops [`run`](Self::run) from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Runs until shutdown is requested, then closes everything and returns.
+    pub fn run(&mut self) -> Result<(), ServerError> {
+        while self.poll_once(None)? == Step::Running {}
+        Ok(())
+    }
+
+    /// Waits for readiness or the next due timer — but no longer than
+    /// `timeout` — handles what is ready, and returns.
+    pub fn poll_once(&mut self, timeout: Option<Duration>) -> Result<Step, ServerError> {
+        if self.stopped {
+            return Ok(Step::Stopped);
+        }
+        let wait = self
+            .wheel
+            .next_deadline()
+            .map(|t| self.clock.until(t, Instant::now()));
+        let wait = match (wait, timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Err(e) = self.poll.poll(&mut self.events, wait) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(ServerError::Poll(e));
+            }
+        }
+        // One clock read per wakeup: "seen" stamps and timers use it.
+        let now = Instant::now();
+        let seen = self.clock.tick_ceil(now);
+        // Take the events out so handling can borrow `self` mutably; the
+        // empty stand-in allocates nothing.
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in events.iter() {
+            match event.token() {
+                // While paused for lack of descriptors, the resume timer
+                // retries; accepting on every new SYN would only fail again.
+                LISTENER if self.accept_paused.is_none() => self.accept(seen),
+                LISTENER => {}
+                WAKER => {}
+                Token(slot) => self.connection_ready(
+                    slot,
+                    event.is_readable() || event.is_error(),
+                    event.is_writable(),
+                    event.is_read_closed() || event.is_error(),
+                    seen,
+                ),
+            }
+        }
+        self.events = events;
+        if self.shutdown.is_requested() {
+            self.stop();
+            return Ok(Step::Stopped);
+        }
+        self.fire_timers(self.clock.tick_at(now), now);
+        Ok(Step::Running)
+    }
+
+    /// Queues a data frame to `id` from outside a callback. Returns `false`
+    /// when `id` is no longer open (closed, or its slot has a new tenant).
+    pub fn send_data(&mut self, id: ConnId, payload: &[u8]) -> bool {
+        if !self.is_open(id) {
+            return false;
+        }
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let mut reply = Reply {
+            out: &mut out,
+            max_frame: self.config.max_frame,
+            close: false,
+        };
+        let queued = reply.send_data(payload).is_ok();
+        if queued {
+            self.flush(id.slot as usize, &out);
+        }
+        self.out = out;
+        queued
+    }
+
+    /// Closes `id` (with [`CloseReason::Requested`]) if it is still open.
+    pub fn close(&mut self, id: ConnId) -> bool {
+        if !self.is_open(id) {
+            return false;
+        }
+        self.close_conn(id.slot as usize, CloseReason::Requested);
+        true
+    }
+
+    /// Whether `id` names a connection that is open now.
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.conns
+            .get(id.slot as usize)
+            .is_some_and(|c| c.serial == id.serial)
+    }
+
+    fn fire_timers(&mut self, now_tick: Tick, now: Instant) {
+        while let Some((_, _, timer)) = self.wheel.poll(now_tick) {
+            match timer {
+                Timer::Liveness(id) => self.check_liveness(id, now_tick, now),
+                Timer::Stats => {
+                    info!("stats {}", self.stats);
+                    if let Some(every) = self.config.stats_every {
+                        self.wheel
+                            .schedule(now_tick + self.clock.ticks(every), Timer::Stats);
+                    }
+                }
+                Timer::ResumeAccept => self.accept(self.clock.tick_ceil(now)),
+            }
+        }
+    }
+
+    fn check_liveness(&mut self, id: ConnId, now_tick: Tick, now: Instant) {
+        let slot = id.slot as usize;
+        let Some(conn) = self.conns.get_mut(slot).filter(|c| c.serial == id.serial) else {
+            // The connection closed after this timer fired but before we
+            // got here; close_conn cancels timers, so this is only a guard.
+            return;
+        };
+        match self.rule.check(conn.last_seen, now_tick) {
+            Verdict::Alive { next_deadline } => {
+                conn.timer = self.wheel.schedule(next_deadline, Timer::Liveness(id));
+            }
+            Verdict::Dead { misses, .. } => {
+                let idle = now.saturating_duration_since(self.clock.instant(conn.last_seen));
+                let idle_ms = idle.as_millis() as u64;
+                info!(
+                    "evicted peer={} misses={misses} idle={idle_ms}ms conn={id}",
+                    Peer(&conn.stream)
+                );
+                self.close_conn(slot, CloseReason::Evicted { misses, idle_ms });
+            }
+        }
+    }
+
+    /// Removes a connection, counts why, tells the handler.
+    fn close_conn(&mut self, slot: usize, reason: CloseReason) {
+        let Some(mut conn) = self.conns.try_remove(slot) else {
+            return;
+        };
+        self.wheel.cancel(conn.timer);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        match reason {
+            CloseReason::Evicted { .. } => self.stats.evicted += 1,
+            CloseReason::PeerClosed => self.stats.closed_by_peer += 1,
+            CloseReason::Protocol(_) => self.stats.protocol_errors += 1,
+            CloseReason::SlowReader => self.stats.slow_readers += 1,
+            CloseReason::Io(_) => self.stats.io_errors += 1,
+            CloseReason::Requested | CloseReason::Shutdown => {}
+        }
+        self.stats.active -= 1;
+        if !matches!(
+            reason,
+            CloseReason::Evicted { .. } | CloseReason::PeerClosed | CloseReason::Shutdown
+        ) {
+            log::debug!(
+                "closed peer={} conn={slot}#{}: {reason}",
+                Peer(&conn.stream),
+                conn.serial
+            );
+        }
+        self.handler.on_close(
+            ConnId {
+                slot: slot as u32,
+                serial: conn.serial,
+            },
+            reason,
+        );
+    }
+
+    fn stop(&mut self) {
+        self.stopped = true;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
+        let open = slots.len();
+        for slot in slots {
+            self.close_conn(slot, CloseReason::Shutdown);
+        }
+        info!(
+            "stopped: closed listener and {open} connections; {}",
+            self.stats
+        );
+    }
+}
+
+/// Formats a connection's peer address, asked of the kernel only when a log
+/// line is actually written.
+struct Peer<'a>(&'a mio::net::TcpStream);
+
+impl fmt::Display for Peer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.peer_addr() {
+            Ok(addr) => write!(f, "{addr}"),
+            Err(_) => f.write_str("unknown"),
+        }
+    }
+}
+
+fn describe_keepalive(k: &crate::keepalive::KeepaliveConfig) -> String {
+    use crate::duration::format;
+    let user_timeout = k
+        .effective_user_timeout()
+        .map(format)
+        .unwrap_or_else(|| "off".into());
+    if k.enabled {
+        format!(
+            "{}/{}x{} user_timeout={user_timeout}",
+            format(k.idle),
+            format(k.interval),
+            k.count
+        )
+    } else {
+        format!("off user_timeout={user_timeout}")
+    }
+}
+
+/// The replies to `n` heartbeat requests, appended to `out`.
+fn push_heartbeat_replies(out: &mut Vec<u8>, n: usize) {
+    for _ in 0..n {
+        out.extend_from_slice(&crate::protocol::HEARTBEAT_RESPONSE);
+    }
+}

@@ -1,0 +1,70 @@
+//! Counters a server keeps; read them with [`Server::stats`](super::Server::stats).
+
+use std::fmt;
+
+/// Everything the reactor counts. Plain integers: the reactor is one thread,
+/// so reading them between polls needs no synchronisation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections accepted and kept (rejected ones are not counted here).
+    pub accepted: u64,
+    /// Connections open now.
+    pub active: u64,
+    /// Highest `active` seen.
+    pub peak_active: u64,
+    /// Closed because they were silent for `interval × misses`.
+    pub evicted: u64,
+    /// Closed because the peer closed (EOF) or reset.
+    pub closed_by_peer: u64,
+    /// Closed because the peer sent a malformed frame.
+    pub protocol_errors: u64,
+    /// Accepted and closed at once because `max_connections` were open.
+    pub rejected: u64,
+    /// Closed because replies backed up past the write-backlog bound (the
+    /// peer does not read).
+    pub slow_readers: u64,
+    /// Closed because a read or write failed for another reason.
+    pub io_errors: u64,
+    /// Times accepting was paused because the process or system ran out of
+    /// file descriptors (or memory) — each pause is one retry period.
+    pub accept_pauses: u64,
+    /// Heartbeat requests answered.
+    pub heartbeats: u64,
+    /// Heartbeat responses received (peers that heartbeat us back).
+    pub heartbeat_responses: u64,
+    /// Data frames handed to the handler.
+    pub data_frames: u64,
+    /// Frames of reserved types skipped.
+    pub reserved_frames: u64,
+    /// Bytes read from peers.
+    pub bytes_in: u64,
+    /// Bytes written to peers.
+    pub bytes_out: u64,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "active={} peak={} accepted={} evicted={} closed_by_peer={} protocol_errors={} \
+             rejected={} slow_readers={} io_errors={} accept_pauses={} heartbeats={} \
+             heartbeat_responses={} data_frames={} reserved_frames={} bytes_in={} bytes_out={}",
+            self.active,
+            self.peak_active,
+            self.accepted,
+            self.evicted,
+            self.closed_by_peer,
+            self.protocol_errors,
+            self.rejected,
+            self.slow_readers,
+            self.io_errors,
+            self.accept_pauses,
+            self.heartbeats,
+            self.heartbeat_responses,
+            self.data_frames,
+            self.reserved_frames,
+            self.bytes_in,
+            self.bytes_out
+        )
+    }
+}

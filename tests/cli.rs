@@ -1,0 +1,320 @@
+//! The `lubdub` binary as a user runs it: flags, exit codes, log lines.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lubdub");
+
+/// A `lubdub server` child whose stderr lines arrive on a channel.
+struct ServerProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    fn spawn(args: &[&str]) -> ServerProcess {
+        let mut child = Command::new(BIN)
+            .arg("server")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn lubdub");
+        let lines = forward_lines(child.stderr.take().unwrap());
+        let addr = loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("no 'listening on' line");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        ServerProcess { child, lines, addr }
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    fn expect_line(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no line containing {needle:?} within {limit:?}"),
+            }
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("lubdub did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn forward_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN).args(args).output().expect("run lubdub");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn sigterm_and_sigint_exit_zero_after_closing_connections() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let server = ServerProcess::spawn(&[]);
+        let mut conn = TcpStream::connect(server.addr).unwrap();
+        conn.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]).unwrap();
+        let mut reply = [0u8; 8];
+        conn.read_exact(&mut reply).unwrap();
+        assert_eq!(reply, [1, 0, 0, 0, 8, 0, 0, 0]);
+        server.signal(signal);
+        let line = server.expect_line("stopped", Duration::from_secs(10));
+        assert!(line.contains("1 connections"), "{line}");
+        let status = server.wait(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(0), "signal {signal}");
+        // The connection was closed by the server, not left dangling.
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(conn.read(&mut reply).unwrap_or(0), 0);
+    }
+}
+
+#[test]
+fn a_silent_connection_is_evicted_after_about_interval_times_misses_and_logged() {
+    let server = ServerProcess::spawn(&["--interval", "100ms", "--misses", "3"]);
+    let started = Instant::now();
+    let mut conn = TcpStream::connect(server.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        conn.read(&mut buf).unwrap_or(0),
+        0,
+        "expected the server to close the connection"
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "evicted after {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "evicted only after {elapsed:?}"
+    );
+    let line = server.expect_line("evicted", Duration::from_secs(5));
+    let local = conn.local_addr().unwrap();
+    assert!(line.contains(&format!("peer={local}")), "{line}");
+    assert!(line.contains("misses=3"), "{line}");
+    assert!(line.contains("idle="), "{line}");
+}
+
+#[test]
+fn bad_flags_are_one_line_errors_with_exit_code_2() {
+    for (args, flag) in [
+        (&["server", "--interval", "5"][..], "--interval"),
+        (&["server", "--interval", "0s"][..], "--interval"),
+        (&["server", "--misses", "0"][..], "--misses"),
+        (&["server", "--listen", "nowhere"][..], "--listen"),
+        (&["server", "--tick", "10s"][..], "--tick"),
+        (&["server", "--max-frame", "4"][..], "--max-frame"),
+        (&["server", "--bogus"][..], "--bogus"),
+    ] {
+        let (code, stderr) = run(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        let first = stderr.lines().next().unwrap_or("");
+        assert!(
+            first.contains(flag),
+            "{args:?}: first line does not name {flag}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_port_in_use_is_a_one_line_error_with_exit_code_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, stderr) = run(&["server", "--listen", &addr]);
+    assert_eq!(code, 1, "{stderr}");
+    let last = stderr.lines().last().unwrap_or("");
+    assert!(
+        last.contains("cannot listen on") && last.contains(&addr),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn stats_are_logged_on_request() {
+    let server = ServerProcess::spawn(&["--stats-every", "100ms"]);
+    let mut conn = TcpStream::connect(server.addr).unwrap();
+    conn.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]).unwrap();
+    let mut reply = [0u8; 8];
+    conn.read_exact(&mut reply).unwrap();
+    let line = server.expect_line("heartbeats=1 ", Duration::from_secs(5));
+    assert!(line.contains("active=1"), "{line}");
+}
+
+#[test]
+fn running_out_of_descriptors_pauses_accepting_and_resumes() {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-connections",
+            "1000",
+            "--interval",
+            "30s",
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe; the child gets a hard limit of
+    // 48 descriptors that it cannot raise.
+    unsafe {
+        command.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 48,
+                rlim_max: 48,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("spawn lubdub");
+    let lines = forward_lines(child.stderr.take().unwrap());
+    let server = ServerProcess {
+        child,
+        lines,
+        addr: "0.0.0.0:0".parse().unwrap(),
+    };
+    let line = server.expect_line("listening on ", Duration::from_secs(10));
+    let addr: SocketAddr = line
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 80 connections: the kernel completes them all (backlog), the server
+    // can take only about 40.
+    let mut conns: Vec<TcpStream> = (0..80).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let paused = server.expect_line("accept paused", Duration::from_secs(10));
+    assert!(
+        paused.contains("open") || paused.contains("descriptors") || paused.contains("files"),
+        "{paused}"
+    );
+    // Only one line per episode, however many retries.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut answered = 0;
+    for c in conns.iter_mut() {
+        c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        if c.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]).is_ok() && c.read_exact(&mut [0u8; 8]).is_ok() {
+            answered += 1;
+        }
+    }
+    assert!(answered > 20 && answered < 80, "answered {answered}");
+    // Free more descriptors than are still queued: the server resumes and
+    // serves every connection that is left.
+    conns.drain(..45);
+    server.expect_line("accepting again", Duration::from_secs(10));
+    let mut served_late = 0;
+    for c in conns.iter_mut() {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = c.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]);
+        match c.read_exact(&mut [0u8; 8]) {
+            Ok(()) => served_late += 1,
+            Err(e) => eprintln!("not served: {e}"),
+        }
+    }
+    assert_eq!(
+        served_late, 35,
+        "after resuming, every remaining connection is served"
+    );
+    // Drain what was logged meanwhile: exactly one "accept paused".
+    server.signal(libc::SIGTERM);
+    let mut more_pauses = 0;
+    while let Ok(line) = server.lines.recv_timeout(Duration::from_secs(5)) {
+        more_pauses += line.contains("accept paused") as usize;
+        if line.contains("stopped") {
+            assert!(line.contains("accept_pauses="), "{line}");
+            break;
+        }
+    }
+    assert_eq!(
+        more_pauses, 0,
+        "the pause was logged more than once in one episode"
+    );
+}
+
+#[test]
+fn reuse_port_lets_two_servers_share_a_port() {
+    let first = ServerProcess::spawn(&["--reuse-port"]);
+    let port = first.addr.to_string();
+    // Without the flag the port is taken...
+    let (code, stderr) = run(&["server", "--listen", &port]);
+    assert_eq!(code, 1, "{stderr}");
+    // ...with it, a second process binds the same port and both serve.
+    let mut child = Command::new(BIN)
+        .args(["server", "--reuse-port", "--listen", &port])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = forward_lines(child.stderr.take().unwrap());
+    let second = ServerProcess {
+        child,
+        lines,
+        addr: first.addr,
+    };
+    second.expect_line("listening on", Duration::from_secs(10));
+    for _ in 0..20 {
+        let mut conn = TcpStream::connect(first.addr).unwrap();
+        conn.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]).unwrap();
+        let mut reply = [0u8; 8];
+        conn.read_exact(&mut reply).unwrap();
+        assert_eq!(reply, [1, 0, 0, 0, 8, 0, 0, 0]);
+    }
+}

@@ -1,0 +1,122 @@
+//! Shared fixtures for the loopback tests: an in-process server on its own
+//! thread, and small blocking-socket helpers.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use lubdub::server::{Config, Handler, Server};
+use lubdub::shutdown::ShutdownHandle;
+
+pub const REQUEST: [u8; 8] = [0, 0, 0, 0, 8, 0, 0, 0];
+pub const RESPONSE: [u8; 8] = [1, 0, 0, 0, 8, 0, 0, 0];
+
+/// A server running on a thread; stop it to get it back (stats, handler).
+pub struct Running<H: Handler + Send + 'static> {
+    pub addr: SocketAddr,
+    stop: ShutdownHandle,
+    thread: Option<JoinHandle<Server<H>>>,
+}
+
+impl<H: Handler + Send + 'static> Running<H> {
+    pub fn stop(mut self) -> Server<H> {
+        self.stop.shutdown();
+        self.thread
+            .take()
+            .unwrap()
+            .join()
+            .expect("server thread panicked")
+    }
+}
+
+impl<H: Handler + Send + 'static> Drop for Running<H> {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+    }
+}
+
+/// Starts a server on 127.0.0.1 with an ephemeral port; `tweak` adjusts the config.
+pub fn start<H: Handler + Send + 'static>(
+    handler: H,
+    tweak: impl FnOnce(&mut Config),
+) -> Running<H> {
+    let _ = lubdub::limits::raise_file_limit();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    tweak(&mut config);
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let mut server = Server::bind(config, handler).expect("bind");
+        tx.send((server.local_addr(), server.shutdown_handle()))
+            .unwrap();
+        server.run().expect("run");
+        server
+    });
+    let (addr, stop) = rx.recv().expect("server did not start");
+    Running {
+        addr,
+        stop,
+        thread: Some(thread),
+    }
+}
+
+/// Fast settings for timing tests: 50 ms × 3.
+pub fn fast(config: &mut Config) {
+    config.interval = Duration::from_millis(50);
+    config.misses = 3;
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Reads exactly `n` bytes or panics after the socket's read timeout.
+pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    s.read_exact(&mut buf).expect("read");
+    buf
+}
+
+/// Blocks until the peer closes; returns how long that took, or `None` if
+/// the connection is still open after `limit`. Any bytes read are ignored.
+pub fn wait_closed(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    while start.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Some(start.elapsed()), // reset counts as closed
+        }
+    }
+    None
+}
+
+/// Sends one heartbeat and asserts the exact reply.
+pub fn ping(s: &mut TcpStream) {
+    s.write_all(&REQUEST).expect("write");
+    assert_eq!(read_n(s, 8), RESPONSE);
+}
+
+/// Polls `cond` until it holds or `limit` passes.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}
