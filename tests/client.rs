@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use lubdub::client::{Client, ClientConfig, Handler, Outbox, Reason};
-use support::{free_port, restartable_port, Answerer, Child};
+use support::{free_port, restartable_port, Answerer, Child, Lubdub};
 
 fn config(addr: std::net::SocketAddr, interval_ms: u64, misses: u32) -> ClientConfig {
     ClientConfig {
@@ -32,7 +32,8 @@ fn drive<H: Handler>(client: &mut Client<H>, how_long: Duration) {
 
 #[test]
 fn stays_connected_over_many_intervals_with_no_reconnects() {
-    let server = Answerer::heartbeats(free_port());
+    let ms = Duration::from_millis;
+    let server = Lubdub::start(free_port_zero(), ms(50), 3);
     let mut client = Client::new(config(server.addr, 50, 3), ()).unwrap();
     // 30 intervals.
     drive(&mut client, Duration::from_millis(1_500));
@@ -48,6 +49,14 @@ fn stays_connected_over_many_intervals_with_no_reconnects() {
         "{stats:?}"
     );
     assert!(stats.replies + 1 >= stats.heartbeats_sent, "{stats:?}");
+    client.close();
+    let server = server.stop();
+    assert_eq!((server.accepted, server.evicted), (1, 0), "{server:?}");
+    assert_eq!(server.heartbeats, stats.heartbeats_sent, "{server:?}");
+}
+
+fn free_port_zero() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 #[derive(Default)]
@@ -89,7 +98,8 @@ fn a_silent_server_is_given_up_after_interval_times_misses_not_before() {
 #[test]
 fn the_binary_reconnects_when_its_server_dies_and_is_back_after_a_restart() {
     let addr = restartable_port();
-    let server = Answerer::heartbeats(addr);
+    let rule = (Duration::from_millis(100), 3);
+    let server = Lubdub::start(addr, rule.0, rule.1);
     let mut client = Child::spawn(&[
         "client",
         "--connect",
@@ -123,7 +133,7 @@ fn the_binary_reconnects_when_its_server_dies_and_is_back_after_a_restart() {
     // Down for a while: attempts keep failing and the delays grow to the cap.
     std::thread::sleep(Duration::from_millis(1_500));
     let restarted = Instant::now();
-    let _server = Answerer::heartbeats(addr);
+    let _server = Lubdub::start(addr, rule.0, rule.1);
     let back = client
         .wait_for("connected to", Duration::from_secs(5))
         .unwrap_or_else(|| panic!("not reconnected: {}", client.log()));

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::{free_port, restartable_port, Answerer, Child};
+use support::{free_port, restartable_port, Answerer, Child, Lubdub};
 
 fn swarm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lubdub"))
@@ -75,7 +75,8 @@ fn check_consistent(json: &str) {
 
 #[test]
 fn two_thousand_clients_all_connect_with_no_missing_replies() {
-    let server = Answerer::heartbeats(free_port());
+    // The server evicts after 200 ms × 5 of silence.
+    let server = Lubdub::start(any_port(), Duration::from_millis(200), 5);
     let out = swarm(&[
         "--connect",
         &server.addr.to_string(),
@@ -111,6 +112,18 @@ fn two_thousand_clients_all_connect_with_no_missing_replies() {
         "{json}"
     );
     assert!(stderr.contains("result:      ok"), "{stderr}");
+    let server = server.stop();
+    assert_eq!(server.peak_active, 2000, "{server:?}");
+    assert_eq!(server.evicted, 0, "{server:?}");
+    assert_eq!(
+        server.heartbeats as f64,
+        field(json, "heartbeats_sent"),
+        "{server:?}"
+    );
+}
+
+fn any_port() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 /// Milliseconds of the day from a log line's RFC 3339 timestamp.
@@ -132,7 +145,8 @@ fn log_ms(line: &str) -> Option<u64> {
 fn every_client_reconnects_through_a_server_restart_spread_out_by_jitter() {
     let addr = restartable_port();
     let clients = 1000;
-    let server = Answerer::heartbeats(addr);
+    let rule = (Duration::from_millis(200), 5);
+    let server = Lubdub::start(addr, rule.0, rule.1);
     let mut swarm = Child::spawn(&[
         "swarm",
         "--connect",
@@ -161,7 +175,7 @@ fn every_client_reconnects_through_a_server_restart_spread_out_by_jitter() {
     std::thread::sleep(Duration::from_millis(300));
     server.stop();
     std::thread::sleep(Duration::from_millis(300));
-    let _server = Answerer::heartbeats(addr);
+    let _server = Lubdub::start(addr, rule.0, rule.1);
 
     let status = swarm.child.wait().unwrap();
     swarm.wait_for("\u{0}never", Duration::from_millis(500));

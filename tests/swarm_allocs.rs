@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lubdub::swarm::{Swarm, SwarmConfig};
-use support::{free_port, Answerer};
+use support::Lubdub;
 
 struct Counting;
 
@@ -94,7 +94,11 @@ fn config(addr: std::net::SocketAddr) -> SwarmConfig {
 
 #[test]
 fn steady_state_allocates_nothing() {
-    let server = Answerer::heartbeats(free_port());
+    let server = Lubdub::start(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        Duration::from_millis(20),
+        10,
+    );
 
     let (allocs, replies) = steady_state_allocs(config(server.addr));
     assert!(

@@ -306,3 +306,83 @@ pub fn restartable_port() -> SocketAddr {
     }
     panic!("no free port below {low}");
 }
+
+/// Counts accepted connections from inside a real lubdub server.
+pub struct CountAccepts(pub Arc<AtomicU64>);
+
+impl lubdub::server::Handler for CountAccepts {
+    fn on_connect(&mut self, _id: lubdub::server::ConnId, _peer: SocketAddr) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The real lubdub server (the library's `Server`) on its own thread.
+pub struct Lubdub {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicU64>,
+    stop: lubdub::shutdown::ShutdownHandle,
+    thread: Option<JoinHandle<lubdub::server::Stats>>,
+}
+
+impl Lubdub {
+    /// Listens on `addr` (port 0 for any), evicting after `interval × misses`;
+    /// retries the bind for a while, as a restarted server would.
+    pub fn start(addr: SocketAddr, interval: Duration, misses: u32) -> Lubdub {
+        let _ = lubdub::limits::raise_file_limit();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let mut server = loop {
+            let config = lubdub::server::Config {
+                listen: addr,
+                interval,
+                misses,
+                ..lubdub::server::Config::default()
+            };
+            match lubdub::server::Server::bind(config, CountAccepts(accepted.clone())) {
+                Ok(server) => break server,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("server: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("server: {e}"),
+            }
+        };
+        let (addr, stop) = (server.local_addr(), server.shutdown_handle());
+        let thread = std::thread::spawn(move || {
+            server.run().expect("server run");
+            *server.stats()
+        });
+        Lubdub {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// A server on any port with a 5 s × 6 liveness rule (nothing is evicted
+    /// in a short test unless the client really goes quiet).
+    pub fn any_port() -> Lubdub {
+        Lubdub::start(free_port_zero(), Duration::from_secs(5), 6)
+    }
+
+    /// Stops the server (closing its listener and every connection) and
+    /// returns its final stats.
+    pub fn stop(mut self) -> lubdub::server::Stats {
+        self.stop.shutdown();
+        self.thread.take().unwrap().join().expect("server thread")
+    }
+}
+
+impl Drop for Lubdub {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn free_port_zero() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
