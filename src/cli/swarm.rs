@@ -130,6 +130,17 @@ pub fn run(args: SwarmArgs) -> i32 {
         grace: args.grace,
         ..SwarmConfig::default()
     };
+    if let (Some(duration), rate @ 1..) = (config.duration, config.connect_rate) {
+        let ramp = Duration::from_secs_f64(config.clients as f64 / rate as f64);
+        if ramp >= duration {
+            log::warn!(
+                "at {rate} connects/s, {} clients need {} to connect, longer than --duration {}",
+                config.clients,
+                lubdub::duration::format(Duration::from_millis(ramp.as_millis() as u64)),
+                lubdub::duration::format(duration)
+            );
+        }
+    }
     let mut swarm = match Swarm::new(config) {
         Ok(swarm) => swarm,
         Err(e) => return super::fail(format!("swarm: {e}")),
@@ -140,7 +151,8 @@ pub fn run(args: SwarmArgs) -> i32 {
 
     // A terminal gets one line rewritten every second; a log file or pipe
     // gets a plain line every five, so it stays readable.
-    let tty = std::io::stderr().is_terminal();
+    // Debug logging writes lines of its own, so the status gets lines too.
+    let tty = std::io::stderr().is_terminal() && args.log_level <= LevelFilter::Info;
     let mut printed = Duration::ZERO;
     let mut status = |s: &Snapshot| {
         let mut err = std::io::stderr().lock();

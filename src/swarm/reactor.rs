@@ -242,6 +242,7 @@ impl Swarm {
             self.events = events;
         }
 
+        let elapsed = start.elapsed();
         // What is still outstanding after the grace period never came back.
         self.counters.missing_replies += self.in_flight;
         self.in_flight = 0;
@@ -261,7 +262,7 @@ impl Swarm {
             interval_ms: self.config.interval.as_millis() as u64,
             flood_depth: self.config.flood.unwrap_or(0),
             counters: self.counters,
-            elapsed: start.elapsed(),
+            elapsed,
             rtt: Rtt::of(&self.hist),
             rtt_count: self.hist.len(),
             rtt_mean_us: if self.hist.is_empty() {
@@ -289,7 +290,8 @@ impl Swarm {
         self.phase = Phase::Draining {
             until: now + self.clock.ticks(self.config.grace),
         };
-        log::info!(
+        // debug, not info: on a terminal it would land on the status line.
+        log::debug!(
             "swarm: stopped sending; waiting up to {} for {} replies in flight",
             crate::duration::format(self.config.grace),
             self.in_flight
