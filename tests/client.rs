@@ -98,8 +98,7 @@ fn a_silent_server_is_given_up_after_interval_times_misses_not_before() {
 #[test]
 fn the_binary_reconnects_when_its_server_dies_and_is_back_after_a_restart() {
     let addr = restartable_port();
-    let rule = (Duration::from_millis(100), 3);
-    let server = Lubdub::start(addr, rule.0, rule.1);
+    let mut server = spawn_server(addr);
     let mut client = Child::spawn(&[
         "client",
         "--connect",
@@ -122,8 +121,10 @@ fn the_binary_reconnects_when_its_server_dies_and_is_back_after_a_restart() {
     );
     std::thread::sleep(Duration::from_millis(300));
 
+    // SIGKILL: the server gets no chance to say goodbye; its kernel does.
     let killed = Instant::now();
-    server.stop();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
     let noticed = client
         .wait_for("reconnecting", Duration::from_secs(5))
         .unwrap_or_else(|| panic!("no reconnecting line: {}", client.log()));
@@ -132,8 +133,8 @@ fn the_binary_reconnects_when_its_server_dies_and_is_back_after_a_restart() {
 
     // Down for a while: attempts keep failing and the delays grow to the cap.
     std::thread::sleep(Duration::from_millis(1_500));
+    let mut server = spawn_server(addr);
     let restarted = Instant::now();
-    let _server = Lubdub::start(addr, rule.0, rule.1);
     let back = client
         .wait_for("connected to", Duration::from_secs(5))
         .unwrap_or_else(|| panic!("not reconnected: {}", client.log()));
@@ -143,6 +144,7 @@ fn the_binary_reconnects_when_its_server_dies_and_is_back_after_a_restart() {
         "{:?}",
         back.duration_since(restarted)
     );
+    assert_eq!(server.terminate(), Some(0), "{}", server.log());
     assert_eq!(client.terminate(), Some(0), "{}", client.log());
     let log = client.log();
     assert!(log.contains("connect failed"), "{log}");
@@ -153,6 +155,36 @@ fn the_binary_reconnects_when_its_server_dies_and_is_back_after_a_restart() {
             .all(|l| l.contains(" in ") && l.contains(": ")),
         "{log}"
     );
+}
+
+/// `lubdub server` on `addr`, once its "listening on" line is out (retried
+/// while the port is still held by the previous run's closing sockets).
+fn spawn_server(addr: std::net::SocketAddr) -> Child {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let listen = addr.to_string();
+        let mut server = Child::spawn(&[
+            "server",
+            "--listen",
+            &listen,
+            "--interval",
+            "100ms",
+            "--misses",
+            "3",
+        ]);
+        if server
+            .wait_for("listening on", Duration::from_secs(5))
+            .is_some()
+        {
+            return server;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server never listened: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[derive(Default)]
