@@ -130,23 +130,17 @@ pub fn run(args: SwarmArgs) -> i32 {
         grace: args.grace,
         ..SwarmConfig::default()
     };
-    if let (Some(duration), rate @ 1..) = (config.duration, config.connect_rate) {
-        let ramp = Duration::from_secs_f64(config.clients as f64 / rate as f64);
-        if ramp >= duration {
-            log::warn!(
-                "at {rate} connects/s, {} clients need {} to connect, longer than --duration {}",
-                config.clients,
-                lubdub::duration::format(Duration::from_millis(ramp.as_millis() as u64)),
-                lubdub::duration::format(duration)
-            );
-        }
-    }
+    let ramp_warning = ramp_warning(&config);
     let mut swarm = match Swarm::new(config) {
         Ok(swarm) => swarm,
         Err(e) => return super::fail(format!("swarm: {e}")),
     };
     if let Err(e) = super::stop_on_signals(swarm.shutdown_handle()) {
         return super::fail(format!("swarm: cannot watch for signals: {e}"));
+    }
+    // Only now, so that a refusal stays a single line.
+    if let Some(warning) = ramp_warning {
+        log::warn!("{warning}");
     }
 
     // A terminal gets one line rewritten every second; a log file or pipe
@@ -187,6 +181,22 @@ pub fn run(args: SwarmArgs) -> i32 {
             TARGET_MISSED
         }
     }
+}
+
+/// A warning when the ramp-up alone outlasts the run.
+fn ramp_warning(config: &SwarmConfig) -> Option<String> {
+    let (Some(duration), rate @ 1..) = (config.duration, config.connect_rate) else {
+        return None;
+    };
+    let ramp = Duration::from_millis((config.clients as u64).saturating_mul(1000) / rate);
+    (ramp >= duration).then(|| {
+        format!(
+            "at {rate} connects/s, {} clients need {} to connect, longer than --duration {}",
+            config.clients,
+            lubdub::duration::format(ramp),
+            lubdub::duration::format(duration)
+        )
+    })
 }
 
 #[cfg(test)]
