@@ -20,8 +20,9 @@
 //! Liveness (DESIGN.md): every complete frame received proves the server
 //! alive; when `interval × misses` ticks pass without one, the machine gives
 //! the connection up. With `lenient`, any received bytes are proof. Missed
-//! replies (a heartbeat still unanswered when the next one is due) are
-//! counted and reported but are not by themselves a reason to disconnect.
+//! replies (a heartbeat still unanswered when the next one is due, at least
+//! an interval later) are counted and reported but are not by themselves a
+//! reason to disconnect.
 
 use std::fmt;
 use std::io;
@@ -94,6 +95,8 @@ pub struct Link {
     pub last_seen: Tick,
     /// When the next heartbeat is due.
     pub next_heartbeat: Tick,
+    /// When the last heartbeat was sent.
+    pub last_sent: Tick,
     /// Heartbeats sent and not yet answered.
     pub unanswered: u32,
     /// Whether anything has been received on this connection yet.
@@ -252,6 +255,7 @@ impl Machine {
             since: now,
             last_seen: now,
             next_heartbeat: now,
+            last_sent: now,
             unanswered: 0,
             proven: false,
         };
@@ -315,11 +319,16 @@ impl Machine {
                     self.give_up(now, Reason::Silent { idle });
                 } else if self.config.heartbeats && now >= link.next_heartbeat {
                     let next = self.next_heartbeat_after(now, link.since);
+                    let interval = self.config.interval;
                     if let State::Connected(link) = &mut self.state {
-                        if link.unanswered > 0 {
+                        // Missed: unanswered for a whole interval. The one
+                        // sent on connect may be younger when the first grid
+                        // tick comes soon after; it is not late yet.
+                        if link.unanswered > 0 && now - link.last_sent >= interval {
                             self.pending.missed = Some(link.unanswered);
                         }
                         link.unanswered = link.unanswered.saturating_add(1);
+                        link.last_sent = now;
                         link.next_heartbeat = next;
                         self.pending.heartbeat = true;
                     }

@@ -277,10 +277,8 @@ fn phases_spread_a_swarm_evenly_over_the_interval() {
         );
         let next = m.poll_timeout().unwrap();
         m.handle_timeout(next);
-        assert_eq!(
-            actions(&mut m),
-            [Action::MissedReply { unanswered: 1 }, Action::SendHeartbeat]
-        );
+        // Within an interval of the connect heartbeat: not counted missed.
+        assert_eq!(actions(&mut m), [Action::SendHeartbeat]);
         heartbeats.push(next);
     }
     heartbeats.sort();
@@ -330,4 +328,26 @@ fn flood_mode_sends_no_heartbeats_but_keeps_liveness() {
     assert_eq!(m.poll_timeout(), Some(30_000));
     m.handle_received(10_000, Proof::Reply);
     assert_eq!(m.poll_timeout(), Some(40_000));
+}
+
+#[test]
+fn the_connect_heartbeat_is_not_called_missed_when_the_grid_comes_soon_after() {
+    // Connected 1 ms before this client's grid tick: the heartbeat sent on
+    // connect is 1 ms old when the grid one goes out, not late.
+    let mut m = connected(
+        Config {
+            phase: Some(1_001),
+            ..config()
+        },
+        1_000,
+    );
+    assert_eq!(m.poll_timeout(), Some(1_001));
+    m.handle_timeout(1_001);
+    assert_eq!(actions(&mut m), [Action::SendHeartbeat]);
+    // A whole interval later neither was answered: now one is missed.
+    m.handle_timeout(6_001);
+    assert_eq!(
+        actions(&mut m),
+        [Action::MissedReply { unanswered: 2 }, Action::SendHeartbeat]
+    );
 }
