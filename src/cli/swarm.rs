@@ -147,13 +147,13 @@ pub fn run(args: SwarmArgs) -> i32 {
     // gets a plain line every five, so it stays readable.
     // Debug logging writes lines of its own, so the status gets lines too.
     let tty = std::io::stderr().is_terminal() && args.log_level <= LevelFilter::Info;
-    let mut printed = Duration::ZERO;
+    let mut snapshots = 0u64;
     let mut status = |s: &Snapshot| {
+        snapshots += 1;
         let mut err = std::io::stderr().lock();
         if tty {
             let _ = write!(err, "\r{s}\x1b[K");
-        } else if s.elapsed >= printed + Duration::from_secs(5) {
-            printed = s.elapsed;
+        } else if snapshots % 5 == 0 {
             let _ = writeln!(err, "{s}");
         }
         let _ = err.flush();
