@@ -282,6 +282,7 @@ fn data_frames_reach_the_handler_and_its_replies_come_back() {
     assert!(wait_closed(&mut s, Duration::from_secs(5)).is_some());
     let stats = *server.stop().stats();
     assert_eq!(stats.data_frames, 2);
+    assert_eq!(stats.closed_by_request, 1);
     let log = events.0.lock().unwrap().clone();
     assert_eq!(log.len(), 4, "{log:?}");
     assert!(log[0].starts_with("connect "));
@@ -302,4 +303,105 @@ fn eviction_reaches_the_handler_with_the_miss_count() {
         log[1].contains("evicted after 3 missed intervals"),
         "{log:?}"
     );
+}
+
+#[test]
+fn a_flooding_peer_does_not_starve_the_others() {
+    let server = start((), |c| c.interval = Duration::from_secs(5));
+    let flooder = connect(server.addr);
+    let mut reader = flooder.try_clone().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop_w, stop_r) = (stop.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        let mut flooder = flooder;
+        let burst = REQUEST.repeat(64 * 1024);
+        while !stop_w.load(std::sync::atomic::Ordering::Relaxed) {
+            if flooder.write_all(&burst).is_err() {
+                break;
+            }
+        }
+    });
+    let drainer = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        while !stop_r.load(std::sync::atomic::Ordering::Relaxed) {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n as u64,
+            }
+        }
+        total
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let mut other = connect(server.addr);
+    for _ in 0..5 {
+        let asked = Instant::now();
+        ping(&mut other);
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "a ping took {:?} beside a flooder",
+            asked.elapsed()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let stats = *server.stop().stats();
+    writer.join().unwrap();
+    let flooded = drainer.join().unwrap();
+    assert!(
+        flooded > 1 << 20,
+        "the flooder was barely served: {flooded} bytes"
+    );
+    assert!(stats.heartbeats > 5);
+}
+
+#[test]
+fn ipv6_peers_are_served_and_evicted_like_ipv4_ones() {
+    let server = start((), |c| {
+        fast(c);
+        c.listen = "[::1]:0".parse().unwrap();
+    });
+    assert!(server.addr.is_ipv6());
+    let mut s = connect(server.addr);
+    ping(&mut s);
+    assert!(
+        wait_closed(&mut s, LIMIT + MARGIN).is_some(),
+        "an IPv6 peer was never evicted"
+    );
+    let stats = *server.stop().stats();
+    assert_eq!(stats.evicted, 1);
+}
+
+#[test]
+fn a_peer_trickling_a_partial_frame_is_still_evicted() {
+    let server = start((), fast);
+    let started = Instant::now();
+    let mut s = connect(server.addr);
+    // A data frame announcing 1,000 bytes, sent one byte every 10 ms: bytes
+    // keep arriving, but no frame ever completes.
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&2i32.to_le_bytes());
+    frame.extend_from_slice(&1000i32.to_le_bytes());
+    frame.resize(1000, 0x55);
+    let mut evicted = false;
+    for byte in &frame {
+        if s.write_all(&[*byte]).is_err() {
+            evicted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        if started.elapsed() > LIMIT + MARGIN {
+            break;
+        }
+    }
+    if !evicted {
+        evicted = wait_closed(&mut s, Duration::from_millis(200)).is_some();
+    }
+    assert!(
+        evicted,
+        "a trickler held its slot for {:?}",
+        started.elapsed()
+    );
+    let stats = *server.stop().stats();
+    assert_eq!(stats.evicted, 1);
+    assert_eq!(stats.data_frames, 0);
 }

@@ -35,6 +35,23 @@ impl<H: Handler> Server<H> {
         }
     }
 
+    /// Reads again from connections that hit their read budget last turn.
+    pub(super) fn resume_unfinished(&mut self, seen: Tick) {
+        if self.unfinished.is_empty() {
+            return;
+        }
+        let mut again = std::mem::replace(
+            &mut self.unfinished,
+            std::mem::take(&mut self.unfinished_spare),
+        );
+        for id in again.drain(..) {
+            if self.is_open(id) {
+                self.read_ready(id.slot as usize, false, seen);
+            }
+        }
+        self.unfinished_spare = again;
+    }
+
     fn read_ready(&mut self, slot: usize, closed: bool, seen: Tick) {
         let Server {
             conns,
@@ -43,6 +60,7 @@ impl<H: Handler> Server<H> {
             stats,
             handler,
             config,
+            unfinished,
             ..
         } = self;
         let Some(conn) = conns.get_mut(slot) else {
@@ -57,6 +75,7 @@ impl<H: Handler> Server<H> {
         let mut frames = 0u64;
         let mut close: Option<CloseReason> = None;
         let mut close_after_write = false;
+        let mut full_reads = 0;
         loop {
             let n = match conn.stream.read(scratch) {
                 Ok(0) => {
@@ -100,6 +119,13 @@ impl<H: Handler> Server<H> {
             // error came with this event: keep reading to see it.
             if n < scratch.len() && !closed {
                 break;
+            }
+            if n == scratch.len() {
+                full_reads += 1;
+                if full_reads == super::READ_BUDGET {
+                    unfinished.push(id);
+                    break;
+                }
             }
         }
         if frames > 0 {

@@ -63,6 +63,14 @@ const WAKER: Token = Token(usize::MAX - 2);
 /// pipelined heartbeats is drained in one `read`.
 const SCRATCH_LEN: usize = 64 * 1024;
 
+/// Full reads one connection may do per turn: 256 KiB with the scratch
+/// buffer above, which also bounds the replies staged for one write (a reply
+/// is never longer than its request, data frames aside). A peer that floods
+/// faster than we read would otherwise keep the loop on itself and grow the
+/// reply buffer without bound; past the budget it goes to the back of the
+/// line and is resumed after everyone else's events.
+const READ_BUDGET: u32 = 4;
+
 /// What the wheel holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
@@ -134,6 +142,11 @@ pub struct Server<H: Handler = ()> {
     scratch: Box<[u8]>,
     /// Replies staged for one connection during one readiness event.
     out: Vec<u8>,
+    /// Connections that used up their read budget with data still waiting
+    /// (edge-triggered: no new event will come for it), and a spare list to
+    /// swap with while resuming them, so neither allocates in steady state.
+    unfinished: Vec<ConnId>,
+    unfinished_spare: Vec<ConnId>,
     next_serial: u32,
     /// `Some(pauses)` while an out-of-descriptors episode lasts.
     accept_paused: Option<u64>,
@@ -196,6 +209,8 @@ impl<H: Handler> Server<H> {
             max_connections,
             scratch: vec![0; SCRATCH_LEN.max(config.max_frame.min(1 << 20))].into_boxed_slice(),
             out: Vec::with_capacity(SCRATCH_LEN),
+            unfinished: Vec::with_capacity(64),
+            unfinished_spare: Vec::with_capacity(64),
             next_serial: 0,
             accept_paused: None,
             stats: Stats::default(),
@@ -258,6 +273,7 @@ impl<H: Handler> Server<H> {
             .next_deadline()
             .map(|t| self.clock.until(t, Instant::now()));
         let wait = match (wait, timeout) {
+            _ if !self.unfinished.is_empty() => Some(Duration::ZERO),
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -289,6 +305,7 @@ impl<H: Handler> Server<H> {
             }
         }
         self.events = events;
+        self.resume_unfinished(seen);
         if self.shutdown.is_requested() {
             self.stop();
             return Ok(Step::Stopped);
@@ -386,7 +403,9 @@ impl<H: Handler> Server<H> {
             CloseReason::Protocol(_) => self.stats.protocol_errors += 1,
             CloseReason::SlowReader => self.stats.slow_readers += 1,
             CloseReason::Io(_) => self.stats.io_errors += 1,
-            CloseReason::Requested | CloseReason::Shutdown => {}
+            CloseReason::Requested => self.stats.closed_by_request += 1,
+            // Counted by the "stopped" log line, which names how many.
+            CloseReason::Shutdown => {}
         }
         self.stats.active -= 1;
         if !matches!(

@@ -25,6 +25,8 @@ pub struct Stats {
     pub slow_readers: u64,
     /// Closed because a read or write failed for another reason.
     pub io_errors: u64,
+    /// Closed at the handler's or the embedding program's request.
+    pub closed_by_request: u64,
     /// Times accepting was paused because the process or system ran out of
     /// file descriptors (or memory) — each pause is one retry period.
     pub accept_pauses: u64,
@@ -47,7 +49,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "active={} peak={} accepted={} evicted={} closed_by_peer={} protocol_errors={} \
-             rejected={} slow_readers={} io_errors={} accept_pauses={} heartbeats={} \
+             rejected={} slow_readers={} io_errors={} closed_by_request={} accept_pauses={} heartbeats={} \
              heartbeat_responses={} data_frames={} reserved_frames={} bytes_in={} bytes_out={}",
             self.active,
             self.peak_active,
@@ -58,6 +60,7 @@ impl fmt::Display for Stats {
             self.rejected,
             self.slow_readers,
             self.io_errors,
+            self.closed_by_request,
             self.accept_pauses,
             self.heartbeats,
             self.heartbeat_responses,

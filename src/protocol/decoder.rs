@@ -1,0 +1,263 @@
+//! The incremental, per-connection frame decoder.
+
+use super::*;
+
+/// Incremental decoder for one connection's byte stream.
+///
+/// Feed it whatever each read returned; it calls back once per complete
+/// frame, in order. It holds no heap memory while idle, inside a header, while
+/// skipping a reserved frame, or when frames arrive whole; only a data frame
+/// whose payload is split across reads is buffered, in a buffer that grows
+/// with the bytes actually received (never past the announced length) and is
+/// freed when the frame completes.
+#[derive(Debug)]
+pub struct Decoder {
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Between frames (`have == 0`) or inside a header: the first `have`
+    /// header bytes are kept inline; the eighth completes it.
+    Header { buf: [u8; HEADER_LEN - 1], have: u8 },
+    /// A data frame whose payload began in an earlier read: `body` holds the
+    /// part received so far (possibly none yet), out of `payload_len` bytes.
+    /// Invariant: `body.len() < payload_len`. Boxed so that this rare state
+    /// does not widen every connection's decoder (16 bytes instead of 32).
+    Body(Box<Partial>),
+    /// A reserved frame being skipped: `left` (> 0) of its `len` bytes are
+    /// still to come.
+    Skip { ty: i32, len: u32, left: u32 },
+    /// A malformed header was seen; every later feed returns this error.
+    /// Boxed for the same reason as `Body`; the connection is closing anyway.
+    Failed(Box<DecodeError>),
+}
+
+/// A data payload split across reads.
+#[derive(Debug)]
+struct Partial {
+    body: Vec<u8>,
+    payload_len: u32,
+}
+
+const IDLE: State = State::Header {
+    buf: [0; HEADER_LEN - 1],
+    have: 0,
+};
+
+impl Decoder {
+    /// A decoder between frames.
+    pub const fn new() -> Self {
+        Decoder { state: IDLE }
+    }
+
+    /// Feeds bytes just read.
+    ///
+    /// Calls `on_frame` for every complete frame, in order, borrowing the
+    /// payload from `input` when the frame's payload lies whole inside it
+    /// (zero copy). Returns `Err` on the first malformed header, as soon as
+    /// its eight bytes are in; frames before it have been delivered, none
+    /// after it are. After an error the decoder stays failed: further feeds
+    /// return the same error and deliver nothing.
+    ///
+    /// `max_frame` is the largest total frame length accepted (see
+    /// [`Header::parse`]); [`DEFAULT_MAX_FRAME`] unless configured.
+    pub fn feed(
+        &mut self,
+        mut input: &[u8],
+        max_frame: usize,
+        mut on_frame: impl FnMut(Frame<'_>),
+    ) -> Result<(), DecodeError> {
+        // HOT PATH: every heartbeat goes through here. Whole or split, a
+        // heartbeat is parsed from `input` or from the 7-byte inline buffer
+        // and handed out without allocating or formatting anything. The only
+        // allocation in this function is `append` in the `Body` state (a data
+        // payload split across reads); `DecodeError` is formatted by the
+        // caller, if at all, after the connection is already doomed.
+        loop {
+            match &mut self.state {
+                State::Failed(e) => return Err(**e),
+                State::Header { buf, have } => {
+                    let held = usize::from(*have);
+                    let mut bytes = [0u8; HEADER_LEN];
+                    if held == 0 {
+                        // Between frames: the header usually lies whole in `input`.
+                        match input.split_first_chunk::<HEADER_LEN>() {
+                            Some((whole, rest)) => {
+                                bytes = *whole;
+                                input = rest;
+                            }
+                            None => {
+                                buf[..input.len()].copy_from_slice(input);
+                                // `input.len() < HEADER_LEN`, so it fits a u8.
+                                *have = input.len() as u8;
+                                return Ok(());
+                            }
+                        }
+                    } else {
+                        let need = HEADER_LEN - held;
+                        let Some((tail, rest)) = input.split_at_checked(need) else {
+                            buf[held..held + input.len()].copy_from_slice(input);
+                            *have += input.len() as u8;
+                            return Ok(());
+                        };
+                        bytes[..held].copy_from_slice(&buf[..held]);
+                        bytes[held..].copy_from_slice(tail);
+                        *have = 0;
+                        input = rest;
+                    }
+                    match Header::parse(&bytes, max_frame) {
+                        Ok(header) => input = self.start_payload(header, input, &mut on_frame),
+                        Err(e) => {
+                            self.state = State::Failed(Box::new(e));
+                            return Err(e);
+                        }
+                    }
+                }
+                State::Body(partial) => {
+                    let Partial { body, payload_len } = &mut **partial;
+                    let payload_len = *payload_len as usize;
+                    let want = payload_len - body.len();
+                    let (part, rest) = input.split_at(want.min(input.len()));
+                    append(body, payload_len, part);
+                    input = rest;
+                    if body.len() < payload_len {
+                        return Ok(());
+                    }
+                    let body = std::mem::take(body);
+                    self.state = IDLE;
+                    on_frame(Frame {
+                        kind: Kind::Known(FrameType::Data),
+                        payload: &body,
+                    });
+                    // `body` drops here: the buffer is released with the frame.
+                }
+                State::Skip { ty, left, .. } => {
+                    let skipped = (*left as usize).min(input.len());
+                    input = &input[skipped..];
+                    // `skipped <= *left`, a u32.
+                    *left -= skipped as u32;
+                    if *left > 0 {
+                        return Ok(());
+                    }
+                    let ty = *ty;
+                    self.state = IDLE;
+                    on_frame(Frame {
+                        kind: Kind::Reserved(ty),
+                        payload: &[],
+                    });
+                }
+            }
+        }
+    }
+
+    /// Handles the payload that follows a just-parsed `header` (the decoder is
+    /// idle on entry): delivers the frame if it lies whole in `input`,
+    /// otherwise records what is missing. Returns the input left over.
+    fn start_payload<'i>(
+        &mut self,
+        header: Header,
+        input: &'i [u8],
+        on_frame: &mut impl FnMut(Frame<'_>),
+    ) -> &'i [u8] {
+        let payload_len = header.payload_len();
+        let kind = header.kind();
+        if let Some((payload, rest)) = input.split_at_checked(payload_len) {
+            let payload = if matches!(kind, Kind::Reserved(_)) {
+                &[][..]
+            } else {
+                payload
+            };
+            on_frame(Frame { kind, payload });
+            return rest;
+        }
+        // A heartbeat's payload is empty and always "fits", so only data and
+        // reserved frames get here. `Header` guarantees lengths fit a u32.
+        match kind {
+            Kind::Reserved(ty) => {
+                let left = (payload_len - input.len()) as u32;
+                self.state = State::Skip {
+                    ty,
+                    len: header.len,
+                    left,
+                };
+            }
+            Kind::Known(t) => {
+                debug_assert_eq!(
+                    t,
+                    FrameType::Data,
+                    "header {header:?}, input {}",
+                    input.len()
+                );
+                let mut body = Vec::new();
+                append(&mut body, payload_len, input);
+                self.state = State::Body(Box::new(Partial {
+                    body,
+                    payload_len: payload_len as u32,
+                }));
+            }
+        }
+        &[]
+    }
+
+    /// Bytes of the incomplete frame received so far, header included (for a
+    /// reserved frame, the bytes skipped so far). 0 when idle between frames
+    /// or after an error.
+    pub fn pending(&self) -> usize {
+        match &self.state {
+            State::Header { have, .. } => usize::from(*have),
+            State::Body(partial) => HEADER_LEN + partial.body.len(),
+            State::Skip { len, left, .. } => (*len - *left) as usize,
+            State::Failed(_) => 0,
+        }
+    }
+
+    /// True while a frame has begun but not completed.
+    pub fn is_mid_frame(&self) -> bool {
+        match &self.state {
+            State::Header { have, .. } => *have > 0,
+            State::Body(_) | State::Skip { .. } => true,
+            State::Failed(_) => false,
+        }
+    }
+
+    /// Heap bytes held (the capacity of a split data payload's buffer); 0
+    /// unless a data frame's payload is split across reads.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.state {
+            State::Body(partial) => partial.body.capacity(),
+            _ => 0,
+        }
+    }
+
+    /// The error this decoder failed with, if it has.
+    pub fn error(&self) -> Option<DecodeError> {
+        match &self.state {
+            State::Failed(e) => Some(**e),
+            _ => None,
+        }
+    }
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new()
+    }
+}
+
+/// Appends `bytes` to a split payload of `payload_len` bytes. Capacity
+/// doubles (amortised O(1) even for a peer trickling one byte per read) but
+/// never exceeds `payload_len`, and is only taken for bytes actually received:
+/// a peer that announces 64 KiB and sends ten bytes costs about ten bytes.
+fn append(body: &mut Vec<u8>, payload_len: usize, bytes: &[u8]) {
+    let needed = body.len() + bytes.len();
+    debug_assert!(
+        needed <= payload_len,
+        "needed {needed} > payload_len {payload_len}"
+    );
+    if needed > body.capacity() {
+        let target = needed.max(body.capacity() * 2).min(payload_len);
+        body.reserve_exact(target - body.len());
+    }
+    body.extend_from_slice(bytes);
+}
