@@ -18,7 +18,7 @@ pub enum ConnectProgress {
 
 /// Starts a non-blocking connect to `peer`. With `source`, the socket is
 /// bound to that local address first, with the port left for the kernel to
-/// pick at connect time (see [`bind_source`]).
+/// pick at connect time (see `bind_source`).
 pub fn start_connect(peer: SocketAddr, source: Option<IpAddr>) -> io::Result<mio::net::TcpStream> {
     let socket = Socket::new(
         Domain::for_address(peer),
