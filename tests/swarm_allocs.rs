@@ -6,52 +6,15 @@
 
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lubdub::swarm::{Swarm, SwarmConfig};
 use support::Lubdub;
 
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn counting() -> bool {
-    COUNTING.try_with(Cell::get).unwrap_or(false)
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if counting() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if counting() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if counting() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 /// Runs a swarm and returns (allocations while counting, replies while counting).
 fn steady_state_allocs(config: SwarmConfig) -> (usize, u64) {
@@ -64,18 +27,18 @@ fn steady_state_allocs(config: SwarmConfig) -> (usize, u64) {
             calls += 1;
             // Start once all are up; stop two status periods later.
             if window.1 == 0 && s.counters.connected == clients && calls >= 2 {
-                window = (ALLOCS.load(Ordering::Relaxed), s.counters.replies.max(1));
-                COUNTING.with(|c| c.set(true));
-            } else if COUNTING.with(Cell::get) && calls >= 5 {
-                COUNTING.with(|c| c.set(false));
+                window = (counting_alloc::allocations(), s.counters.replies.max(1));
+                counting_alloc::count_this_thread(true);
+            } else if counting_alloc::is_counting() && calls >= 5 {
+                counting_alloc::count_this_thread(false);
                 window = (
-                    ALLOCS.load(Ordering::Relaxed) - window.0,
+                    counting_alloc::allocations() - window.0,
                     s.counters.replies - window.1,
                 );
             }
         })
         .unwrap();
-    COUNTING.with(|c| c.set(false));
+    counting_alloc::count_this_thread(false);
     assert!(report.ok(), "{}", report.summary());
     window
 }
