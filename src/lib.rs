@@ -19,7 +19,12 @@
 //! | [`time`] | the one place where `Instant` becomes ticks | clock only |
 //! | [`keepalive`] | `SO_KEEPALIVE`, `TCP_KEEPIDLE`/`INTVL`/`CNT`, `TCP_USER_TIMEOUT`, `TCP_NODELAY` | socket options |
 //! | [`limits`] | the open-files limit | syscalls |
+//! | [`rng`] | a small seeded generator for jitter and heartbeat phases | no IO, no clock |
+//! | [`client::machine`], [`client::backoff`] | the reconnecting client as a tick-driven state machine | no IO, tick-driven |
 //! | [`server`] | the mio reactor: accept, read, reply, evict, embed hooks | yes |
+//! | [`client`] | one reconnecting heartbeat client (the state machine plus a mio shell) | yes |
+//! | [`swarm`] | many clients in one poll loop, one slab, one wheel; stats and report | yes |
+//! | [`shutdown`], [`duration`] | stopping a loop from another thread; human durations | — |
 //!
 //! # Example
 //!
@@ -54,12 +59,15 @@
 //! formats or touches the timer wheel.
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod duration;
 pub mod keepalive;
 pub mod limits;
 pub mod liveness;
 pub mod protocol;
+pub mod rng;
 pub mod server;
 pub mod shutdown;
+pub mod swarm;
 pub mod time;
 pub mod wheel;

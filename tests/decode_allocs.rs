@@ -6,73 +6,17 @@
 //! Counting is switched on per thread, only around `feed` calls, so the test
 //! harness's own threads and the test's setup never show up in the counts.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use lubdub::protocol::{
     encode_frame, Decoder, FrameType, Kind, DEFAULT_MAX_FRAME, HEADER_LEN, HEARTBEAT_REQUEST,
     HEARTBEAT_RESPONSE,
 };
 
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-static FREES: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    // `const` and `Copy`: reading it never allocates or registers a destructor.
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn counting() -> bool {
-    COUNTING.try_with(Cell::get).unwrap_or(false)
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if counting() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if counting() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if counting() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if counting() {
-            FREES.fetch_add(1, Ordering::Relaxed);
-        }
-        System.dealloc(ptr, layout)
-    }
-}
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
-/// Allocations and frees made on this thread while `f` runs.
-fn measure(f: impl FnOnce()) -> (usize, usize) {
-    let (a0, f0) = (
-        ALLOCS.load(Ordering::Relaxed),
-        FREES.load(Ordering::Relaxed),
-    );
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    (
-        ALLOCS.load(Ordering::Relaxed) - a0,
-        FREES.load(Ordering::Relaxed) - f0,
-    )
-}
+use counting_alloc::measure;
 
 /// Feeds `stream` in chunks of `chunk` bytes, counting frames and payload
 /// bytes; returns (allocations, frees, frames, payload bytes).

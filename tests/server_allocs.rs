@@ -1,44 +1,18 @@
 //! The per-heartbeat path of the reactor allocates nothing: measured with a
 //! counting global allocator that counts only on the server's thread.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use lubdub::protocol::{HEARTBEAT_REQUEST, HEARTBEAT_RESPONSE};
 use lubdub::server::{Config, Server, Step};
 
-struct Counting;
-
-thread_local! {
-    static COUNTED: Cell<bool> = const { Cell::new(false) };
-}
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTED.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTED.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.realloc(ptr, layout, new_size)
-    }
-}
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 #[test]
 fn heartbeats_whole_split_and_pipelined_allocate_nothing_on_the_server() {
@@ -58,13 +32,13 @@ fn heartbeats_whole_split_and_pipelined_allocate_nothing_on_the_server() {
         loop {
             // The test thread switches counting on once connections exist.
             if let Ok(on) = count_rx.try_recv() {
-                COUNTED.with(|c| c.set(on));
+                counting_alloc::count_this_thread(on);
             }
             if server.poll_once(Some(Duration::from_millis(5))).unwrap() == Step::Stopped {
                 break;
             }
         }
-        COUNTED.with(|c| c.set(false));
+        counting_alloc::count_this_thread(false);
         *server.stats()
     });
     let (addr, stop) = addr_rx.recv().unwrap();
@@ -113,7 +87,7 @@ fn heartbeats_whole_split_and_pipelined_allocate_nothing_on_the_server() {
     std::thread::sleep(Duration::from_millis(300));
     count_tx.send(false).unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let allocations = counting_alloc::allocations();
     stop.shutdown();
     let stats = server.join().unwrap();
     assert_eq!(stats.heartbeats as usize, asked + peers.len());

@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use log::LevelFilter;
 use lubdub::shutdown::ShutdownHandle;
 
+mod client;
 mod server;
+mod swarm;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,6 +29,10 @@ struct Cli {
 enum Command {
     /// Answer heartbeats and evict silent peers.
     Server(server::ServerArgs),
+    /// Send heartbeats to a server and reconnect when it goes silent.
+    Client(client::ClientArgs),
+    /// Hold many heartbeating connections to load-test a server.
+    Swarm(swarm::SwarmArgs),
 }
 
 /// Parses the arguments, runs the subcommand and returns the exit code.
@@ -42,6 +48,8 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Client(args) => client::run(args),
+        Command::Swarm(args) => swarm::run(args),
     }
 }
 

@@ -1,0 +1,215 @@
+//! `lubdub swarm`: many idle heartbeating clients in one poll loop.
+
+use std::io::{IsTerminal, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use log::LevelFilter;
+use lubdub::swarm::{Exchange, Snapshot, Swarm, SwarmConfig};
+
+/// Exit code when the run did not meet its target (connections or replies).
+pub const TARGET_MISSED: i32 = 3;
+
+/// Flags of `lubdub swarm`.
+#[derive(Args, Debug)]
+pub struct SwarmArgs {
+    /// Server address (HOST:PORT).
+    #[arg(long, value_parser = super::client::socket_addr)]
+    pub connect: SocketAddr,
+    /// Connections to open and hold.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub clients: u64,
+    /// Connects (and reconnects) per second; 0 means as fast as possible.
+    #[arg(long, default_value_t = 2000)]
+    pub connect_rate: u64,
+    /// Heartbeat interval per connection (the liveness unit with --flood).
+    #[arg(long, default_value = "5s", value_parser = super::positive_duration)]
+    pub interval: Duration,
+    /// Intervals without a received frame before a connection reconnects.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    pub misses: u32,
+    /// Stop after this long (default: run until SIGINT).
+    #[arg(long, value_parser = super::positive_duration)]
+    pub duration: Option<Duration>,
+    /// Local addresses to connect from, round-robin: `A-B` (IPv4 range), or a comma list.
+    #[arg(long, value_name = "A-B", value_parser = sources)]
+    pub source_addrs: Option<Sources>,
+    /// Keep DEPTH requests in flight per connection (closed loop) instead of heartbeating.
+    #[arg(long, value_name = "DEPTH", value_parser = clap::value_parser!(u32).range(1..))]
+    pub flood: Option<u32>,
+    /// Write the final report as one JSON object to PATH, or to stdout with `-`.
+    #[arg(long, value_name = "PATH|-")]
+    pub json: Option<PathBuf>,
+    /// Treat any received bytes as proof of life and drop unparseable bytes.
+    #[arg(long)]
+    pub lenient: bool,
+    /// Send these bytes (hex) as the request instead of a lubdub heartbeat.
+    #[arg(long, value_name = "HEX", value_parser = hex, requires = "reply_hex")]
+    pub request_hex: Option<Bytes>,
+    /// Expect these bytes (hex) as the reply to each request.
+    #[arg(long, value_name = "HEX", value_parser = hex, requires = "request_hex")]
+    pub reply_hex: Option<Bytes>,
+    /// How long a connect may take.
+    #[arg(long, default_value = "10s", value_parser = super::positive_duration)]
+    pub connect_timeout: Duration,
+    /// Shortest reconnect delay.
+    #[arg(long, default_value = "1s", value_parser = super::duration)]
+    pub backoff_min: Duration,
+    /// Longest reconnect delay.
+    #[arg(long, default_value = "2m", value_parser = super::duration)]
+    pub backoff_max: Duration,
+    /// At the end, how long to wait for replies still in flight.
+    #[arg(long, default_value = "2s", value_parser = super::duration)]
+    pub grace: Duration,
+    /// Log level: off, error, warn, info, debug (one line per connect and reconnect), trace.
+    #[arg(long, default_value = "info")]
+    pub log_level: LevelFilter,
+}
+
+/// Local addresses from `--source-addrs` (a newtype: clap reads a bare
+/// `Vec` as a repeated flag).
+#[derive(Debug, Clone)]
+pub struct Sources(Vec<IpAddr>);
+
+fn sources(text: &str) -> Result<Sources, String> {
+    lubdub::swarm::parse_sources(text).map(Sources)
+}
+
+/// Bytes from a hex flag.
+#[derive(Debug, Clone)]
+pub struct Bytes(Vec<u8>);
+
+/// clap value parser for hex byte strings (`50494e470d0a`).
+fn hex(text: &str) -> Result<Bytes, String> {
+    hex_bytes(text).map(Bytes)
+}
+
+fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
+    let text = text.trim();
+    if text.is_empty() || text.len() % 2 != 0 {
+        return Err("needs an even, non-zero number of hex digits".into());
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(|| format!("`{text}` is not hex"))
+        })
+        .collect()
+}
+
+pub fn run(args: SwarmArgs) -> i32 {
+    super::init_logging(args.log_level);
+    if args.backoff_max < args.backoff_min {
+        return super::fail("swarm: --backoff-max is shorter than --backoff-min");
+    }
+    let exchange = match (args.request_hex, args.reply_hex) {
+        (Some(request), Some(reply)) => Exchange::Fixed {
+            request: request.0,
+            reply: reply.0,
+        },
+        _ => Exchange::Heartbeat,
+    };
+    let config = SwarmConfig {
+        connect: args.connect,
+        clients: args.clients as usize,
+        connect_rate: args.connect_rate,
+        interval: args.interval,
+        misses: args.misses,
+        duration: args.duration,
+        sources: args.source_addrs.map(|s| s.0).unwrap_or_default(),
+        flood: args.flood,
+        lenient: args.lenient,
+        exchange,
+        connect_timeout: args.connect_timeout,
+        backoff_min: args.backoff_min,
+        backoff_max: args.backoff_max,
+        grace: args.grace,
+        ..SwarmConfig::default()
+    };
+    let ramp_warning = ramp_warning(&config);
+    let mut swarm = match Swarm::new(config) {
+        Ok(swarm) => swarm,
+        Err(e) => return super::fail(format!("swarm: {e}")),
+    };
+    if let Err(e) = super::stop_on_signals(swarm.shutdown_handle()) {
+        return super::fail(format!("swarm: cannot watch for signals: {e}"));
+    }
+    // Only now, so that a refusal stays a single line.
+    if let Some(warning) = ramp_warning {
+        log::warn!("{warning}");
+    }
+
+    // A terminal gets one line rewritten every second; a log file or pipe
+    // gets a plain line every five, so it stays readable.
+    // Debug logging writes lines of its own, so the status gets lines too.
+    let tty = std::io::stderr().is_terminal() && args.log_level <= LevelFilter::Info;
+    let mut snapshots = 0u64;
+    let mut status = |s: &Snapshot| {
+        snapshots += 1;
+        let mut err = std::io::stderr().lock();
+        if tty {
+            let _ = write!(err, "\r{s}\x1b[K");
+        } else if snapshots % 5 == 0 {
+            let _ = writeln!(err, "{s}");
+        }
+        let _ = err.flush();
+    };
+    let report = match swarm.run(&mut status) {
+        Ok(report) => report,
+        Err(e) => return super::fail(format!("swarm: {e}")),
+    };
+    if tty {
+        eprintln!();
+    }
+    eprint!("{}", report.summary());
+    if let Some(path) = args.json {
+        let json = report.to_json();
+        if path.as_os_str() == "-" {
+            println!("{json}");
+        } else if let Err(e) = std::fs::write(&path, format!("{json}\n")) {
+            return super::fail(format!("swarm: cannot write {}: {e}", path.display()));
+        }
+    }
+    match report.failure() {
+        None => 0,
+        Some(reason) => {
+            eprintln!("lubdub: swarm: {reason}");
+            TARGET_MISSED
+        }
+    }
+}
+
+/// A warning when the ramp-up alone outlasts the run.
+fn ramp_warning(config: &SwarmConfig) -> Option<String> {
+    let (Some(duration), rate @ 1..) = (config.duration, config.connect_rate) else {
+        return None;
+    };
+    let ramp = Duration::from_millis((config.clients as u64).saturating_mul(1000) / rate);
+    (ramp >= duration).then(|| {
+        format!(
+            "at {rate} connects/s, {} clients need {} to connect, longer than --duration {}",
+            config.clients,
+            lubdub::duration::format(ramp),
+            lubdub::duration::format(duration)
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_parses_redis_ping() {
+        assert_eq!(hex_bytes("50494e470d0a").unwrap(), b"PING\r\n");
+        assert_eq!(hex_bytes("2B504F4E470D0A").unwrap(), b"+PONG\r\n");
+        assert!(hex_bytes("abc").is_err());
+        assert!(hex_bytes("zz").is_err());
+        assert!(hex_bytes("").is_err());
+        assert!(hex_bytes("é0").is_err());
+    }
+}

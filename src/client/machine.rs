@@ -1,0 +1,406 @@
+//! The client's state machine: no sockets, no clock, driven by ticks.
+//!
+//! ```text
+//!            start                connect_started          connected
+//!   Idle ──────────▶ Ready ─────────────────▶ Connecting ──────────▶ Connected
+//!                      ▲                          │                     │
+//!                      │ backoff expired          │ failed / timed out  │ silent for interval × misses,
+//!                      │                          ▼                     │ closed, error
+//!                      └────────────────── BackingOff ◀─────────────────┘
+//! ```
+//!
+//! The shell feeds in what happened ([`Machine::handle_connected`],
+//! [`Machine::handle_received`], [`Machine::handle_closed`], …) and the time
+//! ([`Machine::handle_timeout`]), asks when to wake next
+//! ([`Machine::poll_timeout`]) and pulls what to do ([`Machine::poll_action`]),
+//! in the manner of quinn-proto. `Ready` exists because the shell, not the
+//! machine, decides when a socket is actually opened: a swarm paces its
+//! connects, so the connect timeout starts when the connect does.
+//!
+//! Liveness (DESIGN.md): every complete frame received proves the server
+//! alive; when `interval × misses` ticks pass without one, the machine gives
+//! the connection up. With `lenient`, any received bytes are proof. Missed
+//! replies (a heartbeat still unanswered when the next one is due, at least
+//! an interval later) are counted and reported but are not by themselves a
+//! reason to disconnect.
+
+use std::fmt;
+use std::io;
+
+use super::backoff::{Backoff, BackoffConfig};
+use crate::protocol::DecodeError;
+use crate::rng::Rng;
+use crate::time::Tick;
+
+/// Timing rules for one client, in ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Ticks between heartbeats (at least 1).
+    pub interval: Tick,
+    /// Intervals without a received frame before the connection is given up.
+    pub misses: u32,
+    /// Ticks a connect may take.
+    pub connect_timeout: Tick,
+    /// Reconnect delay window.
+    pub backoff: BackoffConfig,
+    /// Any received bytes prove liveness; unparseable bytes are not fatal.
+    pub lenient: bool,
+    /// Send a heartbeat on connect and then every interval. A swarm in flood
+    /// mode turns this off and sends its requests itself.
+    pub heartbeats: bool,
+    /// Heartbeats fall on ticks `t` with `t ≡ phase (mod interval)`. A swarm
+    /// gives each client its own phase so heartbeats are spread evenly over
+    /// the interval; `None` counts intervals from the connect.
+    pub phase: Option<Tick>,
+}
+
+impl Config {
+    /// `interval × misses`: the longest silence tolerated.
+    pub fn silence_limit(&self) -> Tick {
+        self.interval
+            .max(1)
+            .saturating_mul(self.misses.max(1) as Tick)
+    }
+}
+
+/// Where the client is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Not started.
+    Idle,
+    /// Due to connect; waiting for the shell to open the socket.
+    Ready,
+    /// A connect is in flight since the given tick.
+    Connecting {
+        /// When the connect started.
+        since: Tick,
+    },
+    /// Connected.
+    Connected(Link),
+    /// Waiting before the next connect.
+    BackingOff {
+        /// When the wait ends.
+        until: Tick,
+    },
+    /// Stopped for good.
+    Stopped,
+}
+
+/// The liveness record of an open connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// When the connection came up.
+    pub since: Tick,
+    /// The last tick at which proof of life arrived (the connect counts).
+    pub last_seen: Tick,
+    /// When the next heartbeat is due.
+    pub next_heartbeat: Tick,
+    /// When the last heartbeat was sent.
+    pub last_sent: Tick,
+    /// Heartbeats sent and not yet answered.
+    pub unanswered: u32,
+    /// Whether anything has been received on this connection yet.
+    pub proven: bool,
+}
+
+/// What the shell observed arriving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// A complete heartbeat response (or, with fixed request/reply strings,
+    /// a complete reply).
+    Reply,
+    /// Any other complete frame.
+    Frame,
+    /// Bytes that did not (yet) form a frame: proof only when lenient.
+    Bytes,
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The connect failed.
+    ConnectFailed(io::ErrorKind),
+    /// The connect did not finish within the connect timeout.
+    ConnectTimeout,
+    /// Nothing was received for `idle` ticks (at least the silence limit).
+    Silent {
+        /// Ticks since the last proof of life.
+        idle: Tick,
+    },
+    /// The server closed the connection.
+    PeerClosed,
+    /// Reading or writing failed.
+    Io(io::ErrorKind),
+    /// The server sent bytes that are not lubdub frames.
+    Protocol(DecodeError),
+    /// The server sent bytes other than the expected fixed reply.
+    UnexpectedReply,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
+            Reason::ConnectTimeout => f.write_str("connect timed out"),
+            Reason::Silent { idle } => write!(f, "server silent for {idle} ticks"),
+            Reason::PeerClosed => f.write_str("server closed the connection"),
+            Reason::Io(kind) => write!(f, "connection error: {kind}"),
+            Reason::Protocol(e) => write!(f, "protocol error: {e}"),
+            Reason::UnexpectedReply => f.write_str("unexpected bytes instead of the reply"),
+        }
+    }
+}
+
+/// Work for the shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Open a connection, then call [`Machine::handle_connect_started`].
+    Connect,
+    /// Send one heartbeat request.
+    SendHeartbeat,
+    /// A heartbeat was still unanswered when the next one fell due.
+    MissedReply {
+        /// Heartbeats outstanding before the one about to be sent.
+        unanswered: u32,
+    },
+    /// Close the socket; the machine will ask to connect again in `retry_in` ticks.
+    Disconnect {
+        /// Why.
+        reason: Reason,
+        /// The backoff delay chosen.
+        retry_in: Tick,
+    },
+}
+
+/// One client's state. Small (it is held once per connection by a swarm) and
+/// allocation-free.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    config: Config,
+    state: State,
+    backoff: Backoff,
+    rng: Rng,
+    pending: Pending,
+}
+
+/// Actions not yet pulled; at most one of each kind can be due at once.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pending {
+    missed: Option<u32>,
+    heartbeat: bool,
+    disconnect: Option<(Reason, Tick)>,
+    connect: bool,
+}
+
+impl Machine {
+    /// A machine in `Idle`; `rng` supplies its jitter.
+    pub fn new(config: Config, rng: Rng) -> Machine {
+        Machine {
+            config,
+            state: State::Idle,
+            backoff: Backoff::new(),
+            rng,
+            pending: Pending::default(),
+        }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where it is.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Failed attempts since the last connection that received something.
+    pub fn attempt(&self) -> u32 {
+        self.backoff.attempt()
+    }
+
+    /// Whether a connection is up.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.state, State::Connected(_))
+    }
+
+    /// Begin: the first action will be [`Action::Connect`].
+    pub fn start(&mut self, _now: Tick) {
+        if self.state == State::Idle {
+            self.state = State::Ready;
+            self.pending.connect = true;
+        }
+    }
+
+    /// Stop for good: no more actions. The shell closes any socket itself.
+    pub fn stop(&mut self) {
+        self.state = State::Stopped;
+        self.pending = Pending::default();
+    }
+
+    /// The shell began a connect.
+    pub fn handle_connect_started(&mut self, now: Tick) {
+        debug_assert_eq!(self.state, State::Ready, "connect started out of turn");
+        if self.state == State::Ready {
+            self.state = State::Connecting { since: now };
+        }
+    }
+
+    /// The connect completed.
+    pub fn handle_connected(&mut self, now: Tick) {
+        if !matches!(self.state, State::Connecting { .. }) {
+            return;
+        }
+        let mut link = Link {
+            since: now,
+            last_seen: now,
+            next_heartbeat: now,
+            last_sent: now,
+            unanswered: 0,
+            proven: false,
+        };
+        if self.config.heartbeats {
+            // The first heartbeat goes out at once: it tells within one
+            // round trip whether the server is really there.
+            self.pending.heartbeat = true;
+            link.unanswered = 1;
+            link.next_heartbeat = self.next_heartbeat_after(now, now);
+        }
+        self.state = State::Connected(link);
+    }
+
+    /// Something arrived. Returns whether it counted as proof of life.
+    pub fn handle_received(&mut self, now: Tick, proof: Proof) -> bool {
+        let State::Connected(link) = &mut self.state else {
+            return false;
+        };
+        if proof == Proof::Reply {
+            link.unanswered = link.unanswered.saturating_sub(1);
+        }
+        let counts = match proof {
+            Proof::Reply | Proof::Frame => true,
+            Proof::Bytes => self.config.lenient,
+        };
+        if counts {
+            link.last_seen = link.last_seen.max(now);
+            if !link.proven {
+                link.proven = true;
+                self.backoff.reset();
+            }
+        }
+        counts
+    }
+
+    /// The connect failed.
+    pub fn handle_connect_failed(&mut self, now: Tick, kind: io::ErrorKind) {
+        self.handle_closed(now, Reason::ConnectFailed(kind));
+    }
+
+    /// The connection (or the connect) ended for `reason`.
+    pub fn handle_closed(&mut self, now: Tick, reason: Reason) {
+        if matches!(self.state, State::Connecting { .. } | State::Connected(_)) {
+            self.give_up(now, reason);
+        }
+    }
+
+    /// Time has reached `now`: do whatever fell due.
+    pub fn handle_timeout(&mut self, now: Tick) {
+        match self.state {
+            State::Idle | State::Ready | State::Stopped => {}
+            State::Connecting { since } => {
+                if now >= since.saturating_add(self.config.connect_timeout) {
+                    self.give_up(now, Reason::ConnectTimeout);
+                }
+            }
+            State::Connected(link) => {
+                let deadline = link.last_seen.saturating_add(self.config.silence_limit());
+                if now >= deadline {
+                    let idle = now - link.last_seen;
+                    self.give_up(now, Reason::Silent { idle });
+                } else if self.config.heartbeats && now >= link.next_heartbeat {
+                    let next = self.next_heartbeat_after(now, link.since);
+                    let interval = self.config.interval;
+                    if let State::Connected(link) = &mut self.state {
+                        // Missed: unanswered for a whole interval. The one
+                        // sent on connect may be younger when the first grid
+                        // tick comes soon after; it is not late yet.
+                        if link.unanswered > 0 && now - link.last_sent >= interval {
+                            self.pending.missed = Some(link.unanswered);
+                        }
+                        link.unanswered = link.unanswered.saturating_add(1);
+                        link.last_sent = now;
+                        link.next_heartbeat = next;
+                        self.pending.heartbeat = true;
+                    }
+                }
+            }
+            State::BackingOff { until } => {
+                if now >= until {
+                    self.state = State::Ready;
+                    self.pending.connect = true;
+                }
+            }
+        }
+    }
+
+    /// The next tick at which [`handle_timeout`](Self::handle_timeout) has
+    /// something to do, if any. Never later than the true deadline; the
+    /// shell may call early (nothing happens) but must not call late.
+    pub fn poll_timeout(&self) -> Option<Tick> {
+        match self.state {
+            State::Idle | State::Ready | State::Stopped => None,
+            State::Connecting { since } => Some(since.saturating_add(self.config.connect_timeout)),
+            State::Connected(link) => {
+                let silent = link.last_seen.saturating_add(self.config.silence_limit());
+                if self.config.heartbeats {
+                    Some(silent.min(link.next_heartbeat))
+                } else {
+                    Some(silent)
+                }
+            }
+            State::BackingOff { until } => Some(until),
+        }
+    }
+
+    /// The next thing to do, if any. Call until `None` after every event.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        if let Some((reason, retry_in)) = self.pending.disconnect.take() {
+            return Some(Action::Disconnect { reason, retry_in });
+        }
+        if let Some(unanswered) = self.pending.missed.take() {
+            return Some(Action::MissedReply { unanswered });
+        }
+        if std::mem::take(&mut self.pending.heartbeat) {
+            return Some(Action::SendHeartbeat);
+        }
+        if std::mem::take(&mut self.pending.connect) {
+            return Some(Action::Connect);
+        }
+        None
+    }
+
+    fn give_up(&mut self, now: Tick, reason: Reason) {
+        let retry_in = self.backoff.next_delay(&self.config.backoff, &mut self.rng);
+        self.state = State::BackingOff {
+            until: now.saturating_add(retry_in),
+        };
+        // Whatever was due for the old connection is moot.
+        self.pending = Pending {
+            disconnect: Some((reason, retry_in)),
+            ..Pending::default()
+        };
+    }
+
+    /// The first heartbeat tick after `now` on this client's grid: ticks
+    /// congruent to the phase, or to `anchor` (the connect tick) without one.
+    fn next_heartbeat_after(&self, now: Tick, anchor: Tick) -> Tick {
+        let interval = self.config.interval.max(1);
+        let anchor = self.config.phase.unwrap_or(anchor) % interval;
+        let from = now.saturating_add(1);
+        let offset = (anchor + interval - from % interval) % interval;
+        from.saturating_add(offset)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,353 @@
+//! Timing rules, tested on a fake tick source: the clock jumps straight to the
+//! next deadline the machine asks for, so minutes of behaviour run instantly.
+
+use super::*;
+
+/// 1 tick = 1 ms in these tests: interval 5 s, 6 misses, gRPC backoff.
+fn config() -> Config {
+    Config {
+        interval: 5_000,
+        misses: 6,
+        connect_timeout: 10_000,
+        backoff: BackoffConfig {
+            min: 1_000,
+            max: 120_000,
+        },
+        lenient: false,
+        heartbeats: true,
+        phase: None,
+    }
+}
+
+fn actions(m: &mut Machine) -> Vec<Action> {
+    std::iter::from_fn(|| m.poll_action()).collect()
+}
+
+/// A started machine, connected at `at`, with its first heartbeat pulled.
+fn connected(config: Config, at: Tick) -> Machine {
+    let mut m = Machine::new(config, Rng::new(11));
+    m.start(at);
+    assert_eq!(actions(&mut m), [Action::Connect]);
+    m.handle_connect_started(at);
+    m.handle_connected(at);
+    assert_eq!(actions(&mut m), [Action::SendHeartbeat]);
+    m
+}
+
+/// The reason and delay of the disconnect among `acts`, if any.
+fn disconnect(acts: &[Action]) -> Option<(Reason, Tick)> {
+    acts.iter().find_map(|a| match *a {
+        Action::Disconnect { reason, retry_in } => Some((reason, retry_in)),
+        _ => None,
+    })
+}
+
+#[test]
+fn heartbeats_go_out_on_connect_and_then_every_interval_exactly() {
+    let mut m = connected(config(), 100);
+    let mut sent_at = vec![100];
+    while sent_at.len() < 6 {
+        let now = m.poll_timeout().unwrap();
+        m.handle_timeout(now);
+        for action in actions(&mut m) {
+            if action == Action::SendHeartbeat {
+                sent_at.push(now);
+                // The server answers within the tick.
+                m.handle_received(now, Proof::Reply);
+            }
+        }
+    }
+    assert_eq!(sent_at, [100, 5_100, 10_100, 15_100, 20_100, 25_100]);
+    assert!(m.is_connected());
+}
+
+#[test]
+fn liveness_deadline_is_exactly_interval_times_misses_after_the_last_frame() {
+    let mut m = connected(config(), 0);
+    // The last proof of life arrives at 7_000.
+    m.handle_received(7_000, Proof::Frame);
+    let limit = 5_000 * 6;
+    let deadline = 7_000 + limit;
+    // Drive through every wakeup up to one tick before the deadline.
+    loop {
+        let next = m.poll_timeout().unwrap();
+        if next >= deadline {
+            break;
+        }
+        m.handle_timeout(next);
+        assert_eq!(disconnect(&actions(&mut m)), None);
+    }
+    assert_eq!(m.poll_timeout(), Some(deadline));
+    m.handle_timeout(deadline - 1);
+    assert_eq!(disconnect(&actions(&mut m)), None, "early by one tick");
+    assert!(m.is_connected());
+    m.handle_timeout(deadline);
+    let (reason, retry_in) = disconnect(&actions(&mut m)).expect("disconnect at the deadline");
+    assert_eq!(reason, Reason::Silent { idle: limit });
+    assert_eq!(
+        m.state(),
+        State::BackingOff {
+            until: deadline + retry_in
+        }
+    );
+}
+
+#[test]
+fn any_complete_frame_extends_liveness_but_partial_bytes_do_not() {
+    let mut m = connected(config(), 0);
+    assert!(m.handle_received(20_000, Proof::Frame));
+    assert!(!m.handle_received(29_000, Proof::Bytes));
+    m.handle_timeout(49_999);
+    assert_eq!(disconnect(&actions(&mut m)), None);
+    m.handle_timeout(50_000);
+    assert_eq!(
+        disconnect(&actions(&mut m)).map(|d| d.0),
+        Some(Reason::Silent { idle: 30_000 })
+    );
+}
+
+#[test]
+fn lenient_counts_any_bytes_as_proof_of_life() {
+    let mut m = connected(
+        Config {
+            lenient: true,
+            ..config()
+        },
+        0,
+    );
+    assert!(m.handle_received(29_000, Proof::Bytes));
+    m.handle_timeout(58_999);
+    assert_eq!(disconnect(&actions(&mut m)), None);
+    assert!(m.is_connected());
+    m.handle_timeout(59_000);
+    assert!(disconnect(&actions(&mut m)).is_some());
+}
+
+#[test]
+fn connect_timeout_is_exact() {
+    let mut m = Machine::new(config(), Rng::new(1));
+    m.start(0);
+    assert_eq!(actions(&mut m), [Action::Connect]);
+    m.handle_connect_started(500);
+    assert_eq!(m.poll_timeout(), Some(10_500));
+    m.handle_timeout(10_499);
+    assert_eq!(actions(&mut m), []);
+    m.handle_timeout(10_500);
+    assert_eq!(
+        disconnect(&actions(&mut m)).map(|d| d.0),
+        Some(Reason::ConnectTimeout)
+    );
+}
+
+#[test]
+fn missed_replies_are_counted_but_do_not_disconnect() {
+    let mut m = connected(config(), 0);
+    // No reply to the first heartbeat: at the second, one is missed.
+    m.handle_timeout(5_000);
+    assert_eq!(
+        actions(&mut m),
+        [Action::MissedReply { unanswered: 1 }, Action::SendHeartbeat]
+    );
+    m.handle_timeout(10_000);
+    assert_eq!(
+        actions(&mut m),
+        [Action::MissedReply { unanswered: 2 }, Action::SendHeartbeat]
+    );
+    // Two late replies arrive; the next heartbeat still has one outstanding.
+    m.handle_received(12_000, Proof::Reply);
+    m.handle_received(12_000, Proof::Reply);
+    m.handle_timeout(15_000);
+    assert_eq!(
+        actions(&mut m),
+        [Action::MissedReply { unanswered: 1 }, Action::SendHeartbeat]
+    );
+    m.handle_received(15_001, Proof::Reply);
+    m.handle_received(15_001, Proof::Reply);
+    m.handle_timeout(20_000);
+    assert_eq!(actions(&mut m), [Action::SendHeartbeat]);
+    assert!(m.is_connected());
+}
+
+#[test]
+fn backoff_grows_while_connects_fail_and_is_jittered_inside_its_window() {
+    let mut m = Machine::new(config(), Rng::new(5));
+    let mut now = 0;
+    m.start(now);
+    let mut delays = Vec::new();
+    for attempt in 0..12u32 {
+        assert_eq!(actions(&mut m), [Action::Connect], "attempt {attempt}");
+        m.handle_connect_started(now);
+        m.handle_connect_failed(now, io::ErrorKind::ConnectionRefused);
+        let (reason, retry_in) = disconnect(&actions(&mut m)).unwrap();
+        assert_eq!(
+            reason,
+            Reason::ConnectFailed(io::ErrorKind::ConnectionRefused)
+        );
+        let ceiling = (1_000.0 * 1.6f64.powi(attempt as i32 + 1)).min(120_000.0) as Tick;
+        assert!(
+            (1_000..=ceiling).contains(&retry_in),
+            "attempt {attempt}: {retry_in} outside 1000..={ceiling}"
+        );
+        delays.push(retry_in);
+        // Nothing happens one tick before the delay is over.
+        m.handle_timeout(now + retry_in - 1);
+        assert_eq!(actions(&mut m), []);
+        now += retry_in;
+        assert_eq!(m.poll_timeout(), Some(now));
+        m.handle_timeout(now);
+    }
+    assert_eq!(m.attempt(), 12);
+    // Growth: the late delays are on average far longer than the early ones.
+    let early: Tick = delays[..3].iter().sum();
+    let late: Tick = delays[9..].iter().sum();
+    assert!(late > 3 * early, "{delays:?}");
+}
+
+#[test]
+fn backoff_resets_only_after_the_new_connection_received_something() {
+    let mut m = Machine::new(config(), Rng::new(9));
+    m.start(0);
+    let mut now = 0;
+    for _ in 0..5 {
+        actions(&mut m);
+        m.handle_connect_started(now);
+        m.handle_connect_failed(now, io::ErrorKind::ConnectionRefused);
+        let (_, retry_in) = disconnect(&actions(&mut m)).unwrap();
+        now += retry_in;
+        m.handle_timeout(now);
+    }
+    assert_eq!(m.attempt(), 5);
+    // Connected, but the server says nothing and closes: still failing.
+    assert_eq!(actions(&mut m), [Action::Connect]);
+    m.handle_connect_started(now);
+    m.handle_connected(now);
+    m.handle_closed(now + 10, Reason::PeerClosed);
+    assert_eq!(m.attempt(), 6);
+    let (_, retry_in) = disconnect(&actions(&mut m)).unwrap();
+    now += 10 + retry_in;
+    m.handle_timeout(now);
+    // This time a reply arrives: the count starts over.
+    assert_eq!(actions(&mut m), [Action::Connect]);
+    m.handle_connect_started(now);
+    m.handle_connected(now);
+    assert_eq!(m.attempt(), 6);
+    m.handle_received(now + 1, Proof::Reply);
+    assert_eq!(m.attempt(), 0);
+    m.handle_closed(now + 2, Reason::PeerClosed);
+    let (_, retry_in) = disconnect(&actions(&mut m)).unwrap();
+    assert!((1_000..=1_600).contains(&retry_in), "{retry_in}");
+}
+
+#[test]
+fn phase_puts_heartbeats_on_a_shared_grid() {
+    let phase = 1_234;
+    let mut m = connected(
+        Config {
+            phase: Some(phase),
+            ..config()
+        },
+        100,
+    );
+    let mut sent_at = Vec::new();
+    while sent_at.len() < 3 {
+        let now = m.poll_timeout().unwrap();
+        m.handle_timeout(now);
+        for action in actions(&mut m) {
+            if action == Action::SendHeartbeat {
+                sent_at.push(now);
+                m.handle_received(now, Proof::Reply);
+            }
+        }
+    }
+    assert_eq!(sent_at, [1_234, 6_234, 11_234]);
+}
+
+#[test]
+fn phases_spread_a_swarm_evenly_over_the_interval() {
+    // 10 clients with phases i × interval / 10 connect at the same tick.
+    let n = 10;
+    let mut heartbeats = Vec::new();
+    for i in 0..n {
+        let mut m = connected(
+            Config {
+                phase: Some(i * 5_000 / n),
+                ..config()
+            },
+            77,
+        );
+        let next = m.poll_timeout().unwrap();
+        m.handle_timeout(next);
+        // Within an interval of the connect heartbeat: not counted missed.
+        assert_eq!(actions(&mut m), [Action::SendHeartbeat]);
+        heartbeats.push(next);
+    }
+    heartbeats.sort();
+    let gaps: Vec<Tick> = heartbeats.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|&g| g == 500), "{heartbeats:?}");
+}
+
+#[test]
+fn an_overslept_timer_skips_to_the_next_grid_point_without_a_burst() {
+    let mut m = connected(config(), 0);
+    m.handle_received(1, Proof::Reply);
+    // The shell was stalled for 2.5 intervals.
+    m.handle_timeout(12_500);
+    assert_eq!(actions(&mut m), [Action::SendHeartbeat]);
+    assert_eq!(m.poll_timeout(), Some(15_000));
+}
+
+#[test]
+fn events_out_of_turn_are_ignored() {
+    let mut m = Machine::new(config(), Rng::new(2));
+    m.handle_received(5, Proof::Reply);
+    m.handle_closed(5, Reason::PeerClosed);
+    m.handle_connected(5);
+    m.handle_timeout(1_000_000);
+    assert_eq!(m.state(), State::Idle);
+    assert_eq!(actions(&mut m), []);
+    m.start(0);
+    m.stop();
+    assert_eq!(actions(&mut m), []);
+    assert_eq!(m.poll_timeout(), None);
+}
+
+#[test]
+fn flood_mode_sends_no_heartbeats_but_keeps_liveness() {
+    let mut m = Machine::new(
+        Config {
+            heartbeats: false,
+            ..config()
+        },
+        Rng::new(3),
+    );
+    m.start(0);
+    actions(&mut m);
+    m.handle_connect_started(0);
+    m.handle_connected(0);
+    assert_eq!(actions(&mut m), []);
+    assert_eq!(m.poll_timeout(), Some(30_000));
+    m.handle_received(10_000, Proof::Reply);
+    assert_eq!(m.poll_timeout(), Some(40_000));
+}
+
+#[test]
+fn the_connect_heartbeat_is_not_called_missed_when_the_grid_comes_soon_after() {
+    // Connected 1 ms before this client's grid tick: the heartbeat sent on
+    // connect is 1 ms old when the grid one goes out, not late.
+    let mut m = connected(
+        Config {
+            phase: Some(1_001),
+            ..config()
+        },
+        1_000,
+    );
+    assert_eq!(m.poll_timeout(), Some(1_001));
+    m.handle_timeout(1_001);
+    assert_eq!(actions(&mut m), [Action::SendHeartbeat]);
+    // A whole interval later neither was answered: now one is missed.
+    m.handle_timeout(6_001);
+    assert_eq!(
+        actions(&mut m),
+        [Action::MissedReply { unanswered: 2 }, Action::SendHeartbeat]
+    );
+}

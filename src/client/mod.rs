@@ -1,0 +1,183 @@
+//! A heartbeat client that reconnects when its server goes silent.
+//!
+//! Three layers, as everywhere in lubdub:
+//!
+//! - [`backoff`]: how long to wait before reconnecting (exponential, full
+//!   jitter, reset once a new connection has received something);
+//! - [`machine`]: the tick-driven state machine (connecting → connected →
+//!   backing off → connecting …) with the liveness rule of DESIGN.md, no IO;
+//! - [`Client`]: the mio shell that owns the socket, converts `Instant` to
+//!   ticks in one place, and carries out the machine's actions.
+//!
+//! The swarm (`crate::swarm`) drives many [`machine::Machine`]s with its own
+//! shell; it shares [`socket`] with this one.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use lubdub::client::{Client, ClientConfig, Handler, Outbox};
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     fn data(&mut self, payload: &[u8], out: &mut Outbox<'_>) {
+//!         let _ = out.send_data(payload);
+//!     }
+//! }
+//!
+//! let config = ClientConfig {
+//!     connect: "127.0.0.1:8898".parse().unwrap(),
+//!     ..ClientConfig::default()
+//! };
+//! let mut client = Client::new(config, Echo)?;
+//! let stop = client.shutdown_handle(); // give to another thread to stop `run`
+//! client.run()?;
+//! # drop(stop);
+//! # Ok::<(), lubdub::client::ClientError>(())
+//! ```
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::keepalive::KeepaliveConfig;
+use crate::protocol::DEFAULT_MAX_FRAME;
+use crate::time::Clock;
+
+pub mod backoff;
+pub mod machine;
+mod shell;
+pub mod socket;
+
+pub use machine::Reason;
+pub use shell::{Client, ClientStats, Handler, Outbox};
+
+/// Everything a [`Client`] needs, in human units.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The server.
+    pub connect: SocketAddr,
+    /// Local address to connect from (`None`: the kernel chooses).
+    pub bind: Option<IpAddr>,
+    /// Time between heartbeats (default 5 s, the Qt original's).
+    pub interval: Duration,
+    /// Intervals of silence before reconnecting (default 6, the original's).
+    pub misses: u32,
+    /// How long a connect may take (default 10 s).
+    pub connect_timeout: Duration,
+    /// Shortest reconnect delay (default 1 s; see [`backoff`]).
+    pub backoff_min: Duration,
+    /// Longest reconnect delay (default 120 s; see [`backoff`]).
+    pub backoff_max: Duration,
+    /// Any received bytes prove liveness and unparseable bytes are dropped.
+    pub lenient: bool,
+    /// Socket options applied on connect (the server's defaults).
+    pub keepalive: KeepaliveConfig,
+    /// Largest frame accepted from the server.
+    pub max_frame: usize,
+    /// Timer resolution (default 1 ms).
+    pub tick: Duration,
+}
+
+impl Default for ClientConfig {
+    /// `127.0.0.1:8898`, 5 s × 6, backoff 1 s…120 s, connect timeout 10 s.
+    ///
+    /// The connect timeout is longer than any healthy handshake (Linux
+    /// retransmits a lost SYN after 1 s and again 2 s later, so 10 s allows
+    /// three tries) and shorter than the 30 s silence limit, so an
+    /// unreachable server is noticed before a silent one would be.
+    fn default() -> Self {
+        ClientConfig {
+            connect: SocketAddr::from(([127, 0, 0, 1], 8898)),
+            bind: None,
+            interval: Duration::from_secs(5),
+            misses: 6,
+            connect_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(120),
+            lenient: false,
+            keepalive: KeepaliveConfig::default(),
+            max_frame: DEFAULT_MAX_FRAME,
+            tick: Duration::from_millis(1),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The timing rules in ticks of `clock`.
+    pub fn machine_config(&self, clock: &Clock) -> machine::Config {
+        machine::Config {
+            interval: clock.ticks(self.interval).max(1),
+            misses: self.misses.max(1),
+            connect_timeout: clock.ticks(self.connect_timeout),
+            backoff: backoff::BackoffConfig {
+                min: clock.ticks(self.backoff_min),
+                max: clock.ticks(self.backoff_max),
+            },
+            lenient: self.lenient,
+            heartbeats: true,
+            phase: None,
+        }
+    }
+}
+
+/// What can stop a client's loop. Connection trouble never does: it is
+/// answered by reconnecting.
+#[derive(Debug)]
+pub enum ClientError {
+    /// Creating the poll instance or its waker failed.
+    Setup(io::Error),
+    /// Waiting for events failed.
+    Poll(io::Error),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
+            ClientError::Poll(e) => write!(f, "waiting for events failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Setup(e) | ClientError::Poll(e) => Some(e),
+        }
+    }
+}
+
+/// Why [`Client::send_data`] refused a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// No connection is up; nothing is queued across reconnects.
+    NotConnected,
+    /// The payload does not fit in one frame.
+    TooLarge,
+    /// The server is not reading: too much is already waiting to be sent.
+    Backlog,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::NotConnected => "not connected",
+            SendError::TooLarge => "payload too large for one frame",
+            SendError::Backlog => "send backlog full",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// A human rendering of a [`Reason`], with tick counts shown as durations.
+pub fn describe(reason: &Reason, clock: &Clock) -> String {
+    match reason {
+        Reason::Silent { idle } => format!(
+            "server silent for {}",
+            crate::duration::format(clock.duration(*idle))
+        ),
+        other => other.to_string(),
+    }
+}

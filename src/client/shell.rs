@@ -1,0 +1,413 @@
+//! The mio shell around one [`Machine`]: the socket, the decoder and the clock.
+
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+
+use super::machine::{Action, Machine, Proof, Reason, State};
+use super::socket::{connect_progress, start_connect, ConnectProgress};
+use super::{describe, ClientConfig, ClientError, SendError};
+use crate::protocol::{
+    encode_frame, Decoder, Frame, FrameType, Kind, HEADER_LEN, HEARTBEAT_REQUEST,
+    HEARTBEAT_RESPONSE,
+};
+use crate::rng::Rng;
+use crate::shutdown::ShutdownHandle;
+use crate::time::{Clock, Tick};
+
+const STREAM: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// Bytes read per `read` call; one buffer per client, reused.
+const SCRATCH: usize = 64 * 1024;
+
+/// Unsent bytes past which [`Client::send_data`] refuses more.
+const MAX_BACKLOG: usize = 1024 * 1024;
+
+/// Callbacks into the embedding program. Every method has a default that
+/// does nothing, and `()` implements the trait for a heartbeat-only client.
+pub trait Handler {
+    /// A connection came up.
+    fn connected(&mut self, _out: &mut Outbox<'_>) {}
+    /// A data frame arrived.
+    fn data(&mut self, _payload: &[u8], _out: &mut Outbox<'_>) {}
+    /// The connection ended; the client will reconnect.
+    fn disconnected(&mut self, _reason: &Reason) {}
+}
+
+impl Handler for () {}
+
+/// Lets a [`Handler`] send data frames on the current connection.
+pub struct Outbox<'a> {
+    buf: &'a mut Vec<u8>,
+    max_frame: usize,
+}
+
+impl Outbox<'_> {
+    /// Queues one data frame; it is written when the callback returns.
+    pub fn send_data(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        queue_data(self.buf, self.max_frame, payload)
+    }
+}
+
+fn queue_data(buf: &mut Vec<u8>, max_frame: usize, payload: &[u8]) -> Result<(), SendError> {
+    if HEADER_LEN + payload.len() > max_frame {
+        return Err(SendError::TooLarge);
+    }
+    if buf.len() + HEADER_LEN + payload.len() > MAX_BACKLOG {
+        return Err(SendError::Backlog);
+    }
+    encode_frame(FrameType::Data, payload, buf).map_err(|_| SendError::TooLarge)
+}
+
+/// Counters since the client was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Connections established.
+    pub connects: u64,
+    /// Connections (or connect attempts) given up, each followed by a backoff.
+    pub disconnects: u64,
+    /// Heartbeat requests sent.
+    pub heartbeats_sent: u64,
+    /// Heartbeat responses received.
+    pub replies: u64,
+    /// Heartbeats still unanswered when the next one fell due.
+    pub missed_replies: u64,
+    /// Data frames received.
+    pub data_frames: u64,
+    /// Connections closed for bytes that are not lubdub frames.
+    pub protocol_errors: u64,
+    /// Reads dropped whole, when lenient, for bytes that are not frames.
+    pub dropped_reads: u64,
+}
+
+/// One reconnecting heartbeat client on its own `mio::Poll`.
+pub struct Client<H: Handler = ()> {
+    config: ClientConfig,
+    clock: Clock,
+    poll: Poll,
+    events: Events,
+    shutdown: ShutdownHandle,
+    machine: Machine,
+    stream: Option<mio::net::TcpStream>,
+    decoder: Decoder,
+    scratch: Box<[u8]>,
+    outbuf: Vec<u8>,
+    handler: H,
+    stats: ClientStats,
+}
+
+impl<H: Handler> Client<H> {
+    /// A client that starts connecting on the first [`poll_once`](Self::poll_once)
+    /// or [`run`](Self::run).
+    pub fn new(config: ClientConfig, handler: H) -> Result<Client<H>, ClientError> {
+        let poll = Poll::new().map_err(ClientError::Setup)?;
+        let shutdown = ShutdownHandle::new(poll.registry(), WAKER).map_err(ClientError::Setup)?;
+        let clock = Clock::start(config.tick);
+        let mut machine = Machine::new(config.machine_config(&clock), Rng::from_entropy());
+        machine.start(0);
+        Ok(Client {
+            config,
+            clock,
+            poll,
+            events: Events::with_capacity(16),
+            shutdown,
+            machine,
+            stream: None,
+            decoder: Decoder::new(),
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            outbuf: Vec::with_capacity(256),
+            handler,
+            stats: ClientStats::default(),
+        })
+    }
+
+    /// A handle that stops [`run`](Self::run) from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// The state machine's state.
+    pub fn state(&self) -> State {
+        self.machine.state()
+    }
+
+    /// Whether a connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.machine.is_connected()
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The handler, mutably.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    /// The clock that turns instants into this client's ticks.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Sends one data frame on the current connection.
+    pub fn send_data(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        if !self.machine.is_connected() {
+            return Err(SendError::NotConnected);
+        }
+        queue_data(&mut self.outbuf, self.config.max_frame, payload)?;
+        let now = self.clock.now();
+        self.flush(now);
+        self.apply_actions(now);
+        Ok(())
+    }
+
+    /// Runs until the shutdown handle fires, then closes the connection.
+    pub fn run(&mut self) -> Result<(), ClientError> {
+        while !self.shutdown.is_requested() {
+            self.poll_once(None)?;
+        }
+        self.close();
+        Ok(())
+    }
+
+    /// Closes the connection and stops reconnecting.
+    pub fn close(&mut self) {
+        self.machine.stop();
+        self.drop_stream();
+    }
+
+    /// One step: carry out due actions, wait for events for at most
+    /// `timeout` (or until the next timer when `None`), handle them and the
+    /// timers that fell due.
+    pub fn poll_once(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        let now = self.clock.now();
+        self.machine.handle_timeout(now);
+        self.apply_actions(now);
+
+        let wait = self
+            .machine
+            .poll_timeout()
+            .map(|deadline| self.clock.until(deadline, Instant::now()));
+        let wait = match (wait, timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match self.poll.poll(&mut self.events, wait) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ClientError::Poll(e)),
+        }
+        let instant = Instant::now();
+        let now = self.clock.tick_at(instant);
+        let seen = self.clock.tick_ceil(instant);
+        let mut stream_ready = false;
+        for event in self.events.iter() {
+            // Events for the waker need nothing: the loop re-checks the flag.
+            stream_ready |= event.token() == STREAM;
+        }
+        if stream_ready {
+            self.on_stream_ready(now, seen);
+        }
+        self.machine.handle_timeout(now);
+        self.apply_actions(now);
+        Ok(())
+    }
+
+    fn on_stream_ready(&mut self, now: Tick, seen: Tick) {
+        if self.stream.is_none() {
+            return; // an event for a socket already closed in this batch
+        }
+        if let State::Connecting { .. } = self.machine.state() {
+            let Some(stream) = &self.stream else { return };
+            match connect_progress(stream) {
+                ConnectProgress::Pending => return,
+                ConnectProgress::Failed(e) => {
+                    self.machine.handle_connect_failed(now, e.kind());
+                    return;
+                }
+                ConnectProgress::Connected => {
+                    if let Err(e) = self.config.keepalive.apply(stream) {
+                        self.machine.handle_connect_failed(now, e.kind());
+                        return;
+                    }
+                    self.stats.connects += 1;
+                    log::info!("connected to {}", self.config.connect);
+                    self.machine.handle_connected(now);
+                    let mut out = Outbox {
+                        buf: &mut self.outbuf,
+                        max_frame: self.config.max_frame,
+                    };
+                    self.handler.connected(&mut out);
+                }
+            }
+        }
+        if self.machine.is_connected() {
+            self.read(seen);
+            self.apply_actions(now);
+            if self.machine.is_connected() {
+                self.flush(now);
+            }
+        }
+    }
+
+    /// Drains the socket: mio's readiness is edge-triggered.
+    fn read(&mut self, seen: Tick) {
+        loop {
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
+            let n = match stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    self.machine.handle_closed(seen, Reason::PeerClosed);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.machine.handle_closed(seen, Reason::Io(e.kind()));
+                    return;
+                }
+            };
+            self.machine.handle_received(seen, Proof::Bytes);
+            let Client {
+                decoder,
+                scratch,
+                machine,
+                handler,
+                outbuf,
+                stats,
+                config,
+                ..
+            } = self;
+            let max_frame = config.max_frame;
+            let result = decoder.feed(&scratch[..n], max_frame, |frame: Frame<'_>| {
+                let proof = match frame.kind {
+                    Kind::Known(FrameType::HeartbeatResponse) => {
+                        stats.replies += 1;
+                        log::trace!("heartbeat reply");
+                        Proof::Reply
+                    }
+                    Kind::Known(FrameType::HeartbeatRequest) => {
+                        // A peer that asks is answered, whichever side it is.
+                        outbuf.extend_from_slice(&HEARTBEAT_RESPONSE);
+                        Proof::Frame
+                    }
+                    Kind::Known(FrameType::Data) => {
+                        stats.data_frames += 1;
+                        let mut out = Outbox {
+                            buf: outbuf,
+                            max_frame,
+                        };
+                        handler.data(frame.payload, &mut out);
+                        Proof::Frame
+                    }
+                    Kind::Reserved(_) => Proof::Frame,
+                };
+                machine.handle_received(seen, proof);
+            });
+            if let Err(e) = result {
+                if self.config.lenient {
+                    self.stats.dropped_reads += 1;
+                    // The original Qt server greets with unframed text: drop
+                    // what cannot be parsed and start framing afresh.
+                    log::debug!("dropping {n} unparseable bytes ({e})");
+                    self.decoder = Decoder::new();
+                } else {
+                    self.stats.protocol_errors += 1;
+                    self.machine.handle_closed(seen, Reason::Protocol(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self, now: Tick) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        let mut written = 0;
+        while written < self.outbuf.len() {
+            match stream.write(&self.outbuf[written..]) {
+                Ok(0) => {
+                    self.machine
+                        .handle_closed(now, Reason::Io(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.machine.handle_closed(now, Reason::Io(e.kind()));
+                    break;
+                }
+            }
+        }
+        self.outbuf.drain(..written);
+    }
+
+    fn apply_actions(&mut self, now: Tick) {
+        while let Some(action) = self.machine.poll_action() {
+            match action {
+                Action::Connect => self.connect(now),
+                Action::SendHeartbeat => {
+                    self.stats.heartbeats_sent += 1;
+                    log::trace!("heartbeat");
+                    self.outbuf.extend_from_slice(&HEARTBEAT_REQUEST);
+                    self.flush(now);
+                }
+                Action::MissedReply { unanswered } => {
+                    self.stats.missed_replies += 1;
+                    log::debug!(
+                        "missed reply: {unanswered} heartbeat(s) unanswered after {}",
+                        crate::duration::format(self.config.interval)
+                    );
+                }
+                Action::Disconnect { reason, retry_in } => {
+                    self.stats.disconnects += 1;
+                    self.drop_stream();
+                    log::info!(
+                        "reconnecting to {} in {}: {}",
+                        self.config.connect,
+                        crate::duration::format(self.clock.duration(retry_in)),
+                        describe(&reason, &self.clock)
+                    );
+                    self.handler.disconnected(&reason);
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, now: Tick) {
+        self.machine.handle_connect_started(now);
+        let result = start_connect(self.config.connect, self.config.bind).and_then(|mut stream| {
+            self.poll.registry().register(
+                &mut stream,
+                STREAM,
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(stream)
+        });
+        match result {
+            Ok(stream) => self.stream = Some(stream),
+            Err(e) => self.machine.handle_connect_failed(now, e.kind()),
+        }
+    }
+
+    fn drop_stream(&mut self) {
+        if let Some(mut stream) = self.stream.take() {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+        self.decoder = Decoder::new();
+        self.outbuf.clear();
+    }
+}

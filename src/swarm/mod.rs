@@ -1,0 +1,236 @@
+//! Many heartbeat clients in one poll loop: a load harness for a connection-heavy server.
+//!
+//! A swarm holds `clients` connections to one server from one thread: one
+//! `mio::Poll`, one `Slab` of connections (slot = token), one timer
+//! [`Wheel`](crate::wheel::Wheel) for every client's deadlines, and one
+//! [`Machine`](crate::client::machine::Machine) per connection, the same state
+//! machine `lubdub client` runs.
+//!
+//! - Connects, and reconnects, go through one token bucket
+//!   ([`pace::Pacer`]) at `connect_rate` per second.
+//! - Client `i` of `N` heartbeats on the ticks congruent to `i × interval / N`,
+//!   so heartbeats are spread evenly over the interval however the connects
+//!   were timed.
+//! - In flood mode each connection instead keeps `depth` requests in flight,
+//!   sending one more for every reply (a closed loop).
+//! - Every request→reply round trip goes into an HDR histogram.
+//!
+//! "Missing replies" are counted honestly: requests lost with a dropped
+//! connection count, and at the end the swarm stops sending, waits up to
+//! `grace` for replies still in flight, and counts what never came back.
+//!
+//! The per-reply path (read → match reply → pop send stamp → record RTT →
+//! maybe send the next request) allocates nothing: buffers are made once at
+//! start and per-connection state is a few dozen bytes plus its ring of send
+//! stamps.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::keepalive::KeepaliveConfig;
+
+mod conn;
+pub mod pace;
+mod reactor;
+pub mod report;
+
+pub use reactor::Swarm;
+pub use report::{Counters, Report, Rtt, Snapshot};
+
+/// What a request and its reply are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exchange {
+    /// lubdub heartbeat frames; the server's other frames prove liveness.
+    Heartbeat,
+    /// Fixed byte strings, for servers that are not lubdub (e.g. Redis
+    /// inline `PING\r\n` → `+PONG\r\n`). Replies are matched byte for byte.
+    Fixed {
+        /// Sent as is.
+        request: Vec<u8>,
+        /// Expected back as is, once per request.
+        reply: Vec<u8>,
+    },
+}
+
+/// Everything a [`Swarm`] needs, in human units.
+#[derive(Debug, Clone)]
+pub struct SwarmConfig {
+    /// The server.
+    pub connect: SocketAddr,
+    /// Connections to hold.
+    pub clients: usize,
+    /// Connects (and reconnects) per second; 0 means unpaced.
+    pub connect_rate: u64,
+    /// Heartbeat interval; in flood mode, the liveness unit.
+    pub interval: Duration,
+    /// Intervals without a received frame before a connection is given up.
+    pub misses: u32,
+    /// How long to run; `None` runs until the shutdown handle fires.
+    pub duration: Option<Duration>,
+    /// Local addresses to connect from, round-robin (empty: the kernel chooses).
+    pub sources: Vec<IpAddr>,
+    /// Keep this many requests in flight per connection instead of heartbeating.
+    pub flood: Option<u32>,
+    /// Any received bytes prove liveness; unparseable bytes are dropped.
+    pub lenient: bool,
+    /// Request and reply.
+    pub exchange: Exchange,
+    /// How long a connect may take.
+    pub connect_timeout: Duration,
+    /// Shortest reconnect delay.
+    pub backoff_min: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+    /// How long to wait at the end for replies still in flight.
+    pub grace: Duration,
+    /// How often the status callback runs.
+    pub status_every: Duration,
+    /// Socket options applied on connect.
+    pub keepalive: KeepaliveConfig,
+    /// Largest frame accepted from the server.
+    pub max_frame: usize,
+    /// Timer resolution.
+    pub tick: Duration,
+    /// Seed for jitter (`None`: from the OS).
+    pub seed: Option<u64>,
+}
+
+impl Default for SwarmConfig {
+    /// One client to `127.0.0.1:8898`, 2000 connects/s, 5 s × 6, 2 s grace.
+    ///
+    /// 2000 connects per second opens 10,000 connections in 5 s while
+    /// staying well inside a default listen backlog (`somaxconn` 4096) even
+    /// if the server stalls for a second.
+    fn default() -> Self {
+        SwarmConfig {
+            connect: SocketAddr::from(([127, 0, 0, 1], 8898)),
+            clients: 1,
+            connect_rate: 2000,
+            interval: Duration::from_secs(5),
+            misses: 6,
+            duration: None,
+            sources: Vec::new(),
+            flood: None,
+            lenient: false,
+            exchange: Exchange::Heartbeat,
+            connect_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(120),
+            grace: Duration::from_secs(2),
+            status_every: Duration::from_secs(1),
+            keepalive: KeepaliveConfig::default(),
+            max_frame: crate::protocol::DEFAULT_MAX_FRAME,
+            tick: Duration::from_millis(1),
+            seed: None,
+        }
+    }
+}
+
+/// What stops a swarm before it starts, or its loop.
+#[derive(Debug)]
+pub enum SwarmError {
+    /// The configuration cannot work (no clients, an empty request, …).
+    Config(String),
+    /// More connections than this process may open.
+    FileLimit {
+        /// Descriptors needed: clients plus a reserve.
+        needed: u64,
+        /// The hard open-files limit.
+        limit: u64,
+    },
+    /// Creating the poll instance or its waker failed.
+    Setup(io::Error),
+    /// Waiting for events failed.
+    Poll(io::Error),
+}
+
+impl fmt::Display for SwarmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SwarmError::Config(what) => f.write_str(what),
+            SwarmError::FileLimit { needed, limit } => write!(
+                f,
+                "{needed} open files needed ({} clients + {} reserve) but this process may hold at most {limit} (ulimit -Hn); lower --clients or run several swarms",
+                needed - crate::limits::FD_RESERVE,
+                crate::limits::FD_RESERVE
+            ),
+            SwarmError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
+            SwarmError::Poll(e) => write!(f, "waiting for events failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SwarmError {}
+
+/// Parses `--source-addrs`: a single address, a comma list, or an inclusive
+/// IPv4 range `A-B` (`127.0.0.2-127.0.0.20`), or any comma list of those.
+pub fn parse_sources(text: &str) -> Result<Vec<IpAddr>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            None => out.push(
+                part.parse::<IpAddr>()
+                    .map_err(|_| format!("`{part}` is not an IP address"))?,
+            ),
+            Some((a, b)) => {
+                let a: Ipv4Addr = a
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{a}` is not an IPv4 address"))?;
+                let b: Ipv4Addr = b
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{b}` is not an IPv4 address"))?;
+                let (a, b) = (u32::from(a), u32::from(b));
+                if b < a {
+                    return Err(format!("`{part}` ends before it starts"));
+                }
+                if b - a >= 65_536 {
+                    return Err(format!("`{part}` is more than 65536 addresses"));
+                }
+                out.extend((a..=b).map(|ip| IpAddr::V4(Ipv4Addr::from(ip))));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("no address given".to_string());
+    }
+    Ok(out)
+}
+
+/// The Linux ephemeral port range (`net.ipv4.ip_local_port_range`) size, if readable.
+pub fn ephemeral_ports() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = text.split_whitespace().map(|n| n.parse::<u64>().ok());
+    let (low, high) = (it.next()??, it.next()??);
+    Some(high.saturating_sub(low) + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ranges_lists_and_single_addresses() {
+        let v = parse_sources("127.0.0.2-127.0.0.20").unwrap();
+        assert_eq!(v.len(), 19);
+        assert_eq!(v[0], "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(v[18], "127.0.0.20".parse::<IpAddr>().unwrap());
+        let v = parse_sources("127.0.0.1, ::1,10.0.0.255-10.0.1.0").unwrap();
+        assert_eq!(v.len(), 4);
+        assert_eq!(v[3], "10.0.1.0".parse::<IpAddr>().unwrap());
+        assert!(parse_sources("127.0.0.9-127.0.0.2").is_err());
+        assert!(parse_sources("nope").is_err());
+        assert!(parse_sources("").is_err());
+        assert!(parse_sources("0.0.0.0-255.255.255.255").is_err());
+    }
+
+    #[test]
+    fn reads_the_port_range() {
+        if let Some(n) = ephemeral_ports() {
+            assert!(n > 0);
+        }
+    }
+}

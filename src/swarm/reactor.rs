@@ -1,0 +1,447 @@
+//! The swarm's loop: one poll, one slab, one wheel, many machines.
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::conn::{Conn, Inflight, Link, Reader};
+use super::pace::Pacer;
+use super::report::{rtt_histogram, Counters, Report, Rtt, Snapshot};
+use super::{Exchange, SwarmConfig, SwarmError};
+use crate::client::machine::{self, Action, Machine, State};
+use crate::client::socket::start_connect;
+use crate::client::{backoff::BackoffConfig, describe};
+use crate::limits::{raise_file_limit, FD_RESERVE};
+use crate::protocol::HEARTBEAT_REQUEST;
+use crate::rng::Rng;
+use crate::shutdown::ShutdownHandle;
+use crate::time::{Clock, Tick};
+use crate::wheel::Wheel;
+
+mod conn_io;
+
+const WAKER: Token = Token(usize::MAX);
+
+/// Bytes per `read`; one buffer for the whole swarm.
+const SCRATCH: usize = 64 * 1024;
+
+/// Where the run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Connecting, heartbeating, reconnecting.
+    Running,
+    /// Sending has stopped; waiting until `until` for replies in flight.
+    Draining { until: Tick },
+}
+
+/// Many clients against one server. See the [module docs](super).
+pub struct Swarm {
+    config: SwarmConfig,
+    clock: Clock,
+    /// Microsecond ticks from the same origin, for round-trip stamps only.
+    rtt_clock: Clock,
+    poll: Poll,
+    events: Events,
+    shutdown: ShutdownHandle,
+    conns: Slab<Conn>,
+    wheel: Wheel<usize>,
+    /// Slots whose machine asked to connect, waiting for the pacer.
+    ready: VecDeque<usize>,
+    pacer: Pacer,
+    next_source: usize,
+    scratch: Box<[u8]>,
+    /// The request repeated: any backlog is written straight from here.
+    template: Box<[u8]>,
+    request_len: usize,
+    reply: Box<[u8]>,
+    hist: Histogram<u64>,
+    counters: Counters,
+    /// Requests outstanding over all connections.
+    in_flight: u64,
+    phase: Phase,
+}
+
+impl Swarm {
+    /// Checks the configuration and the open-files limit (raising the soft
+    /// limit to the hard one), and sets every client up. Nothing connects
+    /// until [`run`](Self::run).
+    pub fn new(config: SwarmConfig) -> Result<Swarm, SwarmError> {
+        check(&config)?;
+        let clock = Clock::start(config.tick);
+        let rtt_clock = Clock::new(clock.instant(0), Duration::from_micros(1));
+        let poll = Poll::new().map_err(SwarmError::Setup)?;
+        let shutdown = ShutdownHandle::new(poll.registry(), WAKER).map_err(SwarmError::Setup)?;
+
+        let (request, reply): (&[u8], &[u8]) = match &config.exchange {
+            Exchange::Heartbeat => (&HEARTBEAT_REQUEST, &[]),
+            Exchange::Fixed { request, reply } => (request, reply),
+        };
+        let copies = config.flood.unwrap_or(1).clamp(64, 4096) as usize;
+        let template = request.repeat(copies).into_boxed_slice();
+
+        let interval = clock.ticks(config.interval).max(1);
+        let base = machine::Config {
+            interval,
+            misses: config.misses.max(1),
+            connect_timeout: clock.ticks(config.connect_timeout),
+            backoff: BackoffConfig {
+                min: clock.ticks(config.backoff_min),
+                max: clock.ticks(config.backoff_max),
+            },
+            lenient: config.lenient,
+            heartbeats: config.flood.is_none(),
+            phase: None,
+        };
+        let ring = match config.flood {
+            Some(depth) => depth as usize,
+            None => config.misses as usize + 2,
+        };
+        let mut rng = config.seed.map(Rng::new).unwrap_or_else(Rng::from_entropy);
+        let n = config.clients as u64;
+        let mut conns = Slab::with_capacity(config.clients);
+        for i in 0..n {
+            let machine_config = machine::Config {
+                // Client i of n heartbeats at i/n of the interval.
+                phase: Some((i as u128 * interval as u128 / n as u128) as Tick),
+                ..base
+            };
+            conns.insert(Conn {
+                machine: Machine::new(machine_config, rng.split()),
+                stream: None,
+                link: Link::Down,
+                timer: None,
+                reader: Reader::new(
+                    matches!(config.exchange, Exchange::Fixed { .. }).then_some(reply),
+                ),
+                inflight: Inflight::new(ring),
+                unsent: 0,
+                write_pos: 0,
+            });
+        }
+        let ticks_per_second = clock.ticks(Duration::from_secs(1));
+        Ok(Swarm {
+            pacer: Pacer::new(config.connect_rate, ticks_per_second, 0),
+            wheel: Wheel::with_capacity(0, config.clients),
+            ready: VecDeque::with_capacity(config.clients),
+            events: Events::with_capacity(1024),
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            request_len: request.len(),
+            reply: reply.into(),
+            template,
+            hist: rtt_histogram(),
+            counters: Counters::default(),
+            in_flight: 0,
+            phase: Phase::Running,
+            next_source: 0,
+            conns,
+            config,
+            clock,
+            rtt_clock,
+            poll,
+            shutdown,
+        })
+    }
+
+    /// A handle that ends the run early (the report is still produced).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Runs for the configured duration or until the shutdown handle fires,
+    /// calling `on_status` about every `status_every`, then drains and
+    /// reports.
+    pub fn run(&mut self, mut on_status: impl FnMut(&Snapshot)) -> Result<Report, SwarmError> {
+        let start = self.clock.instant(0);
+        log::info!(
+            "swarm: {} clients to {}, {} connects/s, {}",
+            self.config.clients,
+            self.config.connect,
+            self.config.connect_rate,
+            match self.config.flood {
+                Some(depth) => format!("flood depth {depth}"),
+                None => format!(
+                    "heartbeat every {}",
+                    crate::duration::format(self.config.interval)
+                ),
+            }
+        );
+        let end = self.config.duration.map(|d| self.clock.ticks(d));
+        let status_every = self.clock.ticks(self.config.status_every).max(1);
+        let mut next_status = status_every;
+        let mut last_status = (0u64, start);
+        let mut connected_at_end = 0;
+        for slot in 0..self.conns.len() {
+            self.conns[slot].machine.start(0);
+            self.settle(slot, 0, 0);
+        }
+
+        loop {
+            let now = self.clock.now();
+            if self.phase == Phase::Running
+                && (self.shutdown.is_requested() || end.is_some_and(|end| now >= end))
+            {
+                connected_at_end = self.counters.connected;
+                self.stop_sending(now);
+            }
+            if let Phase::Draining { until } = self.phase {
+                if self.in_flight == 0 || now >= until {
+                    break;
+                }
+            }
+            self.fire_timers(now);
+            if self.phase == Phase::Running {
+                self.start_connects(now);
+            }
+            if now >= next_status {
+                let instant = Instant::now();
+                let secs = instant.duration_since(last_status.1).as_secs_f64();
+                let replies = self.counters.replies - last_status.0;
+                on_status(&Snapshot {
+                    elapsed: instant.duration_since(start),
+                    target: self.config.clients as u64,
+                    counters: self.counters,
+                    replies_per_s: if secs > 0.0 {
+                        replies as f64 / secs
+                    } else {
+                        0.0
+                    },
+                    rtt: Rtt::of(&self.hist),
+                });
+                last_status = (self.counters.replies, instant);
+                next_status = now + status_every;
+            }
+
+            let mut wake = [Some(next_status), self.wheel.next_deadline(), None, None];
+            match self.phase {
+                Phase::Running => {
+                    wake[2] = end;
+                    if !self.ready.is_empty() {
+                        wake[3] = Some(self.pacer.next_ready(now));
+                    }
+                }
+                Phase::Draining { until } => wake[2] = Some(until),
+            }
+            let deadline = wake.iter().flatten().min().copied();
+            let timeout = deadline.map(|d| self.clock.until(d, Instant::now()));
+            match self.poll.poll(&mut self.events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(SwarmError::Poll(e)),
+            }
+            let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+            for event in events.iter() {
+                if event.token() != WAKER {
+                    self.on_ready(event.token().0);
+                }
+            }
+            events.clear();
+            self.events = events;
+        }
+
+        let elapsed = start.elapsed();
+        // What is still outstanding after the grace period never came back.
+        self.counters.missing_replies += self.in_flight;
+        self.in_flight = 0;
+        for slot in 0..self.conns.len() {
+            if let Some(mut stream) = self.conns[slot].stream.take() {
+                let _ = self.poll.registry().deregister(&mut stream);
+            }
+        }
+        Ok(Report {
+            target: self.config.clients as u64,
+            connected: connected_at_end,
+            mode: if self.config.flood.is_some() {
+                "flood"
+            } else {
+                "interval"
+            },
+            interval_ms: self.config.interval.as_millis() as u64,
+            flood_depth: self.config.flood.unwrap_or(0),
+            counters: self.counters,
+            elapsed,
+            rtt: Rtt::of(&self.hist),
+            rtt_count: self.hist.len(),
+            rtt_mean_us: if self.hist.is_empty() {
+                0.0
+            } else {
+                self.hist.mean()
+            },
+        })
+    }
+
+    /// Ends the run: no more requests, connects or reconnects; open
+    /// connections stay open so replies in flight can still arrive.
+    fn stop_sending(&mut self, now: Tick) {
+        self.ready.clear();
+        for slot in 0..self.conns.len() {
+            let conn = &mut self.conns[slot];
+            conn.machine.stop();
+            if let Some((id, _)) = conn.timer.take() {
+                self.wheel.cancel(id);
+            }
+            if conn.link == Link::Connecting {
+                self.drop_stream(slot);
+            }
+        }
+        self.phase = Phase::Draining {
+            until: now + self.clock.ticks(self.config.grace),
+        };
+        // debug, not info: on a terminal it would land on the status line.
+        log::debug!(
+            "swarm: stopped sending; waiting up to {} for {} replies in flight",
+            crate::duration::format(self.config.grace),
+            self.in_flight
+        );
+    }
+
+    fn fire_timers(&mut self, now: Tick) {
+        let now_us = self.rtt_clock.now() as u32;
+        while let Some((_, _, slot)) = self.wheel.poll(now) {
+            let Some(conn) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            conn.timer = None;
+            conn.machine.handle_timeout(now);
+            self.settle(slot, now, now_us);
+        }
+    }
+
+    /// Starts as many waiting connects as the pacer allows.
+    fn start_connects(&mut self, now: Tick) {
+        let now_us = self.rtt_clock.now() as u32;
+        while let Some(&slot) = self.ready.front() {
+            if !self.pacer.try_take(now) {
+                break;
+            }
+            self.ready.pop_front();
+            let conn = &mut self.conns[slot];
+            if conn.machine.state() != State::Ready {
+                continue;
+            }
+            let source = match self.config.sources.len() {
+                0 => None,
+                n => {
+                    self.next_source = (self.next_source + 1) % n;
+                    Some(self.config.sources[self.next_source])
+                }
+            };
+            conn.machine.handle_connect_started(now);
+            let registry = self.poll.registry();
+            let result = start_connect(self.config.connect, source).and_then(|mut stream| {
+                registry.register(
+                    &mut stream,
+                    Token(slot),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                Ok(stream)
+            });
+            match result {
+                Ok(stream) => {
+                    conn.stream = Some(stream);
+                    conn.link = Link::Connecting;
+                    self.counters.connecting += 1;
+                }
+                Err(e) => conn.machine.handle_connect_failed(now, e.kind()),
+            }
+            self.settle(slot, now, now_us);
+        }
+    }
+
+    /// Carries out the machine's actions, flushes, and makes sure the wheel
+    /// will wake the machine no later than it asks.
+    fn settle(&mut self, slot: usize, now: Tick, now_us: u32) {
+        loop {
+            while let Some(action) = self.conns[slot].machine.poll_action() {
+                match action {
+                    Action::Connect => self.ready.push_back(slot),
+                    Action::SendHeartbeat => {
+                        log::trace!("client {slot}: heartbeat");
+                        self.queue_requests(slot, 1, now_us);
+                    }
+                    Action::MissedReply { unanswered } => {
+                        self.counters.late_replies += 1;
+                        log::debug!("client {slot}: missed reply ({unanswered} unanswered)");
+                    }
+                    Action::Disconnect { reason, retry_in } => {
+                        match self.conns[slot].link {
+                            Link::Up => self.counters.reconnects += 1,
+                            _ => self.counters.connect_failures += 1,
+                        }
+                        self.drop_stream(slot);
+                        log::debug!(
+                            "client {slot}: reconnecting in {}: {}",
+                            crate::duration::format(self.clock.duration(retry_in)),
+                            describe(&reason, &self.clock)
+                        );
+                    }
+                }
+            }
+            if self.conns[slot].link != Link::Up || self.conns[slot].unsent == 0 {
+                break;
+            }
+            match self.flush(slot) {
+                Some(reason) => self.close(slot, now, reason),
+                None => break,
+            }
+        }
+        let conn = &mut self.conns[slot];
+        let want = conn.machine.poll_timeout();
+        match (conn.timer, want) {
+            // An entry at or before the new deadline already exists: when it
+            // fires early the machine finds nothing due and is rescheduled.
+            (Some((_, at)), Some(w)) if at <= w => {}
+            (Some((id, _)), Some(w)) if self.wheel.reschedule(id, w) => {
+                conn.timer = Some((id, w));
+            }
+            (_, Some(w)) => conn.timer = Some((self.wheel.schedule(w, slot), w)),
+            (Some((id, _)), None) => {
+                self.wheel.cancel(id);
+                conn.timer = None;
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+/// Refuses configurations that cannot work, before anything is opened.
+fn check(config: &SwarmConfig) -> Result<(), SwarmError> {
+    if config.clients == 0 {
+        return Err(SwarmError::Config("--clients must be at least 1".into()));
+    }
+    if let Exchange::Fixed { request, reply } = &config.exchange {
+        if request.is_empty() || reply.is_empty() {
+            return Err(SwarmError::Config(
+                "--request-hex and --reply-hex must both be non-empty".into(),
+            ));
+        }
+    }
+    if config.flood == Some(0) {
+        return Err(SwarmError::Config(
+            "--flood depth must be at least 1".into(),
+        ));
+    }
+    let needed = config.clients as u64 + FD_RESERVE;
+    let (_, after) = raise_file_limit().map_err(SwarmError::Setup)?;
+    if needed > after.soft {
+        return Err(SwarmError::FileLimit {
+            needed,
+            limit: after.hard,
+        });
+    }
+    if let Some(ports) = super::ephemeral_ports() {
+        let sources = config.sources.len().max(1) as u64;
+        if config.clients as u64 > ports * sources {
+            return Err(SwarmError::Config(format!(
+                "{} clients need more than the {} ephemeral ports {} source address(es) can use towards one server; add --source-addrs",
+                config.clients,
+                ports * sources,
+                sources
+            )));
+        }
+    }
+    Ok(())
+}

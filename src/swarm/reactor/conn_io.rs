@@ -1,0 +1,180 @@
+//! Socket IO for one swarm connection: connect completion, the read path
+//! (replies, round trips, flood refills), writes from the shared request
+//! template, and closing with honest accounting of unanswered requests.
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use super::{Link, Phase, Swarm};
+use crate::client::machine::{Proof, Reason, State};
+use crate::client::socket::{connect_progress, ConnectProgress};
+use crate::swarm::conn::Matched;
+use crate::time::Tick;
+
+impl Swarm {
+    /// Readiness for `slot`: connect completion, replies, writable again.
+    pub(super) fn on_ready(&mut self, slot: usize) {
+        let instant = Instant::now();
+        let now = self.clock.tick_at(instant);
+        let seen = self.clock.tick_ceil(instant);
+        let now_us = self.rtt_clock.tick_at(instant) as u32;
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let Some(stream) = conn.stream.as_ref() else {
+            return; // closed earlier in this batch
+        };
+        if conn.link == Link::Connecting {
+            match connect_progress(stream) {
+                ConnectProgress::Pending => return,
+                ConnectProgress::Failed(e) => conn.machine.handle_connect_failed(now, e.kind()),
+                ConnectProgress::Connected => match self.config.keepalive.apply(stream) {
+                    Err(e) => conn.machine.handle_connect_failed(now, e.kind()),
+                    Ok(()) => {
+                        conn.link = Link::Up;
+                        self.counters.connecting -= 1;
+                        self.counters.connected += 1;
+                        self.counters.connects += 1;
+                        self.counters.peak_connected =
+                            self.counters.peak_connected.max(self.counters.connected);
+                        log::debug!("client {slot}: connected");
+                        conn.machine.handle_connected(now);
+                        if let Some(depth) = self.config.flood {
+                            self.queue_requests(slot, depth, now_us);
+                        }
+                    }
+                },
+            }
+            if self.conns[slot].link != Link::Up {
+                self.settle(slot, now, now_us);
+                return;
+            }
+        }
+        self.read(slot, seen, now_us);
+        self.settle(slot, now, now_us);
+    }
+
+    /// Drains the socket. The per-reply path: no allocation, no formatting.
+    fn read(&mut self, slot: usize, seen: Tick, now_us: u32) {
+        let flood = self.config.flood.is_some() && self.phase == Phase::Running;
+        loop {
+            let conn = &mut self.conns[slot];
+            let Some(stream) = conn.stream.as_mut() else {
+                return;
+            };
+            let closed = match stream.read(&mut self.scratch) {
+                Ok(0) => Some(Reason::PeerClosed),
+                Ok(n) => {
+                    let out = conn.reader.read(
+                        &self.scratch[..n],
+                        &self.reply,
+                        self.config.max_frame,
+                        self.config.lenient,
+                    );
+                    conn.machine.handle_received(seen, Proof::Bytes);
+                    for _ in 0..out.replies {
+                        match conn.inflight.pop() {
+                            Matched::Stamped(sent) => {
+                                self.in_flight -= 1;
+                                self.counters.replies += 1;
+                                let rtt = now_us.wrapping_sub(sent).max(1);
+                                self.hist.saturating_record(rtt as u64);
+                            }
+                            Matched::Unstamped => {
+                                self.in_flight -= 1;
+                                self.counters.replies += 1;
+                            }
+                            Matched::Unsolicited => self.counters.other_frames += 1,
+                        }
+                        conn.machine.handle_received(seen, Proof::Reply);
+                    }
+                    if out.others > 0 {
+                        self.counters.other_frames += out.others as u64;
+                        conn.machine.handle_received(seen, Proof::Frame);
+                    }
+                    self.counters.dropped_reads += out.dropped as u64;
+                    if flood && out.replies > 0 {
+                        self.queue_requests(slot, out.replies, now_us);
+                    }
+                    out.error
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+                Err(e) => Some(Reason::Io(e.kind())),
+            };
+            if let Some(reason) = closed {
+                self.close(slot, seen, reason);
+                return;
+            }
+        }
+    }
+
+    /// The connection ended: through the machine while running, directly
+    /// while draining (the machine is stopped then).
+    pub(super) fn close(&mut self, slot: usize, now: Tick, reason: Reason) {
+        if matches!(reason, Reason::Protocol(_) | Reason::UnexpectedReply) {
+            self.counters.protocol_errors += 1;
+        }
+        let conn = &mut self.conns[slot];
+        if conn.machine.state() == State::Stopped {
+            log::debug!("client {slot}: closed while draining: {reason}");
+            self.drop_stream(slot);
+        } else {
+            conn.machine.handle_closed(now, reason);
+        }
+    }
+
+    /// Queues `count` requests stamped `now_us` and writes what the socket takes.
+    pub(super) fn queue_requests(&mut self, slot: usize, count: u32, now_us: u32) {
+        let conn = &mut self.conns[slot];
+        for _ in 0..count {
+            conn.inflight.push(now_us);
+        }
+        conn.unsent += count as u64 * self.request_len as u64;
+        self.in_flight += count as u64;
+        self.counters.heartbeats_sent += count as u64;
+    }
+
+    /// Writes the request backlog from the template.
+    pub(super) fn flush(&mut self, slot: usize) -> Option<Reason> {
+        let conn = &mut self.conns[slot];
+        let stream = conn.stream.as_mut()?;
+        while conn.unsent > 0 {
+            // The template is whole requests and write_pos < request_len, so
+            // the slice starts mid-request exactly where the stream is.
+            let start = conn.write_pos;
+            let end = (start as u64 + conn.unsent).min(self.template.len() as u64) as usize;
+            match stream.write(&self.template[start..end]) {
+                Ok(0) => return Some(Reason::Io(io::ErrorKind::WriteZero)),
+                Ok(n) => {
+                    conn.unsent -= n as u64;
+                    conn.write_pos = (start + n) % self.request_len;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(Reason::Io(e.kind())),
+            }
+        }
+        None
+    }
+
+    /// Closes the socket, and counts its unanswered requests as missing.
+    pub(super) fn drop_stream(&mut self, slot: usize) {
+        let conn = &mut self.conns[slot];
+        if let Some(mut stream) = conn.stream.take() {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+        match conn.link {
+            Link::Up => self.counters.connected -= 1,
+            Link::Connecting => self.counters.connecting -= 1,
+            Link::Down => {}
+        }
+        conn.link = Link::Down;
+        let lost = conn.inflight.clear();
+        self.in_flight -= lost;
+        self.counters.missing_replies += lost;
+        conn.reader.reset();
+        conn.unsent = 0;
+        conn.write_pos = 0;
+    }
+}

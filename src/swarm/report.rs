@@ -1,0 +1,364 @@
+//! What a swarm measured: live snapshots, the final report, and its JSON.
+
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Round-trip times recorded from 1 µs to 60 s at 3 significant digits: a
+/// fixed-size array (~40 KiB) allocated once, so recording never allocates.
+pub fn rtt_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
+}
+
+/// Round-trip time percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rtt {
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl Rtt {
+    /// Percentiles of `hist` (all zero when it is empty).
+    pub fn of(hist: &Histogram<u64>) -> Rtt {
+        if hist.is_empty() {
+            return Rtt::default();
+        }
+        Rtt {
+            p50: hist.value_at_quantile(0.50),
+            p99: hist.value_at_quantile(0.99),
+            p999: hist.value_at_quantile(0.999),
+            max: hist.max(),
+        }
+    }
+}
+
+/// Running totals, updated by the swarm's loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections open now.
+    pub connected: u64,
+    /// Most connections open at once.
+    pub peak_connected: u64,
+    /// Connects in flight now.
+    pub connecting: u64,
+    /// Connects that succeeded.
+    pub connects: u64,
+    /// Connects that failed or timed out.
+    pub connect_failures: u64,
+    /// Established connections that were lost (each is followed by a reconnect).
+    pub reconnects: u64,
+    /// Requests (heartbeats, or the fixed request) queued for sending.
+    pub heartbeats_sent: u64,
+    /// Replies received and matched to a request.
+    pub replies: u64,
+    /// Requests that will never be answered (lost with their connection, or
+    /// still unanswered after the end-of-run grace period).
+    pub missing_replies: u64,
+    /// Heartbeats still unanswered when the next one fell due.
+    pub late_replies: u64,
+    /// Connections closed for bytes that are neither frames nor the reply.
+    pub protocol_errors: u64,
+    /// Reads dropped whole when lenient.
+    pub dropped_reads: u64,
+    /// Frames other than replies (server heartbeat requests, data, reserved).
+    pub other_frames: u64,
+}
+
+/// A live view, handed to the status callback about once a second.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot {
+    /// Time since the start.
+    pub elapsed: Duration,
+    /// The connection target.
+    pub target: u64,
+    /// Totals so far.
+    pub counters: Counters,
+    /// Replies per second since the previous snapshot.
+    pub replies_per_s: f64,
+    /// Round-trip percentiles so far.
+    pub rtt: Rtt,
+}
+
+impl fmt::Display for Snapshot {
+    /// `12.0s  9876/10000 up  124 connecting  3 reconnects  10012 replies/s  0 missing  p99 412us`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.counters;
+        write!(
+            f,
+            "{:>6.1}s  {}/{} up  {} connecting  {} reconnects  {:.0} replies/s  {} missing  p99 {}us",
+            self.elapsed.as_secs_f64(),
+            c.connected,
+            self.target,
+            c.connecting,
+            c.reconnects,
+            self.replies_per_s,
+            c.missing_replies,
+            self.rtt.p99
+        )
+    }
+}
+
+/// The end-of-run report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Connections asked for.
+    pub target: u64,
+    /// Connections open when sending stopped.
+    pub connected: u64,
+    /// `"interval"` or `"flood"`.
+    pub mode: &'static str,
+    /// Heartbeat interval in milliseconds (the liveness unit in flood mode).
+    pub interval_ms: u64,
+    /// Requests kept in flight per connection in flood mode (0 otherwise).
+    pub flood_depth: u32,
+    /// Totals.
+    pub counters: Counters,
+    /// From start to the end of the grace period.
+    pub elapsed: Duration,
+    /// Round-trip percentiles.
+    pub rtt: Rtt,
+    /// Round trips recorded.
+    pub rtt_count: u64,
+    /// Mean round trip in microseconds.
+    pub rtt_mean_us: f64,
+}
+
+impl Report {
+    /// Whether the run met its target: every connection open at the end and
+    /// no reply missing.
+    pub fn ok(&self) -> bool {
+        self.failure().is_none()
+    }
+
+    /// One line saying why the run missed its target, if it did.
+    pub fn failure(&self) -> Option<String> {
+        if self.connected < self.target {
+            Some(format!(
+                "only {} of {} connections were open at the end (peak {}, {} connect failures)",
+                self.connected,
+                self.target,
+                self.counters.peak_connected,
+                self.counters.connect_failures
+            ))
+        } else if self.counters.missing_replies > 0 {
+            Some(format!(
+                "{} of {} requests got no reply",
+                self.counters.missing_replies, self.counters.heartbeats_sent
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Replies per second over the whole run.
+    pub fn replies_per_s(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.counters.replies as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// One JSON object on one line, written by hand (no serde in the tree).
+    pub fn to_json(&self) -> String {
+        let c = &self.counters;
+        let mut out = String::with_capacity(768);
+        let failure = match self.failure() {
+            Some(reason) => json_string(&reason),
+            None => "null".to_string(),
+        };
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
+            concat!(
+                "{{\"target\":{},\"connected\":{},\"peak_connected\":{},",
+                "\"connect_failures\":{},\"reconnects\":{},\"heartbeats_sent\":{},",
+                "\"replies\":{},\"missing_replies\":{},\"late_replies\":{},",
+                "\"protocol_errors\":{},\"dropped_reads\":{},\"other_frames\":{},",
+                "\"elapsed_s\":{:.3},\"replies_per_s\":{:.1},",
+                "\"rtt_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{},\"mean\":{:.1},\"count\":{}}},",
+                "\"mode\":\"{}\",\"interval_ms\":{},\"flood_depth\":{},",
+                "\"ok\":{},\"failure\":{}}}"
+            ),
+            self.target,
+            self.connected,
+            c.peak_connected,
+            c.connect_failures,
+            c.reconnects,
+            c.heartbeats_sent,
+            c.replies,
+            c.missing_replies,
+            c.late_replies,
+            c.protocol_errors,
+            c.dropped_reads,
+            c.other_frames,
+            self.elapsed.as_secs_f64(),
+            self.replies_per_s(),
+            self.rtt.p50,
+            self.rtt.p99,
+            self.rtt.p999,
+            self.rtt.max,
+            self.rtt_mean_us,
+            self.rtt_count,
+            self.mode,
+            self.interval_ms,
+            self.flood_depth,
+            self.ok(),
+            failure,
+        );
+        out
+    }
+
+    /// A few lines for a human.
+    pub fn summary(&self) -> String {
+        let c = &self.counters;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "connections: {}/{} open at the end, peak {}, {} connect failures, {} reconnects",
+            self.connected, self.target, c.peak_connected, c.connect_failures, c.reconnects
+        );
+        let _ = writeln!(
+            out,
+            "requests:    {} sent, {} replies ({:.1}/s over {:.1}s), {} missing, {} late",
+            c.heartbeats_sent,
+            c.replies,
+            self.replies_per_s(),
+            self.elapsed.as_secs_f64(),
+            c.missing_replies,
+            c.late_replies
+        );
+        let _ = writeln!(
+            out,
+            "round trip:  p50 {}us  p99 {}us  p99.9 {}us  max {}us  ({} samples)",
+            self.rtt.p50, self.rtt.p99, self.rtt.p999, self.rtt.max, self.rtt_count
+        );
+        if c.protocol_errors + c.dropped_reads + c.other_frames > 0 {
+            let _ = writeln!(
+                out,
+                "protocol:    {} errors, {} dropped reads, {} other frames",
+                c.protocol_errors, c.dropped_reads, c.other_frames
+            );
+        }
+        let _ = match self.failure() {
+            Some(reason) => writeln!(out, "result:      FAILED: {reason}"),
+            None => writeln!(out, "result:      ok"),
+        };
+        out
+    }
+}
+
+/// A JSON string literal with the escapes RFC 8259 requires.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for ch in text.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        let mut hist = rtt_histogram();
+        for v in 1..=1000 {
+            hist.record(v).unwrap();
+        }
+        Report {
+            target: 10,
+            connected: 10,
+            mode: "interval",
+            interval_ms: 1000,
+            flood_depth: 0,
+            counters: Counters {
+                peak_connected: 10,
+                heartbeats_sent: 200,
+                replies: 200,
+                ..Counters::default()
+            },
+            elapsed: Duration::from_secs(20),
+            rtt: Rtt::of(&hist),
+            rtt_count: hist.len(),
+            rtt_mean_us: hist.mean(),
+        }
+    }
+
+    #[test]
+    fn json_has_every_field_and_balanced_braces() {
+        let json = report().to_json();
+        for field in [
+            "target",
+            "connected",
+            "peak_connected",
+            "connect_failures",
+            "reconnects",
+            "heartbeats_sent",
+            "replies",
+            "missing_replies",
+            "protocol_errors",
+            "elapsed_s",
+            "replies_per_s",
+            "rtt_us",
+            "p50",
+            "p99",
+            "p999",
+            "max",
+        ] {
+            assert!(json.contains(&format!("\"{field}\":")), "{field} in {json}");
+        }
+        assert!(json.contains("\"replies_per_s\":10.0"), "{json}");
+        assert!(json.contains("\"ok\":true,\"failure\":null}"), "{json}");
+        assert_eq!(json.matches('{').count(), json.matches('}').count());
+        assert!(!json.contains('\n'));
+    }
+
+    #[test]
+    fn percentiles_are_ordered() {
+        let rtt = report().rtt;
+        assert!(rtt.p50 <= rtt.p99 && rtt.p99 <= rtt.p999 && rtt.p999 <= rtt.max);
+        assert!((495..=505).contains(&rtt.p50), "{rtt:?}");
+        assert_eq!(Rtt::of(&rtt_histogram()), Rtt::default());
+    }
+
+    #[test]
+    fn failure_names_the_shortfall() {
+        let mut r = report();
+        r.connected = 7;
+        assert!(!r.ok());
+        assert!(r.failure().unwrap().contains("only 7 of 10"));
+        assert!(r
+            .to_json()
+            .contains("\"ok\":false,\"failure\":\"only 7 of 10"));
+        let mut r = report();
+        r.counters.missing_replies = 3;
+        assert_eq!(r.failure().unwrap(), "3 of 200 requests got no reply");
+        assert!(r.summary().contains("FAILED: 3 of 200"));
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+}

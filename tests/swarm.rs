@@ -1,0 +1,347 @@
+//! The `lubdub swarm` binary against a real server over loopback.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use support::{free_port, restartable_port, Answerer, Child, Lubdub};
+
+fn swarm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lubdub"))
+        .arg("swarm")
+        .args(args)
+        .output()
+        .expect("run lubdub swarm")
+}
+
+/// The number after `"key":` in a flat-enough JSON text (each key used here
+/// is unique in the report).
+fn field(json: &str, key: &str) -> f64 {
+    let pat = format!("\"{key}\":");
+    let at = json
+        .find(&pat)
+        .unwrap_or_else(|| panic!("{key} missing in {json}"))
+        + pat.len();
+    let end = json[at..].find([',', '}']).map(|e| at + e).unwrap();
+    json[at..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
+}
+
+fn check_consistent(json: &str) {
+    for key in [
+        "target",
+        "connected",
+        "peak_connected",
+        "connect_failures",
+        "reconnects",
+        "heartbeats_sent",
+        "replies",
+        "missing_replies",
+        "protocol_errors",
+        "elapsed_s",
+        "replies_per_s",
+        "p50",
+        "p99",
+        "p999",
+        "max",
+    ] {
+        field(json, key);
+    }
+    assert!(json.contains("\"rtt_us\":{"), "{json}");
+    assert!(
+        field(json, "replies") <= field(json, "heartbeats_sent"),
+        "{json}"
+    );
+    assert!(
+        field(json, "connected") <= field(json, "peak_connected"),
+        "{json}"
+    );
+    let (p50, p99, p999, max) = (
+        field(json, "p50"),
+        field(json, "p99"),
+        field(json, "p999"),
+        field(json, "max"),
+    );
+    assert!(p50 <= p99 && p99 <= p999 && p999 <= max, "{json}");
+    let rate = field(json, "replies") / field(json, "elapsed_s");
+    assert!(
+        (field(json, "replies_per_s") - rate).abs() <= 1.0 + rate * 0.01,
+        "{json}"
+    );
+}
+
+#[test]
+fn two_thousand_clients_all_connect_with_no_missing_replies() {
+    // Both sides tolerate 200 ms × 10 of silence: a stall of this loaded
+    // machine must not pass for a dead peer.
+    let server = Lubdub::start(any_port(), Duration::from_millis(200), 10);
+    let out = swarm(&[
+        "--connect",
+        &server.addr.to_string(),
+        "--clients",
+        "2000",
+        "--interval",
+        "200ms",
+        "--misses",
+        "10",
+        "--duration",
+        "4s",
+        "--json",
+        "-",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let json = stdout.trim();
+    assert_eq!(
+        json.lines().count(),
+        1,
+        "one JSON object on one line: {json}"
+    );
+    check_consistent(json);
+    assert_eq!(field(json, "target"), 2000.0);
+    assert_eq!(field(json, "connected"), 2000.0, "{json}");
+    assert_eq!(field(json, "missing_replies"), 0.0, "{json}");
+    assert_eq!(field(json, "reconnects"), 0.0, "{json}");
+    assert_eq!(field(json, "protocol_errors"), 0.0, "{json}");
+    // Ramp-up at 2000/s takes 1 s; then 5 heartbeats/s per client for ~3 s.
+    assert!(field(json, "heartbeats_sent") >= 2000.0 * 10.0, "{json}");
+    assert_eq!(
+        field(json, "replies"),
+        field(json, "heartbeats_sent"),
+        "{json}"
+    );
+    assert!(stderr.contains("result:      ok"), "{stderr}");
+    let server = server.stop();
+    assert_eq!(server.peak_active, 2000, "{server:?}");
+    assert_eq!(server.evicted, 0, "{server:?}");
+    assert_eq!(
+        server.heartbeats as f64,
+        field(json, "heartbeats_sent"),
+        "{server:?}"
+    );
+}
+
+fn any_port() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Milliseconds of the day from a log line's RFC 3339 timestamp.
+fn log_ms(line: &str) -> Option<u64> {
+    let time = line.split('T').nth(1)?;
+    let (h, rest) = time.split_once(':')?;
+    let (m, rest) = rest.split_once(':')?;
+    let secs: f64 = rest
+        .get(..rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?)?
+        .parse()
+        .ok()?;
+    Some(
+        (h.parse::<u64>().ok()? * 3600 + m.parse::<u64>().ok()? * 60) * 1000
+            + (secs * 1000.0) as u64,
+    )
+}
+
+#[test]
+fn every_client_reconnects_through_a_server_restart_spread_out_by_jitter() {
+    let addr = restartable_port();
+    let clients = 1000;
+    let rule = (Duration::from_millis(200), 10);
+    let server = Lubdub::start(addr, rule.0, rule.1);
+    let mut swarm = Child::spawn(&[
+        "swarm",
+        "--connect",
+        &addr.to_string(),
+        "--clients",
+        &clients.to_string(),
+        "--interval",
+        "200ms",
+        "--misses",
+        "10",
+        "--backoff-min",
+        "200ms",
+        "--backoff-max",
+        "1s",
+        "--duration",
+        "5s",
+        "--log-level",
+        "debug",
+        "--json",
+        "-",
+    ]);
+    let start = Instant::now();
+    while server.accepted.load(std::sync::atomic::Ordering::Relaxed) < clients
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    server.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    let _server = Lubdub::start(addr, rule.0, rule.1);
+
+    let status = swarm.child.wait().unwrap();
+    swarm.wait_for("\u{0}never", Duration::from_millis(500));
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(swarm.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let log = swarm.log();
+    let json = stdout.trim();
+    // Replies in flight when the server died are missing, so the exit code
+    // may say the target was missed; everything else must hold.
+    assert!(
+        matches!(status.code(), Some(0) | Some(3)),
+        "{status:?} {json}"
+    );
+    check_consistent(json);
+    assert_eq!(field(json, "connected"), clients as f64, "{json}");
+    assert!(field(json, "reconnects") >= clients as f64, "{json}");
+
+    // The first reconnect of every client: its delay was drawn with full
+    // jitter from [200 ms, 320 ms], so they do not all land in one tick.
+    let mut first_delay = std::collections::BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains(": reconnecting in ")) {
+        let client: u64 = line
+            .split("client ")
+            .nth(1)
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let delay = line
+            .split("reconnecting in ")
+            .nth(1)
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap();
+        let ms = lubdub::duration::parse(delay).unwrap().as_millis() as u64;
+        first_delay.entry(client).or_insert(ms);
+    }
+    assert_eq!(
+        first_delay.len(),
+        clients as usize,
+        "every client reconnected"
+    );
+    let delays: BTreeSet<u64> = first_delay.values().copied().collect();
+    let (lo, hi) = (*delays.first().unwrap(), *delays.last().unwrap());
+    assert!(lo >= 200 && hi <= 320, "{lo}..{hi}");
+    assert!(delays.len() > 50, "only {} distinct delays", delays.len());
+    assert!(hi - lo >= 60, "delays span only {lo}..{hi} ms");
+
+    // And the connects after the restart are spread over many milliseconds.
+    let restart_connects: BTreeSet<u64> = log
+        .lines()
+        .skip_while(|l| !l.contains("reconnecting in "))
+        .filter(|l| l.contains(": connected"))
+        .filter_map(log_ms)
+        .collect();
+    assert!(
+        restart_connects.len() > 10,
+        "reconnects landed in {} distinct ms",
+        restart_connects.len()
+    );
+}
+
+#[test]
+fn fixed_request_and_reply_load_a_non_lubdub_server_in_flood_mode() {
+    // A Redis-like server: every "PING\r\n" gets "+PONG\r\n".
+    let server = Answerer::start(free_port(), None, 6, b"+PONG\r\n");
+    let out = swarm(&[
+        "--connect",
+        &server.addr.to_string(),
+        "--clients",
+        "50",
+        "--flood",
+        "4",
+        "--duration",
+        "1s",
+        "--request-hex",
+        "50494e470d0a",
+        "--reply-hex",
+        "2b504f4e470d0a",
+        "--json",
+        "-",
+    ]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{json}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_consistent(&json);
+    assert!(json.contains("\"mode\":\"flood\""), "{json}");
+    assert_eq!(field(&json, "missing_replies"), 0.0, "{json}");
+    // A closed loop on loopback does far more than one round trip per ms.
+    assert!(field(&json, "replies") > 5_000.0, "{json}");
+}
+
+#[test]
+fn refuses_up_front_when_the_file_limit_is_too_low() {
+    let out = swarm(&[
+        "--connect",
+        "127.0.0.1:9",
+        "--clients",
+        "5000000",
+        "--duration",
+        "1s",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("5000100 open files needed"), "{stderr}");
+    assert!(stderr.contains("at most"), "{stderr}");
+}
+
+#[test]
+fn a_server_that_is_not_there_fails_the_run_with_a_reason() {
+    let out = swarm(&[
+        "--connect",
+        &free_port().to_string(),
+        "--clients",
+        "10",
+        "--duration",
+        "500ms",
+        "--json",
+        "-",
+    ]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(field(&json, "connect_failures") >= 10.0, "{json}");
+    assert!(stderr.contains("only 0 of 10 connections"), "{stderr}");
+}
+
+#[test]
+fn source_addrs_spread_connections_over_local_addresses() {
+    let server = Answerer::heartbeats(free_port());
+    let out = swarm(&[
+        "--connect",
+        &server.addr.to_string(),
+        "--clients",
+        "60",
+        "--source-addrs",
+        "127.0.0.2-127.0.0.4",
+        "--interval",
+        "100ms",
+        "--duration",
+        "700ms",
+        "--json",
+        "-",
+    ]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    assert_eq!(field(&json, "connected"), 60.0);
+    let peers: Vec<String> = server
+        .peers
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|ip| ip.to_string())
+        .collect();
+    assert_eq!(peers, ["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+}
