@@ -6,6 +6,7 @@
 //! cargo bench --bench loopback                      # full run, a few minutes
 //! cargo bench --bench loopback -- --quick           # short run (or LUBDUB_BENCH_QUICK=1)
 //! cargo bench --bench loopback -- --scenario flood --servers lubdub,floor
+//! cargo bench --bench loopback -- --rounds 3        # every scenario 3 interleaved rounds, medians
 //! cargo bench --bench loopback -- --lubdub OTHER/lubdub   # another server build (before/after)
 //! cargo bench --bench loopback -- --swarm OTHER/lubdub    # another load generator build
 //! ```
@@ -36,6 +37,8 @@ mod scenarios;
 mod servers;
 #[path = "loopback/swarm.rs"]
 mod swarm;
+#[path = "loopback/syscalls.rs"]
+mod syscalls;
 #[path = "loopback/tokio_server.rs"]
 mod tokio_server;
 
@@ -213,9 +216,13 @@ fn orchestrate(args: &[String]) -> i32 {
         taskset,
         logs,
     };
+    let rounds = value_of(args, "--rounds")
+        .and_then(|r| r.parse().ok())
+        .filter(|&r| r > 0);
     let plan = scenarios::Plan {
         quick,
         fill_clients,
+        rounds,
     };
 
     println!("loopback benchmark{}", if quick { " (quick)" } else { "" });

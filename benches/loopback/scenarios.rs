@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::procstat::{cpu_seconds, cpu_times, listen_drops, memory, open_fds, CpuTimes};
 use crate::servers::{Kind, Liveness, Server, Tools, SERVER_CPU};
 use crate::swarm::{self, Load, Report, Swarm};
+use crate::syscalls;
 
 /// One row of a scenario's table.
 pub struct Metric {
@@ -140,6 +141,9 @@ pub struct Plan {
     pub quick: bool,
     /// Connections one server process may hold: open-files limit minus reserve.
     pub fill_clients: usize,
+    /// `--rounds N`: rounds per server in every scenario, instead of the
+    /// defaults (flood 5, idle 1, fill 1; 1 each when quick).
+    pub rounds: Option<usize>,
 }
 
 const WIDE_5S: Liveness = Liveness {
@@ -221,6 +225,10 @@ fn each_rounds(
         .collect()
 }
 
+/// Figures whose per-round values are listed beside their median, with
+/// the decimals to show.
+const SPREAD: [(&str, usize); 2] = [("replies_per_s", 0), ("cpu_s_per_m", 3)];
+
 /// One column from several rounds: each figure's median over the rounds
 /// that measured it; every error and note kept, marked with its round.
 fn median_column(kind: Kind, rounds: Vec<Column>) -> Column {
@@ -248,6 +256,17 @@ fn median_column(kind: Kind, rounds: Vec<Column>) -> Column {
     }
     let n = rounds.len();
     let failed = rounds.iter().filter(|c| c.error.is_some()).count();
+    // The spread behind each median, for the headline figures.
+    for (key, decimals) in SPREAD {
+        let each: Vec<String> = rounds
+            .iter()
+            .map(|c| c.get(key).map_or("—".into(), |v| format!("{v:.decimals$}")))
+            .collect();
+        if each.iter().any(|e| e != "—") {
+            out.notes
+                .push(format!("{key} by round: {}", each.join(" / ")));
+        }
+    }
     for (i, col) in rounds.into_iter().enumerate() {
         if let Some(e) = col.error {
             out.notes
@@ -332,6 +351,9 @@ pub const FLOOD_METRICS: &[Metric] = &[
     m("cpu_s_per_m", "server CPU s per 1M replies", 3, true),
     m("rtt_p50_us", "RTT p50 (µs)", 0, true),
     m("rtt_p99_us", "RTT p99 (µs)", 0, true),
+    m("reads_per_reply", "read syscalls per reply", 3, true),
+    m("writes_per_reply", "write syscalls per reply", 3, true),
+    m("waits_per_reply", "epoll waits per reply", 3, true),
     m("server_cpu_s", "server CPU s", 2, false),
     m("replies", "replies", 0, false),
     m("missing_replies", "missing replies", 0, false),
@@ -341,9 +363,68 @@ pub const FLOOD_METRICS: &[Metric] = &[
     m("listen_drops", "listen queue drops (host)", 0, false),
 ];
 
+/// A separate short flood per server with `perf stat` counting its
+/// syscalls, so the counting cannot disturb the timed rounds.
+fn syscall_profile(tools: &Tools, kinds: &[Kind], load: &Load, columns: &mut [Column]) {
+    let events = match syscalls::available() {
+        Ok(events) => events,
+        Err(why) => {
+            eprintln!("  syscall profile skipped: {why}");
+            if let Some(col) = columns.first_mut() {
+                col.notes
+                    .push(format!("syscalls per reply not counted: {why}"));
+            }
+            return;
+        }
+    };
+    let load = Load {
+        duration: Duration::from_secs(3),
+        ..load.clone()
+    };
+    eprintln!("  syscall profile (3 s each, perf stat) ...");
+    let profiles = each(tools, kinds, |tools, kind, col| {
+        let mut server = Server::start(tools, kind, WIDE_5S, "flood-syscalls")?;
+        let out = tools
+            .logs
+            .join(format!("flood-syscalls-{}-perf.csv", kind.name()));
+        let counting = syscalls::Counting::start(&events, server.pid, out)?;
+        // perf needs a moment to attach before the load starts.
+        sleep(Duration::from_millis(300));
+        let report = Swarm::spawn(tools, &server, &load, "flood-syscalls")?.finish();
+        let counts = counting.stop();
+        check_alive(&mut server)?;
+        server.stop();
+        let replies = report.get(&["replies"]).filter(|r| *r > 0.0);
+        let (counts, replies) = match (counts, replies) {
+            (Ok(c), Some(r)) => (c, r),
+            (Err(why), _) => return Err(why),
+            (_, None) => return Err(format!("no replies: {}", report.status)),
+        };
+        for (i, key) in ["reads_per_reply", "writes_per_reply", "waits_per_reply"]
+            .into_iter()
+            .enumerate()
+        {
+            col.set(key, Some(counts[i] / replies));
+        }
+        Ok(())
+    });
+    for (col, profile) in columns.iter_mut().zip(profiles) {
+        col.values.extend(
+            profile
+                .values
+                .into_iter()
+                .filter(|(k, _)| k.ends_with("_per_reply")),
+        );
+        if let Some(e) = profile.error {
+            col.notes.push(format!("syscall profile: {e}"));
+        }
+    }
+}
+
 /// Flood throughput swings by tens of percent from run to run on a shared
-/// two-core machine; three interleaved rounds and their median tame that.
-const FLOOD_ROUNDS: usize = 3;
+/// two-core machine (even with nothing else running: batching on both sides
+/// of loopback is bimodal); five interleaved rounds and their median tame it.
+const FLOOD_ROUNDS: usize = 5;
 
 pub fn flood(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
     let secs = if plan.quick { 3 } else { 10 };
@@ -355,14 +436,18 @@ pub fn flood(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
         connect_rate: 1000,
         source_addrs: None,
     };
-    let rounds = if plan.quick { 1 } else { FLOOD_ROUNDS };
+    let rounds = plan
+        .rounds
+        .unwrap_or(if plan.quick { 1 } else { FLOOD_ROUNDS });
+    let rounds_text = match rounds {
+        1 => "one round".to_string(),
+        n => format!("median of {n} interleaved rounds"),
+    };
     let title = format!(
-        "flood: 100 connections, --flood 1 (one request in flight each), {secs} s; \
-         median of {rounds} interleaved round{}",
-        if rounds == 1 { "" } else { "s" }
+        "flood: 100 connections, --flood 1 (one request in flight each), {secs} s; {rounds_text}"
     );
     eprintln!("{title}");
-    let columns = each_rounds(tools, kinds, rounds, |tools, kind, col| {
+    let mut columns = each_rounds(tools, kinds, rounds, |tools, kind, col| {
         let mut server = Server::start(tools, kind, WIDE_5S, "flood")?;
         sleep(Duration::from_millis(300));
         let meter = Meter::start(&server)?;
@@ -382,6 +467,7 @@ pub fn flood(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
         col.set("protocol_errors", report.get(&["protocol_errors"]));
         Ok(())
     });
+    syscall_profile(tools, kinds, &load, &mut columns);
     let mut out = Outcome {
         name: "flood",
         title,
@@ -462,56 +548,61 @@ pub fn idle(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
     let title =
         format!("idle: {clients} connections, one heartbeat per second each, {window} s measured");
     eprintln!("{title}");
-    let columns = each(tools, kinds, |tools, kind, col| {
-        let mut server = Server::start(tools, kind, WIDE_1S, "idle")?;
-        sleep(Duration::from_millis(500));
-        let before = memory(server.pid).map_err(|e| e.to_string())?;
-        let base = open_fds(server.pid).map_err(|e| e.to_string())?;
-        let mut swarm = Swarm::spawn(tools, &server, &load, "idle")?;
-        let start = swarm.started;
-        let ramp_end = start + Duration::from_secs(ramp);
-        let (reached, _) = wait_held(
-            &server,
-            (base, clients),
-            (start, ramp_end),
-            FINE,
-            std::slice::from_mut(&mut swarm),
-        );
-        col.set("connect_s", reached.map(|d| d.as_secs_f64()));
-        if reached.is_none() {
-            col.notes
-                .push(format!("not all {clients} connected within {ramp} s"));
-        }
-        sleep(Duration::from_secs(settle));
-        // The window ends before the swarm does, so every connection is
-        // still held when memory is read at its end.
-        let window_end = (Instant::now() + Duration::from_secs(window))
-            .min(start + load.duration - Duration::from_secs(tail));
-        let meter = Meter::start(&server)?;
-        sleep(window_end.saturating_duration_since(Instant::now()));
-        let window = meter.stop(col)?;
-        let after = memory(server.pid).map_err(|e| e.to_string())?;
-        let held = open_fds(server.pid)
-            .map_err(|e| e.to_string())?
-            .saturating_sub(base);
-        let report = swarm.finish();
-        check_alive(&mut server)?;
-        server.stop();
-        note_swarm(col, &report);
-        let growth = (after.rss_kib as f64 - before.rss_kib as f64) * 1024.0;
-        col.set("rss_per_conn_b", (held > 0).then(|| growth / held as f64));
-        col.set("cpu_pct", Some(window.server_cpu_s / window.wall_s * 100.0));
-        col.set("missing_replies", report.get(&["missing_replies"]));
-        col.set("late_replies", report.get(&["late_replies"]));
-        col.set("held", Some(held as f64));
-        col.set("rss_before_kib", Some(before.rss_kib as f64));
-        col.set("rss_after_kib", Some(after.rss_kib as f64));
-        col.set("hwm_kib", Some(after.hwm_kib as f64));
-        col.set("replies", report.get(&["replies"]));
-        col.set("protocol_errors", report.get(&["protocol_errors"]));
-        col.set("reconnects", report.get(&["reconnects"]));
-        Ok(())
-    });
+    let columns = each_rounds(
+        tools,
+        kinds,
+        plan.rounds.unwrap_or(1),
+        |tools, kind, col| {
+            let mut server = Server::start(tools, kind, WIDE_1S, "idle")?;
+            sleep(Duration::from_millis(500));
+            let before = memory(server.pid).map_err(|e| e.to_string())?;
+            let base = open_fds(server.pid).map_err(|e| e.to_string())?;
+            let mut swarm = Swarm::spawn(tools, &server, &load, "idle")?;
+            let start = swarm.started;
+            let ramp_end = start + Duration::from_secs(ramp);
+            let (reached, _) = wait_held(
+                &server,
+                (base, clients),
+                (start, ramp_end),
+                FINE,
+                std::slice::from_mut(&mut swarm),
+            );
+            col.set("connect_s", reached.map(|d| d.as_secs_f64()));
+            if reached.is_none() {
+                col.notes
+                    .push(format!("not all {clients} connected within {ramp} s"));
+            }
+            sleep(Duration::from_secs(settle));
+            // The window ends before the swarm does, so every connection is
+            // still held when memory is read at its end.
+            let window_end = (Instant::now() + Duration::from_secs(window))
+                .min(start + load.duration - Duration::from_secs(tail));
+            let meter = Meter::start(&server)?;
+            sleep(window_end.saturating_duration_since(Instant::now()));
+            let window = meter.stop(col)?;
+            let after = memory(server.pid).map_err(|e| e.to_string())?;
+            let held = open_fds(server.pid)
+                .map_err(|e| e.to_string())?
+                .saturating_sub(base);
+            let report = swarm.finish();
+            check_alive(&mut server)?;
+            server.stop();
+            note_swarm(col, &report);
+            let growth = (after.rss_kib as f64 - before.rss_kib as f64) * 1024.0;
+            col.set("rss_per_conn_b", (held > 0).then(|| growth / held as f64));
+            col.set("cpu_pct", Some(window.server_cpu_s / window.wall_s * 100.0));
+            col.set("missing_replies", report.get(&["missing_replies"]));
+            col.set("late_replies", report.get(&["late_replies"]));
+            col.set("held", Some(held as f64));
+            col.set("rss_before_kib", Some(before.rss_kib as f64));
+            col.set("rss_after_kib", Some(after.rss_kib as f64));
+            col.set("hwm_kib", Some(after.hwm_kib as f64));
+            col.set("replies", report.get(&["replies"]));
+            col.set("protocol_errors", report.get(&["protocol_errors"]));
+            col.set("reconnects", report.get(&["reconnects"]));
+            Ok(())
+        },
+    );
     let mut out = Outcome {
         name: "idle",
         title,
@@ -575,77 +666,82 @@ pub fn fill(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
         SOURCE_RANGES.len()
     );
     eprintln!("{title}");
-    let columns = each(tools, kinds, |tools, kind, col| {
-        let mut server = Server::start(tools, kind, WIDE_5S, "fill")?;
-        sleep(Duration::from_millis(500));
-        let before = memory(server.pid).map_err(|e| e.to_string())?;
-        let base = open_fds(server.pid).map_err(|e| e.to_string())?;
-        let mut swarms = Vec::new();
-        let mut left = clients;
-        for (i, range) in SOURCE_RANGES.iter().enumerate() {
-            let load = Load {
-                clients: per_swarm.min(left),
-                interval: Duration::from_secs(5),
-                flood: None,
-                duration: Duration::from_secs(allowance + hold + tail),
-                connect_rate: CONNECT_RATE / SOURCE_RANGES.len() as u32,
-                source_addrs: Some(range),
-            };
-            left -= load.clients;
-            swarms.push(Swarm::spawn(tools, &server, &load, &format!("fill{i}"))?);
-        }
-        let start = swarms[0].started;
-        let fill_end = start + Duration::from_secs(allowance);
-        let (reached, most) = wait_held(
-            &server,
-            (base, clients),
-            (start, fill_end),
-            FINE,
-            &mut swarms,
-        );
-        col.set("fill_s", reached.map(|d| d.as_secs_f64()));
-        let hold_end = start + Duration::from_secs(allowance + hold);
-        let meter = Meter::start(&server)?;
-        let (_, most_after) = wait_held(
-            &server,
-            (base, usize::MAX),
-            (start, hold_end),
-            COARSE,
-            &mut swarms,
-        );
-        let window = meter.stop(col)?;
-        let after = memory(server.pid).map_err(|e| e.to_string())?;
-        let held = open_fds(server.pid)
-            .map_err(|e| e.to_string())?
-            .saturating_sub(base);
-        let reports: Vec<Report> = swarms.into_iter().map(Swarm::finish).collect();
-        check_alive(&mut server)?;
-        server.stop();
-        for report in &reports {
-            note_swarm(col, report);
-        }
-        if reached.is_none() {
-            col.notes.push(format!(
-                "never held all {clients} at once (most {})",
-                most.max(most_after)
-            ));
-        }
-        let growth = (after.rss_kib as f64 - before.rss_kib as f64) * 1024.0;
-        col.set("held", Some(held as f64));
-        col.set("missing_replies", swarm::sum(&reports, "missing_replies"));
-        col.set("late_replies", swarm::sum(&reports, "late_replies"));
-        col.set("most_held", Some(most.max(most_after) as f64));
-        col.set("rss_per_conn_b", (held > 0).then(|| growth / held as f64));
-        col.set(
-            "cpu_pct",
-            (window.wall_s > 0.0).then(|| window.server_cpu_s / window.wall_s * 100.0),
-        );
-        col.set("replies", swarm::sum(&reports, "replies"));
-        col.set("protocol_errors", swarm::sum(&reports, "protocol_errors"));
-        col.set("connect_failures", swarm::sum(&reports, "connect_failures"));
-        col.set("reconnects", swarm::sum(&reports, "reconnects"));
-        Ok(())
-    });
+    let columns = each_rounds(
+        tools,
+        kinds,
+        plan.rounds.unwrap_or(1),
+        |tools, kind, col| {
+            let mut server = Server::start(tools, kind, WIDE_5S, "fill")?;
+            sleep(Duration::from_millis(500));
+            let before = memory(server.pid).map_err(|e| e.to_string())?;
+            let base = open_fds(server.pid).map_err(|e| e.to_string())?;
+            let mut swarms = Vec::new();
+            let mut left = clients;
+            for (i, range) in SOURCE_RANGES.iter().enumerate() {
+                let load = Load {
+                    clients: per_swarm.min(left),
+                    interval: Duration::from_secs(5),
+                    flood: None,
+                    duration: Duration::from_secs(allowance + hold + tail),
+                    connect_rate: CONNECT_RATE / SOURCE_RANGES.len() as u32,
+                    source_addrs: Some(range),
+                };
+                left -= load.clients;
+                swarms.push(Swarm::spawn(tools, &server, &load, &format!("fill{i}"))?);
+            }
+            let start = swarms[0].started;
+            let fill_end = start + Duration::from_secs(allowance);
+            let (reached, most) = wait_held(
+                &server,
+                (base, clients),
+                (start, fill_end),
+                FINE,
+                &mut swarms,
+            );
+            col.set("fill_s", reached.map(|d| d.as_secs_f64()));
+            let hold_end = start + Duration::from_secs(allowance + hold);
+            let meter = Meter::start(&server)?;
+            let (_, most_after) = wait_held(
+                &server,
+                (base, usize::MAX),
+                (start, hold_end),
+                COARSE,
+                &mut swarms,
+            );
+            let window = meter.stop(col)?;
+            let after = memory(server.pid).map_err(|e| e.to_string())?;
+            let held = open_fds(server.pid)
+                .map_err(|e| e.to_string())?
+                .saturating_sub(base);
+            let reports: Vec<Report> = swarms.into_iter().map(Swarm::finish).collect();
+            check_alive(&mut server)?;
+            server.stop();
+            for report in &reports {
+                note_swarm(col, report);
+            }
+            if reached.is_none() {
+                col.notes.push(format!(
+                    "never held all {clients} at once (most {})",
+                    most.max(most_after)
+                ));
+            }
+            let growth = (after.rss_kib as f64 - before.rss_kib as f64) * 1024.0;
+            col.set("held", Some(held as f64));
+            col.set("missing_replies", swarm::sum(&reports, "missing_replies"));
+            col.set("late_replies", swarm::sum(&reports, "late_replies"));
+            col.set("most_held", Some(most.max(most_after) as f64));
+            col.set("rss_per_conn_b", (held > 0).then(|| growth / held as f64));
+            col.set(
+                "cpu_pct",
+                (window.wall_s > 0.0).then(|| window.server_cpu_s / window.wall_s * 100.0),
+            );
+            col.set("replies", swarm::sum(&reports, "replies"));
+            col.set("protocol_errors", swarm::sum(&reports, "protocol_errors"));
+            col.set("connect_failures", swarm::sum(&reports, "connect_failures"));
+            col.set("reconnects", swarm::sum(&reports, "reconnects"));
+            Ok(())
+        },
+    );
     let mut out = Outcome {
         name: "fill",
         title,
