@@ -27,10 +27,14 @@ use std::time::Duration;
 mod floor;
 #[path = "loopback/json.rs"]
 mod json;
+#[path = "loopback/outcome.rs"]
+mod outcome;
 #[path = "loopback/procstat.rs"]
 mod procstat;
 #[path = "loopback/report.rs"]
 mod report;
+#[path = "loopback/rounds.rs"]
+mod rounds;
 #[path = "loopback/scenarios.rs"]
 mod scenarios;
 #[path = "loopback/servers.rs"]

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::json;
-use crate::scenarios::Outcome;
+use crate::outcome::Outcome;
 use crate::servers::Kind;
 
 const LABEL: usize = 32;
