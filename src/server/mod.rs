@@ -207,7 +207,9 @@ impl<H: Handler> Server<H> {
             clock,
             rule,
             max_connections,
-            scratch: vec![0; SCRATCH_LEN.max(config.max_frame.min(1 << 20))].into_boxed_slice(),
+            // The decoder keeps split frames itself, so the buffer need not
+            // hold a whole max_frame.
+            scratch: vec![0; SCRATCH_LEN].into_boxed_slice(),
             out: Vec::with_capacity(SCRATCH_LEN),
             unfinished: Vec::with_capacity(64),
             unfinished_spare: Vec::with_capacity(64),
