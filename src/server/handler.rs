@@ -99,7 +99,9 @@ impl Reply<'_> {
         protocol::encode_frame(FrameType::Data, payload, self.out)
     }
 
-    /// Closes the connection after this event's replies are written.
+    /// Closes the connection once this event's replies have been handed to
+    /// the kernel. Replies the kernel would not take at once (a full send
+    /// buffer) are dropped with the connection.
     pub fn close(&mut self) {
         self.close = true;
     }

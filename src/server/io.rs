@@ -2,8 +2,8 @@
 //!
 //! Per heartbeat: one `read` into the reactor-wide scratch buffer, decode in
 //! place, one store of the "seen" tick, one `write` of all replies for the
-//! event. Nothing on this path allocates or formats; keep it that way (the
-//! `decode_allocs` test and the loopback benchmark will notice).
+//! event. Nothing on this path allocates or formats; keep it that way
+//! (`tests/server_allocs.rs` and the loopback benchmark will notice).
 
 use std::io::{ErrorKind, Read, Write};
 
@@ -23,7 +23,11 @@ impl<H: Handler> Server<H> {
         seen: Tick,
     ) {
         // Events for a slot we no longer hold (closed earlier in this batch)
-        // are normal: mio may still report them. Ignore.
+        // are normal: mio may still report them. Ignore. If the slot was
+        // closed *and* reused by an accept in the same batch, the stale event
+        // reaches the new tenant; that is harmless, because an event only
+        // makes us try a read (WouldBlock if there is nothing) and flush a
+        // backlog the new tenant cannot have yet.
         if !self.conns.contains(slot) {
             return;
         }
