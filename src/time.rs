@@ -51,10 +51,17 @@ impl Clock {
         self.nanos_since_origin(instant).div_ceil(self.tick_ns)
     }
 
-    /// The current tick (rounded down). The only call to `Instant::now()` a
-    /// reactor needs per loop iteration.
+    /// The current tick (rounded down).
     pub fn now(&self) -> Tick {
         self.tick_at(Instant::now())
+    }
+
+    /// `instant` rounded down and rounded up at once — "now" for timers and
+    /// "seen at" for stamps — from a single conversion: a reactor wakeup
+    /// needs both, and the `Instant` arithmetic is most of its cost.
+    pub fn tick_range(&self, instant: Instant) -> (Tick, Tick) {
+        let nanos = self.nanos_since_origin(instant);
+        (nanos / self.tick_ns, nanos.div_ceil(self.tick_ns))
     }
 
     /// `duration` in ticks, rounded up: a span of `ticks(d)` ticks is never
@@ -76,7 +83,8 @@ impl Clock {
     /// How long to sleep from `now` until tick `deadline` has begun; zero if
     /// it already has.
     pub fn until(&self, deadline: Tick, now: Instant) -> Duration {
-        self.instant(deadline).saturating_duration_since(now)
+        let deadline_nanos = deadline.saturating_mul(self.tick_ns);
+        Duration::from_nanos(deadline_nanos.saturating_sub(self.nanos_since_origin(now)))
     }
 
     fn nanos_since_origin(&self, instant: Instant) -> u64 {
@@ -103,6 +111,20 @@ mod tests {
         // ...and no later than one tick after seen + 95 ms (plus the rounding of `seen`).
         assert!(clock.instant(deadline) <= seen + Duration::from_millis(95 + 20));
         assert_eq!(clock.tick_ceil(origin + Duration::from_millis(20)), 2);
+    }
+
+    #[test]
+    fn tick_range_is_floor_and_ceil() {
+        let origin = Instant::now();
+        let clock = Clock::new(origin, Duration::from_millis(10));
+        for ms in [0, 1, 9, 10, 11, 19, 20, 12345] {
+            let at = origin + Duration::from_millis(ms);
+            assert_eq!(
+                clock.tick_range(at),
+                (clock.tick_at(at), clock.tick_ceil(at)),
+                "{ms} ms"
+            );
+        }
     }
 
     #[test]

@@ -101,6 +101,11 @@ fn run(args: &[&str]) -> (i32, String) {
 fn sigterm_and_sigint_exit_zero_after_closing_connections() {
     for signal in [libc::SIGTERM, libc::SIGINT] {
         let server = ServerProcess::spawn(&[]);
+        // Signals are handled without a helper thread: a second thread would
+        // make every read and write pay glibc's multi-threaded tax.
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+        assert!(status.lines().any(|l| l == "Threads:\t1"), "{status}");
         let mut conn = TcpStream::connect(server.addr).unwrap();
         conn.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]).unwrap();
         let mut reply = [0u8; 8];
@@ -109,6 +114,8 @@ fn sigterm_and_sigint_exit_zero_after_closing_connections() {
         server.signal(signal);
         let line = server.expect_line("stopped", Duration::from_secs(10));
         assert!(line.contains("1 connections"), "{line}");
+        let line = server.expect_line("exiting on signal", Duration::from_secs(10));
+        assert!(line.ends_with(&signal.to_string()), "{line}");
         let status = server.wait(Duration::from_secs(10));
         assert_eq!(status.code(), Some(0), "signal {signal}");
         // The connection was closed by the server, not left dangling.

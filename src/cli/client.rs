@@ -75,6 +75,7 @@ pub fn run(args: ClientArgs) -> i32 {
     );
     match client.run() {
         Ok(()) => {
+            super::log_stop_signal();
             let s = client.stats();
             log::info!(
                 "client: stopped; {} connects, {} heartbeats, {} replies, {} missed",

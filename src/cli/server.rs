@@ -119,7 +119,10 @@ pub fn run(args: ServerArgs) -> i32 {
         return super::fail(format_args!("cannot install signal handlers: {e}"));
     }
     match server.run() {
-        Ok(()) => 0,
+        Ok(()) => {
+            super::log_stop_signal();
+            0
+        }
         Err(e) => super::fail(e),
     }
 }

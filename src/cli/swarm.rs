@@ -162,6 +162,7 @@ pub fn run(args: SwarmArgs) -> i32 {
         Ok(report) => report,
         Err(e) => return super::fail(format!("swarm: {e}")),
     };
+    super::log_stop_signal();
     if tty {
         eprintln!();
     }

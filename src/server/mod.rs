@@ -284,9 +284,10 @@ impl<H: Handler> Server<H> {
                 return Err(ServerError::Poll(e));
             }
         }
-        // One clock read per wakeup: "seen" stamps and timers use it.
+        // One clock read per wakeup: "seen" stamps (rounded up) and timers
+        // (rounded down) both use it.
         let now = Instant::now();
-        let seen = self.clock.tick_ceil(now);
+        let (now_tick, seen) = self.clock.tick_range(now);
         // Take the events out so handling can borrow `self` mutably; the
         // empty stand-in allocates nothing.
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
@@ -312,7 +313,7 @@ impl<H: Handler> Server<H> {
             self.stop();
             return Ok(Step::Stopped);
         }
-        self.fire_timers(self.clock.tick_at(now), now);
+        self.fire_timers(now_tick, seen, now);
         Ok(Step::Running)
     }
 
@@ -353,7 +354,7 @@ impl<H: Handler> Server<H> {
             .is_some_and(|c| c.serial == id.serial)
     }
 
-    fn fire_timers(&mut self, now_tick: Tick, now: Instant) {
+    fn fire_timers(&mut self, now_tick: Tick, seen: Tick, now: Instant) {
         while let Some((_, _, timer)) = self.wheel.poll(now_tick) {
             match timer {
                 Timer::Liveness(id) => self.check_liveness(id, now_tick, now),
@@ -364,7 +365,7 @@ impl<H: Handler> Server<H> {
                             .schedule(now_tick + self.clock.ticks(every), Timer::Stats);
                     }
                 }
-                Timer::ResumeAccept => self.accept(self.clock.tick_ceil(now)),
+                Timer::ResumeAccept => self.accept(seen),
             }
         }
     }
