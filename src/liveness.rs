@@ -93,6 +93,12 @@ impl Rule {
 mod tests {
     use super::*;
 
+    /// What a `Rule::new(10, 3)` reports when it fires exactly on time.
+    const DEAD_AT_LIMIT: Verdict = Verdict::Dead {
+        misses: 3,
+        idle: 30,
+    };
+
     /// A fake peer driven tick by tick: it sends a frame at each tick in
     /// `frames`; the "reactor" checks only when the timer fires.
     fn eviction_tick(rule: Rule, frames: &[Tick], horizon: Tick) -> Option<(Tick, Verdict)> {
@@ -118,16 +124,7 @@ mod tests {
     #[test]
     fn silent_from_the_start_is_evicted_exactly_at_the_limit() {
         let rule = Rule::new(10, 3);
-        assert_eq!(
-            eviction_tick(rule, &[], 1000),
-            Some((
-                30,
-                Verdict::Dead {
-                    misses: 3,
-                    idle: 30
-                }
-            ))
-        );
+        assert_eq!(eviction_tick(rule, &[], 1000), Some((30, DEAD_AT_LIMIT)));
     }
 
     #[test]
@@ -137,13 +134,7 @@ mod tests {
             let (at, verdict) = eviction_tick(rule, &[last], 1000).unwrap();
             if last <= 30 {
                 assert_eq!(at, last + 30, "last frame at {last}");
-                assert_eq!(
-                    verdict,
-                    Verdict::Dead {
-                        misses: 3,
-                        idle: 30
-                    }
-                );
+                assert_eq!(verdict, DEAD_AT_LIMIT);
             } else {
                 // A frame after the first deadline is too late (one in the
                 // deadline's own tick is read before the timer runs).
@@ -162,13 +153,7 @@ mod tests {
         let frames: Vec<Tick> = (1..100).map(|i| i * 31).collect();
         assert_eq!(
             eviction_tick(rule, &frames, 3000),
-            Some((
-                30,
-                Verdict::Dead {
-                    misses: 3,
-                    idle: 30
-                }
-            ))
+            Some((30, DEAD_AT_LIMIT))
         );
     }
 
