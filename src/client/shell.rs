@@ -207,8 +207,7 @@ impl<H: Handler> Client<H> {
             Err(e) => return Err(ClientError::Poll(e)),
         }
         let instant = Instant::now();
-        let now = self.clock.tick_at(instant);
-        let seen = self.clock.tick_ceil(instant);
+        let (now, seen) = self.clock.tick_range(instant);
         let mut stream_ready = false;
         for event in self.events.iter() {
             // Events for the waker need nothing: the loop re-checks the flag.

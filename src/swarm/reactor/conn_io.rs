@@ -15,8 +15,7 @@ impl Swarm {
     /// Readiness for `slot`: connect completion, replies, writable again.
     pub(super) fn on_ready(&mut self, slot: usize) {
         let instant = Instant::now();
-        let now = self.clock.tick_at(instant);
-        let seen = self.clock.tick_ceil(instant);
+        let (now, seen) = self.clock.tick_range(instant);
         let now_us = self.rtt_clock.tick_at(instant) as u32;
         let Some(conn) = self.conns.get_mut(slot) else {
             return;
