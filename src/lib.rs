@@ -64,6 +64,7 @@ pub mod duration;
 pub mod keepalive;
 pub mod limits;
 pub mod liveness;
+mod nonblocking;
 pub mod protocol;
 pub mod rng;
 pub mod server;

@@ -1,6 +1,6 @@
 //! The mio shell around one [`Machine`]: the socket, the decoder and the clock.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
@@ -8,6 +8,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::machine::{Action, Machine, Proof, Reason, State};
 use super::socket::{connect_progress, start_connect, ConnectProgress};
 use super::{describe, ClientConfig, ClientError, SendError};
+use crate::nonblocking::write_some;
 use crate::protocol::{
     encode_frame, Decoder, Frame, FrameType, Kind, HEADER_LEN, HEARTBEAT_REQUEST,
     HEARTBEAT_RESPONSE,
@@ -334,24 +335,13 @@ impl<H: Handler> Client<H> {
         let Some(stream) = self.stream.as_mut() else {
             return;
         };
-        let mut written = 0;
-        while written < self.outbuf.len() {
-            match stream.write(&self.outbuf[written..]) {
-                Ok(0) => {
-                    self.machine
-                        .handle_closed(now, Reason::Io(io::ErrorKind::WriteZero));
-                    break;
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.machine.handle_closed(now, Reason::Io(e.kind()));
-                    break;
-                }
+        match write_some(stream, &self.outbuf) {
+            Ok(written) => {
+                self.outbuf.drain(..written);
             }
+            // The disconnect this triggers clears `outbuf` with the stream.
+            Err(kind) => self.machine.handle_closed(now, Reason::Io(kind)),
         }
-        self.outbuf.drain(..written);
     }
 
     fn apply_actions(&mut self, now: Tick) {

@@ -5,11 +5,12 @@
 //! event. Nothing on this path allocates or formats; keep it that way
 //! (`tests/server_allocs.rs` and the loopback benchmark will notice).
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 
 use log::trace;
 
 use super::{push_heartbeat_replies, CloseReason, ConnId, Handler, Reply, Server};
+use crate::nonblocking::write_some;
 use crate::protocol::{FrameType, Kind};
 use crate::time::Tick;
 
@@ -215,20 +216,4 @@ fn io_close_reason(kind: ErrorKind) -> CloseReason {
         }
         kind => CloseReason::Io(kind),
     }
-}
-
-/// Writes as much of `buf` as the kernel takes now. `Ok(n)` may be short
-/// (even zero on `WouldBlock`); `Err` carries a fatal error's kind.
-fn write_some(stream: &mut mio::net::TcpStream, buf: &[u8]) -> Result<usize, ErrorKind> {
-    let mut written = 0;
-    while written < buf.len() {
-        match stream.write(&buf[written..]) {
-            Ok(0) => return Err(ErrorKind::WriteZero),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.kind()),
-        }
-    }
-    Ok(written)
 }
