@@ -235,7 +235,8 @@ impl Swarm {
             let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
             for event in events.iter() {
                 if event.token() != WAKER {
-                    self.on_ready(event.token().0);
+                    let closed = event.is_read_closed() || event.is_error();
+                    self.on_ready(event.token().0, closed);
                 }
             }
             events.clear();

@@ -13,7 +13,8 @@ use crate::time::Tick;
 
 impl Swarm {
     /// Readiness for `slot`: connect completion, replies, writable again.
-    pub(super) fn on_ready(&mut self, slot: usize) {
+    /// `closed` is the event's read-closed or error flag.
+    pub(super) fn on_ready(&mut self, slot: usize, closed: bool) {
         let instant = Instant::now();
         let (now, seen) = self.clock.tick_range(instant);
         let now_us = self.rtt_clock.tick_at(instant) as u32;
@@ -49,21 +50,27 @@ impl Swarm {
                 return;
             }
         }
-        self.read(slot, seen, now_us);
+        self.read(slot, closed, seen, now_us);
         self.settle(slot, now, now_us);
     }
 
     /// Drains the socket. The per-reply path: no allocation, no formatting.
-    fn read(&mut self, slot: usize, seen: Tick, now_us: u32) {
+    ///
+    /// As in the server, a short read proves the socket drained (the next
+    /// byte raises a new edge), so the `EAGAIN` read is skipped unless the
+    /// event also carried the peer's FIN or an error (`closed`).
+    fn read(&mut self, slot: usize, closed: bool, seen: Tick, now_us: u32) {
         let flood = self.config.flood.is_some() && self.phase == Phase::Running;
         loop {
             let conn = &mut self.conns[slot];
             let Some(stream) = conn.stream.as_mut() else {
                 return;
             };
-            let closed = match stream.read(&mut self.scratch) {
+            let mut drained = false;
+            let failure = match stream.read(&mut self.scratch) {
                 Ok(0) => Some(Reason::PeerClosed),
                 Ok(n) => {
+                    drained = n < self.scratch.len() && !closed;
                     let out = conn.reader.read(
                         &self.scratch[..n],
                         &self.reply,
@@ -101,8 +108,11 @@ impl Swarm {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
                 Err(e) => Some(Reason::Io(e.kind())),
             };
-            if let Some(reason) = closed {
+            if let Some(reason) = failure {
                 self.close(slot, seen, reason);
+                return;
+            }
+            if drained {
                 return;
             }
         }
