@@ -1,93 +1,15 @@
 //! The `lubdub` binary as a user runs it: flags, exit codes, log lines.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::peers::Child;
+
 const BIN: &str = env!("CARGO_BIN_EXE_lubdub");
-
-/// A `lubdub server` child whose stderr lines arrive on a channel.
-struct ServerProcess {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    addr: SocketAddr,
-}
-
-impl ServerProcess {
-    fn spawn(args: &[&str]) -> ServerProcess {
-        let mut child = Command::new(BIN)
-            .arg("server")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn lubdub");
-        let lines = forward_lines(child.stderr.take().unwrap());
-        let addr = loop {
-            let line = lines
-                .recv_timeout(Duration::from_secs(10))
-                .expect("no 'listening on' line");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        ServerProcess { child, lines, addr }
-    }
-
-    /// Waits for a stderr line containing `needle`.
-    fn expect_line(&self, needle: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("no line containing {needle:?} within {limit:?}"),
-            }
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: plain kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-    }
-
-    fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("lubdub did not exit within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn forward_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 fn run(args: &[&str]) -> (i32, String) {
     let out = Command::new(BIN).args(args).output().expect("run lubdub");
@@ -100,13 +22,13 @@ fn run(args: &[&str]) -> (i32, String) {
 #[test]
 fn sigterm_and_sigint_exit_zero_after_closing_connections() {
     for signal in [libc::SIGTERM, libc::SIGINT] {
-        let server = ServerProcess::spawn(&[]);
+        let (mut server, addr) = Child::server(&[]);
         // Signals are handled without a helper thread: a second thread would
         // make every read and write pay glibc's multi-threaded tax.
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
         assert!(status.lines().any(|l| l == "Threads:\t1"), "{status}");
-        let mut conn = TcpStream::connect(server.addr).unwrap();
+        let mut conn = TcpStream::connect(addr).unwrap();
         conn.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]).unwrap();
         let mut reply = [0u8; 8];
         conn.read_exact(&mut reply).unwrap();
@@ -116,7 +38,7 @@ fn sigterm_and_sigint_exit_zero_after_closing_connections() {
         assert!(line.contains("1 connections"), "{line}");
         let line = server.expect_line("exiting on signal", Duration::from_secs(10));
         assert!(line.ends_with(&signal.to_string()), "{line}");
-        let status = server.wait(Duration::from_secs(10));
+        let status = server.wait_exit(Duration::from_secs(10));
         assert_eq!(status.code(), Some(0), "signal {signal}");
         // The connection was closed by the server, not left dangling.
         conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -126,9 +48,9 @@ fn sigterm_and_sigint_exit_zero_after_closing_connections() {
 
 #[test]
 fn a_silent_connection_is_evicted_after_about_interval_times_misses_and_logged() {
-    let server = ServerProcess::spawn(&["--interval", "100ms", "--misses", "3"]);
+    let (mut server, addr) = Child::server(&["--interval", "100ms", "--misses", "3"]);
     let started = Instant::now();
-    let mut conn = TcpStream::connect(server.addr).unwrap();
+    let mut conn = TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 8];
     assert_eq!(
@@ -189,8 +111,8 @@ fn a_port_in_use_is_a_one_line_error_with_exit_code_1() {
 
 #[test]
 fn stats_are_logged_on_request() {
-    let server = ServerProcess::spawn(&["--stats-every", "100ms"]);
-    let mut conn = TcpStream::connect(server.addr).unwrap();
+    let (mut server, addr) = Child::server(&["--stats-every", "100ms"]);
+    let mut conn = TcpStream::connect(addr).unwrap();
     conn.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]).unwrap();
     let mut reply = [0u8; 8];
     conn.read_exact(&mut reply).unwrap();
@@ -202,18 +124,15 @@ fn stats_are_logged_on_request() {
 fn running_out_of_descriptors_pauses_accepting_and_resumes() {
     use std::os::unix::process::CommandExt;
     let mut command = Command::new(BIN);
-    command
-        .args([
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--max-connections",
-            "1000",
-            "--interval",
-            "30s",
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null());
+    command.args([
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-connections",
+        "1000",
+        "--interval",
+        "30s",
+    ]);
     // SAFETY: setrlimit is async-signal-safe; the child gets a hard limit of
     // 48 descriptors that it cannot raise.
     unsafe {
@@ -228,23 +147,7 @@ fn running_out_of_descriptors_pauses_accepting_and_resumes() {
             Ok(())
         });
     }
-    let mut child = command.spawn().expect("spawn lubdub");
-    let lines = forward_lines(child.stderr.take().unwrap());
-    let server = ServerProcess {
-        child,
-        lines,
-        addr: "0.0.0.0:0".parse().unwrap(),
-    };
-    let line = server.expect_line("listening on ", Duration::from_secs(10));
-    let addr: SocketAddr = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (mut server, addr) = Child::listening(command);
     // 80 connections: the kernel completes them all (backlog), the server
     // can take only about 40.
     let mut conns: Vec<TcpStream> = (0..80).map(|_| TcpStream::connect(addr).unwrap()).collect();
@@ -280,45 +183,36 @@ fn running_out_of_descriptors_pauses_accepting_and_resumes() {
         served_late, 35,
         "after resuming, every remaining connection is served"
     );
-    // Drain what was logged meanwhile: exactly one "accept paused".
+    // Exactly one "accept paused" line in the whole run: one episode,
+    // however many retries it took.
     server.signal(libc::SIGTERM);
-    let mut more_pauses = 0;
-    while let Ok(line) = server.lines.recv_timeout(Duration::from_secs(5)) {
-        more_pauses += line.contains("accept paused") as usize;
-        if line.contains("stopped") {
-            assert!(line.contains("accept_pauses="), "{line}");
-            break;
-        }
-    }
+    let line = server.expect_line("stopped", Duration::from_secs(5));
+    assert!(line.contains("accept_pauses="), "{line}");
+    let pauses = server
+        .seen
+        .iter()
+        .filter(|(_, l)| l.contains("accept paused"))
+        .count();
     assert_eq!(
-        more_pauses, 0,
+        pauses, 1,
         "the pause was logged more than once in one episode"
     );
 }
 
 #[test]
 fn reuse_port_lets_two_servers_share_a_port() {
-    let first = ServerProcess::spawn(&["--reuse-port"]);
-    let port = first.addr.to_string();
+    let (_first, addr) = Child::server(&["--reuse-port"]);
+    let port = addr.to_string();
     // Without the flag the port is taken...
     let (code, stderr) = run(&["server", "--listen", &port]);
     assert_eq!(code, 1, "{stderr}");
     // ...with it, a second process binds the same port and both serve.
-    let mut child = Command::new(BIN)
-        .args(["server", "--reuse-port", "--listen", &port])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = forward_lines(child.stderr.take().unwrap());
-    let second = ServerProcess {
-        child,
-        lines,
-        addr: first.addr,
-    };
-    second.expect_line("listening on", Duration::from_secs(10));
+    let mut command = Command::new(BIN);
+    command.args(["server", "--reuse-port", "--listen", &port]);
+    let (_second, second_addr) = Child::listening(command);
+    assert_eq!(second_addr, addr);
     for _ in 0..20 {
-        let mut conn = TcpStream::connect(first.addr).unwrap();
+        let mut conn = TcpStream::connect(addr).unwrap();
         conn.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]).unwrap();
         let mut reply = [0u8; 8];
         conn.read_exact(&mut reply).unwrap();

@@ -2,12 +2,12 @@
 //! and restart, against a silent server, and against the original Qt
 //! server's unframed welcome text.
 
-mod support;
+mod common;
 
 use std::time::{Duration, Instant};
 
+use common::peers::{free_port, restartable_port, Answerer, Child, Lubdub};
 use lubdub::client::{Client, ClientConfig, Handler, Outbox, Reason};
-use support::{free_port, restartable_port, Answerer, Child, Lubdub};
 
 fn config(addr: std::net::SocketAddr, interval_ms: u64, misses: u32) -> ClientConfig {
     ClientConfig {

@@ -1,12 +1,12 @@
 //! The `lubdub swarm` binary against a real server over loopback.
 
-mod support;
+mod common;
 
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::{free_port, restartable_port, Answerer, Child, Lubdub};
+use common::peers::{free_port, restartable_port, Answerer, Child, Lubdub};
 
 fn swarm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lubdub"))

@@ -4,12 +4,12 @@
 //! (flood mode: read → match → stamp → histogram → next request) and the
 //! per-heartbeat path with its timer-wheel traffic (interval mode).
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
+use common::peers::Lubdub;
 use lubdub::swarm::{Swarm, SwarmConfig};
-use support::Lubdub;
 
 mod counting_alloc;
 

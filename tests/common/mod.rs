@@ -1,10 +1,12 @@
 //! Shared fixtures for the loopback tests: an in-process server on its own
-//! thread, and small blocking-socket helpers.
+//! thread, small blocking-socket helpers, and (in `peers`) stand-in servers
+//! and the binary as a child process.
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod peers;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -33,36 +35,47 @@ impl<H: Handler + Send + 'static> Running<H> {
 }
 
 impl<H: Handler + Send + 'static> Drop for Running<H> {
+    /// Stops the server and waits until it has closed everything, so a test
+    /// can rebind its port straight away.
     fn drop(&mut self) {
         self.stop.shutdown();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
-/// Starts a server on 127.0.0.1 with an ephemeral port; `tweak` adjusts the config.
+/// Starts a server on 127.0.0.1 with an ephemeral port; `tweak` adjusts the
+/// config.
 pub fn start<H: Handler + Send + 'static>(
     handler: H,
     tweak: impl FnOnce(&mut Config),
 ) -> Running<H> {
+    try_start(handler, tweak).unwrap_or_else(|e| panic!("server: {e}"))
+}
+
+/// [`start`], returning the error when the server cannot bind.
+pub fn try_start<H: Handler + Send + 'static>(
+    handler: H,
+    tweak: impl FnOnce(&mut Config),
+) -> Result<Running<H>, lubdub::server::ServerError> {
     let _ = lubdub::limits::raise_file_limit();
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..Config::default()
     };
     tweak(&mut config);
-    let (tx, rx) = mpsc::channel();
+    let mut server = Server::bind(config, handler)?;
+    let (addr, stop) = (server.local_addr(), server.shutdown_handle());
     let thread = std::thread::spawn(move || {
-        let mut server = Server::bind(config, handler).expect("bind");
-        tx.send((server.local_addr(), server.shutdown_handle()))
-            .unwrap();
         server.run().expect("run");
         server
     });
-    let (addr, stop) = rx.recv().expect("server did not start");
-    Running {
+    Ok(Running {
         addr,
         stop,
         thread: Some(thread),
-    }
+    })
 }
 
 /// Fast settings for timing tests: 50 ms × 3.

@@ -1,6 +1,7 @@
-//! Test fixtures: a small heartbeat answerer on its own thread, standing in
-//! for a server (and for the original Qt server's unframed welcome text).
-#![allow(dead_code)]
+//! Peers for the client, swarm and CLI tests: a small heartbeat answerer on
+//! its own thread standing in for a server (and for the original Qt
+//! server's unframed welcome text), the `lubdub` binary as a child process,
+//! the real server on a thread, and port helpers.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -185,11 +186,18 @@ pub struct Child {
 }
 
 impl Child {
+    /// `lubdub ARGS`.
     pub fn spawn(args: &[&str]) -> Child {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lubdub"));
+        command.args(args);
+        Child::from_command(command)
+    }
+
+    /// Any command whose stderr lines are to be collected.
+    pub fn from_command(mut command: std::process::Command) -> Child {
         use std::io::BufRead;
-        use std::process::{Command, Stdio};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lubdub"))
-            .args(args)
+        use std::process::Stdio;
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -212,18 +220,53 @@ impl Child {
         }
     }
 
+    /// `lubdub server --listen 127.0.0.1:0 ARGS`, and the address it logged
+    /// (`listening on ADDR`).
+    pub fn server(args: &[&str]) -> (Child, SocketAddr) {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lubdub"));
+        command
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(args);
+        Child::listening(command)
+    }
+
+    /// Spawns `command` (a `lubdub server`) and waits for its address.
+    pub fn listening(command: std::process::Command) -> (Child, SocketAddr) {
+        let mut child = Child::from_command(command);
+        let line = child
+            .wait_for_line("listening on ", Duration::from_secs(10))
+            .expect("no 'listening on' line")
+            .1;
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        (child, addr)
+    }
+
     /// Waits up to `timeout` for a stderr line containing `needle` that has
     /// not been returned before; returns when it was read.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<std::time::Instant> {
+        self.wait_for_line(needle, timeout).map(|(at, _)| at)
+    }
+
+    /// Like [`wait_for`](Self::wait_for), with the line itself.
+    pub fn wait_for_line(
+        &mut self,
+        needle: &str,
+        timeout: Duration,
+    ) -> Option<(std::time::Instant, String)> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok((at, line)) => {
                     let hit = line.contains(needle);
-                    self.seen.push((at, line));
+                    self.seen.push((at, line.clone()));
                     if hit {
-                        return Some(at);
+                        return Some((at, line));
                     }
                 }
                 Err(_) => return None,
@@ -231,9 +274,42 @@ impl Child {
         }
     }
 
+    /// Like [`wait_for_line`](Self::wait_for_line), panicking when no such
+    /// line comes.
+    pub fn expect_line(&mut self, needle: &str, timeout: Duration) -> String {
+        match self.wait_for_line(needle, timeout) {
+            Some((_, line)) => line,
+            None => panic!(
+                "no line containing {needle:?} within {timeout:?}; saw:\n{}",
+                self.log()
+            ),
+        }
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        unsafe_kill(self.child.id(), signal);
+    }
+
+    /// Waits up to `timeout` for the process to exit; kills it and panics
+    /// if it does not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("lubdub did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
-        unsafe_kill(self.child.id(), 15);
+        self.signal(15);
         let status = self.child.wait().ok()?;
         // Drain what is left for the record.
         while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
@@ -316,30 +392,28 @@ impl lubdub::server::Handler for CountAccepts {
     }
 }
 
-/// The real lubdub server (the library's `Server`) on its own thread.
+/// The real lubdub server (the library's `Server`) on its own thread,
+/// counting accepts.
 pub struct Lubdub {
     pub addr: SocketAddr,
     pub accepted: Arc<AtomicU64>,
-    stop: lubdub::shutdown::ShutdownHandle,
-    thread: Option<JoinHandle<lubdub::server::Stats>>,
+    running: super::Running<CountAccepts>,
 }
 
 impl Lubdub {
     /// Listens on `addr` (port 0 for any), evicting after `interval × misses`;
     /// retries the bind for a while, as a restarted server would.
     pub fn start(addr: SocketAddr, interval: Duration, misses: u32) -> Lubdub {
-        let _ = lubdub::limits::raise_file_limit();
         let accepted = Arc::new(AtomicU64::new(0));
         let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        let mut server = loop {
-            let config = lubdub::server::Config {
-                listen: addr,
-                interval,
-                misses,
-                ..lubdub::server::Config::default()
+        let running = loop {
+            let tweak = |c: &mut lubdub::server::Config| {
+                c.listen = addr;
+                c.interval = interval;
+                c.misses = misses;
             };
-            match lubdub::server::Server::bind(config, CountAccepts(accepted.clone())) {
-                Ok(server) => break server,
+            match super::try_start(CountAccepts(accepted.clone()), tweak) {
+                Ok(running) => break running,
                 Err(e) if std::time::Instant::now() < deadline => {
                     eprintln!("server: {e}; retrying");
                     std::thread::sleep(Duration::from_millis(50));
@@ -347,42 +421,26 @@ impl Lubdub {
                 Err(e) => panic!("server: {e}"),
             }
         };
-        let (addr, stop) = (server.local_addr(), server.shutdown_handle());
-        let thread = std::thread::spawn(move || {
-            server.run().expect("server run");
-            *server.stats()
-        });
         Lubdub {
-            addr,
+            addr: running.addr,
             accepted,
-            stop,
-            thread: Some(thread),
+            running,
         }
     }
 
     /// A server on any port with a 5 s × 6 liveness rule (nothing is evicted
     /// in a short test unless the client really goes quiet).
     pub fn any_port() -> Lubdub {
-        Lubdub::start(free_port_zero(), Duration::from_secs(5), 6)
+        Lubdub::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Duration::from_secs(5),
+            6,
+        )
     }
 
     /// Stops the server (closing its listener and every connection) and
     /// returns its final stats.
-    pub fn stop(mut self) -> lubdub::server::Stats {
-        self.stop.shutdown();
-        self.thread.take().unwrap().join().expect("server thread")
+    pub fn stop(self) -> lubdub::server::Stats {
+        *self.running.stop().stats()
     }
-}
-
-impl Drop for Lubdub {
-    fn drop(&mut self) {
-        self.stop.shutdown();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn free_port_zero() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
 }
