@@ -25,12 +25,26 @@ enum State {
     /// Invariant: `body.len() < payload_len`. Boxed so that this rare state
     /// does not widen every connection's decoder (16 bytes instead of 32).
     Body(Box<Partial>),
-    /// A reserved frame being skipped: `left` (> 0) of its `len` bytes are
-    /// still to come.
+    /// A frame whose payload is being skipped (a reserved frame, or a data
+    /// frame when payloads are [`Payloads::Skip`]ped): `left` (> 0) of its
+    /// `len` bytes are still to come.
     Skip { ty: i32, len: u32, left: u32 },
     /// A malformed header was seen; every later feed returns this error.
     /// Boxed for the same reason as `Body`; the connection is closing anyway.
     Failed(Box<DecodeError>),
+}
+
+/// What the decoder does with data frames' payloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payloads {
+    /// Hand them to the callback: borrowed when whole in the input, buffered
+    /// (up to the announced length) while split across reads.
+    Deliver,
+    /// Never look at them: data frames are counted through like reserved
+    /// ones and reported with an empty payload once their last byte is in.
+    /// Nothing is ever buffered, so a peer announcing a large frame and
+    /// trickling its body costs no memory.
+    Skip,
 }
 
 /// A data payload split across reads.
@@ -64,8 +78,24 @@ impl Decoder {
     /// [`Header::parse`]); [`DEFAULT_MAX_FRAME`] unless configured.
     pub fn feed(
         &mut self,
+        input: &[u8],
+        max_frame: usize,
+        on_frame: impl FnMut(Frame<'_>),
+    ) -> Result<(), DecodeError> {
+        self.feed_with(input, max_frame, Payloads::Deliver, on_frame)
+    }
+
+    /// [`feed`](Self::feed), choosing what happens to data payloads. With
+    /// [`Payloads::Skip`] the decoder never allocates.
+    ///
+    /// One decoder should be fed with one policy for its whole life; a data
+    /// frame already being buffered when the policy changes is finished as
+    /// it began.
+    pub fn feed_with(
+        &mut self,
         mut input: &[u8],
         max_frame: usize,
+        payloads: Payloads,
         mut on_frame: impl FnMut(Frame<'_>),
     ) -> Result<(), DecodeError> {
         // HOT PATH: every heartbeat goes through here. Whole or split, a
@@ -125,7 +155,9 @@ impl Decoder {
                         input = rest;
                     }
                     match Header::parse(&bytes, max_frame) {
-                        Ok(header) => input = self.start_payload(header, input, &mut on_frame),
+                        Ok(header) => {
+                            input = self.start_payload(header, input, payloads, &mut on_frame)
+                        }
                         Err(e) => {
                             self.state = State::Failed(Box::new(e));
                             return Err(e);
@@ -158,12 +190,9 @@ impl Decoder {
                     if *left > 0 {
                         return Ok(());
                     }
-                    let ty = *ty;
+                    let kind = Kind::from_i32(*ty);
                     self.state = IDLE;
-                    on_frame(Frame {
-                        kind: Kind::Reserved(ty),
-                        payload: &[],
-                    });
+                    on_frame(Frame { kind, payload: &[] });
                 }
             }
         }
@@ -176,44 +205,41 @@ impl Decoder {
         &mut self,
         header: Header,
         input: &'i [u8],
+        payloads: Payloads,
         on_frame: &mut impl FnMut(Frame<'_>),
     ) -> &'i [u8] {
         let payload_len = header.payload_len();
         let kind = header.kind();
+        let skip = match kind {
+            Kind::Reserved(_) => true,
+            Kind::Known(_) => payloads == Payloads::Skip,
+        };
         if let Some((payload, rest)) = input.split_at_checked(payload_len) {
-            let payload = if matches!(kind, Kind::Reserved(_)) {
-                &[][..]
-            } else {
-                payload
-            };
+            let payload = if skip { &[][..] } else { payload };
             on_frame(Frame { kind, payload });
             return rest;
         }
         // A heartbeat's payload is empty and always "fits", so only data and
         // reserved frames get here. `Header` guarantees lengths fit a u32.
-        match kind {
-            Kind::Reserved(ty) => {
-                let left = (payload_len - input.len()) as u32;
-                self.state = State::Skip {
-                    ty,
-                    len: header.len,
-                    left,
-                };
-            }
-            Kind::Known(t) => {
-                debug_assert_eq!(
-                    t,
-                    FrameType::Data,
-                    "header {header:?}, input {}",
-                    input.len()
-                );
-                let mut body = Vec::new();
-                append(&mut body, payload_len, input);
-                self.state = State::Body(Box::new(Partial {
-                    body,
-                    payload_len: payload_len as u32,
-                }));
-            }
+        if skip {
+            self.state = State::Skip {
+                ty: kind.to_i32(),
+                len: header.len,
+                left: (payload_len - input.len()) as u32,
+            };
+        } else {
+            debug_assert_eq!(
+                kind,
+                Kind::Known(FrameType::Data),
+                "header {header:?}, input {}",
+                input.len()
+            );
+            let mut body = Vec::new();
+            append(&mut body, payload_len, input);
+            self.state = State::Body(Box::new(Partial {
+                body,
+                payload_len: payload_len as u32,
+            }));
         }
         &[]
     }

@@ -534,6 +534,56 @@ fn split_payload_buffer_tracks_bytes_received_and_is_released() {
 }
 
 #[test]
+fn skipped_data_payloads_are_never_buffered_and_frames_still_counted() {
+    let mut s = Stream::default();
+    s.known(FrameType::HeartbeatRequest, &[])
+        .data(1000, 3)
+        .reserved(9, 5)
+        .data(0, 1)
+        .known(FrameType::HeartbeatResponse, &[]);
+    // The frames a skipping decoder reports: the same kinds, no payloads.
+    let expected: Vec<(Kind, usize)> = s.frames.iter().map(|f| (f.kind, 0)).collect();
+    for chunk in [1, 3, 8, 100, s.bytes.len()] {
+        let mut dec = Decoder::new();
+        let mut got = Vec::new();
+        for piece in s.bytes.chunks(chunk) {
+            dec.feed_with(piece, DEFAULT_MAX_FRAME, Payloads::Skip, |f| {
+                got.push((f.kind, f.payload.len()))
+            })
+            .unwrap();
+            assert_eq!(dec.heap_bytes(), 0, "chunks of {chunk}");
+        }
+        assert_eq!(got, expected, "chunks of {chunk}");
+        assert!(!dec.is_mid_frame());
+    }
+}
+
+#[test]
+fn a_skipped_data_frame_is_reported_only_when_its_last_byte_is_in() {
+    let mut s = Stream::default();
+    s.data(20, 0);
+    let mut dec = Decoder::new();
+    let mut reported = 0;
+    for (i, b) in s.bytes.iter().enumerate() {
+        dec.feed_with(
+            std::slice::from_ref(b),
+            DEFAULT_MAX_FRAME,
+            Payloads::Skip,
+            |f| {
+                assert_eq!(f.kind, Kind::Known(FrameType::Data));
+                reported += 1;
+            },
+        )
+        .unwrap();
+        assert_eq!(reported, usize::from(i + 1 == s.bytes.len()), "byte {i}");
+    }
+    // Header errors are still reported at once when skipping.
+    let mut dec = Decoder::new();
+    let e = dec.feed_with(&raw(2, 1 << 30, &[]), 1024, Payloads::Skip, |_| {});
+    assert!(matches!(e, Err(DecodeError::LenTooLarge { .. })), "{e:?}");
+}
+
+#[test]
 fn pending_and_mid_frame_follow_a_split_header() {
     let mut dec = Decoder::new();
     assert_eq!((dec.pending(), dec.is_mid_frame()), (0, false));
