@@ -59,6 +59,7 @@
 //! formats or touches the timer wheel.
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod client;
 pub mod duration;
 pub mod keepalive;

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 /// A point in time, counted in ticks since the [`Clock`]'s origin.
 pub type Tick = u64;
 
+/// See [`Clock::pause_threshold`].
+const PAUSE_FLOOR_NS: u64 = 50_000_000;
+
 /// Converts between `Instant`/`Duration` and [`Tick`]s of a fixed width.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -62,6 +65,37 @@ impl Clock {
     pub fn tick_range(&self, instant: Instant) -> (Tick, Tick) {
         let nanos = self.nanos_since_origin(instant);
         (nanos / self.tick_ns, nanos.div_ceil(self.tick_ns))
+    }
+
+    /// Nanoseconds from the origin to `instant` (zero before the origin):
+    /// the unit of "seen" stamps, which need no rounding at all.
+    pub fn nanos(&self, instant: Instant) -> u64 {
+        self.nanos_since_origin(instant)
+    }
+
+    /// The tick in progress at `nanos` since the origin (rounded down).
+    pub fn tick_of(&self, nanos: u64) -> Tick {
+        nanos / self.tick_ns
+    }
+
+    /// The first tick that begins at or after `nanos` since the origin
+    /// (rounded up): a timer for that tick never fires before `nanos`.
+    pub fn tick_after(&self, nanos: u64) -> Tick {
+        nanos.div_ceil(self.tick_ns)
+    }
+
+    /// The width of one tick in nanoseconds.
+    pub fn tick_nanos(&self) -> u64 {
+        self.tick_ns
+    }
+
+    /// The smallest lateness, in nanoseconds, that counts as a pause of the
+    /// reactor (see [`crate::liveness::pause`]): four ticks, and never under
+    /// 50 ms. A wakeup a tick or so late is the scheduler's ordinary jitter,
+    /// and on a busy machine so are a few tens of milliseconds; a wakeup
+    /// later than this is a stall that the peers did not cause.
+    pub fn pause_threshold(&self) -> u64 {
+        self.tick_ns.saturating_mul(4).max(PAUSE_FLOOR_NS)
     }
 
     /// `duration` in ticks, rounded up: a span of `ticks(d)` ticks is never
@@ -125,6 +159,21 @@ mod tests {
                 "{ms} ms"
             );
         }
+    }
+
+    #[test]
+    fn nanos_and_ticks_agree_off_the_grid() {
+        let origin = Instant::now();
+        let clock = Clock::new(origin, Duration::from_millis(100));
+        let at = origin + Duration::from_millis(150);
+        assert_eq!(clock.nanos(at), 150_000_000);
+        assert_eq!(clock.tick_of(150_000_000), 1);
+        assert_eq!(clock.tick_after(150_000_000), 2);
+        assert_eq!(clock.tick_after(200_000_000), 2);
+        assert_eq!(clock.nanos(origin - Duration::from_millis(1)), 0);
+        assert_eq!(clock.pause_threshold(), 400_000_000);
+        let fine = Clock::new(origin, Duration::from_millis(1));
+        assert_eq!(fine.pause_threshold(), 50_000_000);
     }
 
     #[test]

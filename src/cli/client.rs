@@ -1,55 +1,46 @@
 //! `lubdub client`: one reconnecting heartbeat client.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
 use log::LevelFilter;
-use lubdub::client::{Client, ClientConfig};
+use lubdub::client::{Client, ClientConfig, ClientError};
 
 /// Flags of `lubdub client`.
 #[derive(Args, Debug)]
 pub struct ClientArgs {
     /// Server address (HOST:PORT).
-    #[arg(long, default_value = "127.0.0.1:8898", value_parser = socket_addr)]
+    #[arg(long, default_value = "127.0.0.1:8898", value_parser = super::socket_addr)]
     pub connect: SocketAddr,
-    /// Time between heartbeats.
-    #[arg(long, default_value = "5s", value_parser = super::positive_duration)]
+    /// Time between heartbeats (1ms..=24h).
+    #[arg(long, default_value = "5s", value_parser = super::duration)]
     pub interval: Duration,
-    /// Intervals without a received frame before reconnecting.
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Intervals without a received frame before reconnecting (1..=10000).
+    #[arg(long, default_value_t = 6)]
     pub misses: u32,
-    /// Shortest reconnect delay (the first retry waits between this and 1.6× this).
+    /// Shortest reconnect delay, at least 10ms (the first retry waits between
+    /// this and 1.6× this).
     #[arg(long, default_value = "1s", value_parser = super::duration)]
     pub backoff_min: Duration,
-    /// Longest reconnect delay.
+    /// Longest reconnect delay (backoff-min..=24h).
     #[arg(long, default_value = "2m", value_parser = super::duration)]
     pub backoff_max: Duration,
-    /// How long a connect may take.
-    #[arg(long, default_value = "10s", value_parser = super::positive_duration)]
+    /// How long a connect may take (1ms..=24h).
+    #[arg(long, default_value = "10s", value_parser = super::duration)]
     pub connect_timeout: Duration,
     /// Treat any received bytes as proof of life and drop unparseable bytes
     /// (for servers that send unframed text, like the original Qt one).
     #[arg(long)]
     pub lenient: bool,
+    #[command(flatten)]
+    keepalive: super::KeepaliveArgs,
     /// Log level: off, error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log_level: LevelFilter,
 }
 
-/// clap value parser for `HOST:PORT`, resolving names (first address wins).
-pub fn socket_addr(text: &str) -> Result<SocketAddr, String> {
-    text.to_socket_addrs()
-        .map_err(|e| format!("`{text}`: {e}"))?
-        .next()
-        .ok_or_else(|| format!("`{text}` resolves to no address"))
-}
-
 pub fn run(args: ClientArgs) -> i32 {
-    super::init_logging(args.log_level);
-    if args.backoff_max < args.backoff_min {
-        return super::fail("client: --backoff-max is shorter than --backoff-min");
-    }
     let config = ClientConfig {
         connect: args.connect,
         interval: args.interval,
@@ -58,20 +49,29 @@ pub fn run(args: ClientArgs) -> i32 {
         backoff_min: args.backoff_min,
         backoff_max: args.backoff_max,
         lenient: args.lenient,
+        keepalive: args.keepalive.config(),
         ..ClientConfig::default()
     };
+    // Judge the values first, so a usage error is the only line printed.
+    if let Err(e) = config.validate() {
+        return super::usage_error(&e);
+    }
+    super::init_logging(args.log_level);
+    let options = config.socket_options();
     let mut client = match Client::new(config, ()) {
         Ok(client) => client,
+        Err(ClientError::Config(e)) => return super::usage_error(&e),
         Err(e) => return super::fail(format!("client: {e}")),
     };
     if let Err(e) = super::stop_on_signals(client.shutdown_handle()) {
         return super::fail(format!("client: cannot watch for signals: {e}"));
     }
     log::info!(
-        "client: heartbeat to {} every {}, reconnect after {} silent",
+        "client: heartbeat to {} every {}, reconnect after {} silent; {options}",
         args.connect,
         lubdub::duration::format(args.interval),
-        lubdub::duration::format(args.interval * args.misses)
+        // `validate` bounds both, so the product fits easily.
+        lubdub::duration::format(args.interval.saturating_mul(args.misses))
     );
     match client.run() {
         Ok(()) => {

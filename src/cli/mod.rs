@@ -3,6 +3,10 @@
 //! Exit codes: 0 on success (including a clean stop on SIGINT/SIGTERM), 2 for
 //! a bad flag or value (clap's usage-error code), 1 for a runtime failure such
 //! as a port that cannot be bound; each failure is one line on stderr.
+//!
+//! Every numeric flag has a range. clap checks the syntax; the library's
+//! `validate` checks the range (one place, shared with embedding programs)
+//! and names the field, which is the flag's name with underscores.
 
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -40,11 +44,14 @@ enum Command {
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(e) if !e.use_stderr() => {
             // --help and --version are "errors" that print to stdout and exit 0.
-            let code = e.exit_code();
             let _ = e.print();
-            return code;
+            return e.exit_code();
+        }
+        Err(e) => {
+            eprintln!("{}", one_line(&e.to_string()));
+            return e.exit_code();
         }
     };
     match cli.command {
@@ -54,17 +61,74 @@ pub fn main() -> i32 {
     }
 }
 
+/// clap's error text as one line: its message, with a list it spreads over
+/// several lines (the missing flags) joined, and without the usage and
+/// "try --help" lines after it.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A value clap could not judge alone (a range, or one flag against
+/// another) is still a usage error: name the flag, exit 2.
+pub fn usage_error(e: &lubdub::check::ConfigError) -> i32 {
+    eprintln!("error: --{}: {}", e.field.replace('_', "-"), e.reason);
+    2
+}
+
+/// The kernel keepalive flags, the same for every subcommand.
+#[derive(clap::Args, Debug)]
+pub struct KeepaliveArgs {
+    /// TCP_KEEPIDLE, whole seconds: silence before the kernel's first
+    /// keepalive probe [default: interval × misses, so a heartbeating
+    /// connection is never probed].
+    #[arg(long, value_parser = duration, value_name = "DUR")]
+    keepalive_idle: Option<Duration>,
+    /// TCP_KEEPINTVL, whole seconds: time between unanswered keepalive probes.
+    #[arg(long, default_value = "5s", value_parser = duration, value_name = "DUR")]
+    keepalive_interval: Duration,
+    /// TCP_KEEPCNT: unanswered probes before the kernel drops the connection (1..=127).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    keepalive_count: u32,
+    /// TCP_USER_TIMEOUT, whole milliseconds: how long sent data may go
+    /// unacknowledged; 0 keeps the kernel default [default: idle + interval × count].
+    #[arg(long, value_parser = duration, value_name = "DUR")]
+    user_timeout: Option<Duration>,
+    /// Turn the kernel's TCP keepalive off (lubdub's own heartbeats still run).
+    #[arg(long)]
+    no_keepalive: bool,
+}
+
+impl KeepaliveArgs {
+    pub fn config(&self) -> lubdub::keepalive::KeepaliveConfig {
+        lubdub::keepalive::KeepaliveConfig {
+            enabled: !self.no_keepalive,
+            idle: self.keepalive_idle,
+            interval: self.keepalive_interval,
+            count: self.keepalive_count,
+            user_timeout: self.user_timeout,
+            nodelay: true,
+        }
+    }
+}
+
+/// clap value parser for `HOST:PORT`, resolving names (the first address;
+/// the client and swarm resolve again on every connect).
+pub fn socket_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .map_err(|e| format!("`{text}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
+}
+
 /// clap value parser for human durations (`250ms`, `5s`, `2m`).
 pub fn duration(text: &str) -> Result<Duration, String> {
     lubdub::duration::parse(text).map_err(|e| e.to_string())
-}
-
-/// clap value parser for durations that must be longer than zero.
-pub fn positive_duration(text: &str) -> Result<Duration, String> {
-    match duration(text)? {
-        d if d.is_zero() => Err("must be longer than zero".to_string()),
-        d => Ok(d),
-    }
 }
 
 /// Log to stderr through simplelog at the given level.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use log::LevelFilter;
-use lubdub::swarm::{Exchange, Snapshot, Swarm, SwarmConfig};
+use lubdub::swarm::{Exchange, Snapshot, Swarm, SwarmConfig, SwarmError};
 
 /// Exit code when the run did not meet its target (connections or replies).
 pub const TARGET_MISSED: i32 = 3;
@@ -16,28 +16,29 @@ pub const TARGET_MISSED: i32 = 3;
 #[derive(Args, Debug)]
 pub struct SwarmArgs {
     /// Server address (HOST:PORT).
-    #[arg(long, value_parser = super::client::socket_addr)]
+    #[arg(long, value_parser = super::socket_addr)]
     pub connect: SocketAddr,
     /// Connections to open and hold.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub clients: u64,
+    #[arg(long)]
+    pub clients: usize,
     /// Connects (and reconnects) per second; 0 means as fast as possible.
     #[arg(long, default_value_t = 2000)]
     pub connect_rate: u64,
-    /// Heartbeat interval per connection (the liveness unit with --flood).
-    #[arg(long, default_value = "5s", value_parser = super::positive_duration)]
+    /// Heartbeat interval per connection (the liveness unit with --flood; 1ms..=24h).
+    #[arg(long, default_value = "5s", value_parser = super::duration)]
     pub interval: Duration,
-    /// Intervals without a received frame before a connection reconnects.
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Intervals without a received frame before a connection reconnects (1..=10000).
+    #[arg(long, default_value_t = 6)]
     pub misses: u32,
     /// Stop after this long (default: run until SIGINT).
-    #[arg(long, value_parser = super::positive_duration)]
+    #[arg(long, value_parser = super::duration)]
     pub duration: Option<Duration>,
     /// Local addresses to connect from, round-robin: `A-B` (IPv4 range), or a comma list.
     #[arg(long, value_name = "A-B", value_parser = sources)]
     pub source_addrs: Option<Sources>,
-    /// Keep DEPTH requests in flight per connection (closed loop) instead of heartbeating.
-    #[arg(long, value_name = "DEPTH", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Keep DEPTH requests in flight per connection (closed loop) instead of
+    /// heartbeating (1..=4096).
+    #[arg(long, value_name = "DEPTH")]
     pub flood: Option<u32>,
     /// Write the final report as one JSON object to PATH, or to stdout with `-`.
     #[arg(long, value_name = "PATH|-")]
@@ -52,9 +53,9 @@ pub struct SwarmArgs {
     #[arg(long, value_name = "HEX", value_parser = hex, requires = "request_hex")]
     pub reply_hex: Option<Bytes>,
     /// How long a connect may take.
-    #[arg(long, default_value = "10s", value_parser = super::positive_duration)]
+    #[arg(long, default_value = "10s", value_parser = super::duration)]
     pub connect_timeout: Duration,
-    /// Shortest reconnect delay.
+    /// Shortest reconnect delay (at least 10ms).
     #[arg(long, default_value = "1s", value_parser = super::duration)]
     pub backoff_min: Duration,
     /// Longest reconnect delay.
@@ -63,6 +64,8 @@ pub struct SwarmArgs {
     /// At the end, how long to wait for replies still in flight.
     #[arg(long, default_value = "2s", value_parser = super::duration)]
     pub grace: Duration,
+    #[command(flatten)]
+    keepalive: super::KeepaliveArgs,
     /// Log level: off, error, warn, info, debug (one line per connect and reconnect), trace.
     #[arg(long, default_value = "info")]
     pub log_level: LevelFilter,
@@ -102,10 +105,6 @@ fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
 }
 
 pub fn run(args: SwarmArgs) -> i32 {
-    super::init_logging(args.log_level);
-    if args.backoff_max < args.backoff_min {
-        return super::fail("swarm: --backoff-max is shorter than --backoff-min");
-    }
     let exchange = match (args.request_hex, args.reply_hex) {
         (Some(request), Some(reply)) => Exchange::Fixed {
             request: request.0,
@@ -115,7 +114,7 @@ pub fn run(args: SwarmArgs) -> i32 {
     };
     let config = SwarmConfig {
         connect: args.connect,
-        clients: args.clients as usize,
+        clients: args.clients,
         connect_rate: args.connect_rate,
         interval: args.interval,
         misses: args.misses,
@@ -128,11 +127,18 @@ pub fn run(args: SwarmArgs) -> i32 {
         backoff_min: args.backoff_min,
         backoff_max: args.backoff_max,
         grace: args.grace,
+        keepalive: args.keepalive.config(),
         ..SwarmConfig::default()
     };
+    // Judge the values first, so a usage error is the only line printed.
+    if let Err(e) = config.validate() {
+        return super::usage_error(&e);
+    }
+    super::init_logging(args.log_level);
     let ramp_warning = ramp_warning(&config);
     let mut swarm = match Swarm::new(config) {
         Ok(swarm) => swarm,
+        Err(SwarmError::Config(e)) => return super::usage_error(&e),
         Err(e) => return super::fail(format!("swarm: {e}")),
     };
     if let Err(e) = super::stop_on_signals(swarm.shutdown_handle()) {

@@ -17,7 +17,7 @@
 //! machine, decides when a socket is actually opened: a swarm paces its
 //! connects, so the connect timeout starts when the connect does.
 //!
-//! Liveness (DESIGN.md): every complete frame received proves the server
+//! Liveness: every complete frame received proves the server
 //! alive; when `interval × misses` ticks pass without one, the machine gives
 //! the connection up. With `lenient`, any received bytes are proof. Missed
 //! replies (a heartbeat still unanswered when the next one is due, at least
@@ -28,6 +28,7 @@ use std::fmt;
 use std::io;
 
 use super::backoff::{Backoff, BackoffConfig};
+use crate::liveness::Rule;
 use crate::protocol::DecodeError;
 use crate::rng::Rng;
 use crate::time::Tick;
@@ -37,8 +38,10 @@ use crate::time::Tick;
 pub struct Config {
     /// Ticks between heartbeats (at least 1).
     pub interval: Tick,
-    /// Intervals without a received frame before the connection is given up.
-    pub misses: u32,
+    /// Ticks without a received frame before the connection is given up:
+    /// `interval × misses` converted to ticks once, rounding up — not the
+    /// rounded interval multiplied, which could be many ticks too long.
+    pub silence_limit: Tick,
     /// Ticks a connect may take.
     pub connect_timeout: Tick,
     /// Reconnect delay window.
@@ -52,15 +55,6 @@ pub struct Config {
     /// gives each client its own phase so heartbeats are spread evenly over
     /// the interval; `None` counts intervals from the connect.
     pub phase: Option<Tick>,
-}
-
-impl Config {
-    /// `interval × misses`: the longest silence tolerated.
-    pub fn silence_limit(&self) -> Tick {
-        self.interval
-            .max(1)
-            .saturating_mul(self.misses.max(1) as Tick)
-    }
 }
 
 /// Where the client is.
@@ -303,6 +297,39 @@ impl Machine {
         }
     }
 
+    /// Whether, at `now`, the server has been silent for the whole silence
+    /// limit. The shell reads whatever the kernel already holds before it
+    /// lets [`handle_timeout`](Self::handle_timeout) act on that: evidence
+    /// before verdict.
+    pub fn silence_due(&self, now: Tick) -> bool {
+        match self.state {
+            State::Connected(link) => {
+                now >= link
+                    .last_seen
+                    .saturating_add(self.config.silence_limit.max(1))
+            }
+            _ => false,
+        }
+    }
+
+    /// The shell itself was stalled for `pause` ticks (see
+    /// [`crate::liveness::pause`]): that time is not the server's silence,
+    /// nor its slowness to accept, so the liveness stamp moves as
+    /// [`Rule::excuse`] says and a connect in flight moves by the pause.
+    /// Heartbeats keep their grid.
+    pub fn excuse(&mut self, pause: Tick, now: Tick) {
+        match &mut self.state {
+            State::Connected(link) => {
+                let rule = Rule::with_limit(self.config.interval, self.config.silence_limit);
+                link.last_seen = rule.excuse(link.last_seen, pause, now);
+            }
+            State::Connecting { since } => {
+                *since = since.saturating_add(pause).min(now).max(*since);
+            }
+            _ => {}
+        }
+    }
+
     /// Time has reached `now`: do whatever fell due.
     pub fn handle_timeout(&mut self, now: Tick) {
         match self.state {
@@ -313,7 +340,9 @@ impl Machine {
                 }
             }
             State::Connected(link) => {
-                let deadline = link.last_seen.saturating_add(self.config.silence_limit());
+                let deadline = link
+                    .last_seen
+                    .saturating_add(self.config.silence_limit.max(1));
                 if now >= deadline {
                     let idle = now - link.last_seen;
                     self.give_up(now, Reason::Silent { idle });
@@ -351,7 +380,9 @@ impl Machine {
             State::Idle | State::Ready | State::Stopped => None,
             State::Connecting { since } => Some(since.saturating_add(self.config.connect_timeout)),
             State::Connected(link) => {
-                let silent = link.last_seen.saturating_add(self.config.silence_limit());
+                let silent = link
+                    .last_seen
+                    .saturating_add(self.config.silence_limit.max(1));
                 if self.config.heartbeats {
                     Some(silent.min(link.next_heartbeat))
                 } else {

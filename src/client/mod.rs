@@ -5,7 +5,7 @@
 //! - [`backoff`]: how long to wait before reconnecting (exponential, full
 //!   jitter, reset once a new connection has received something);
 //! - [`machine`]: the tick-driven state machine (connecting → connected →
-//!   backing off → connecting …) with the liveness rule of DESIGN.md, no IO;
+//!   backing off → connecting …) with the liveness rule, no IO;
 //! - [`Client`]: the mio shell that owns the socket, converts `Instant` to
 //!   ticks in one place, and carries out the machine's actions.
 //!
@@ -40,7 +40,8 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::keepalive::KeepaliveConfig;
+use crate::check::{self, ConfigError};
+use crate::keepalive::{KeepaliveConfig, SocketOptions};
 use crate::protocol::DEFAULT_MAX_FRAME;
 use crate::time::Clock;
 
@@ -71,7 +72,8 @@ pub struct ClientConfig {
     pub backoff_max: Duration,
     /// Any received bytes prove liveness and unparseable bytes are dropped.
     pub lenient: bool,
-    /// Socket options applied on connect (the server's defaults).
+    /// Socket options applied on connect; the kernel keepalive's idle time
+    /// follows this client's silence limit unless set.
     pub keepalive: KeepaliveConfig,
     /// Largest frame accepted from the server.
     pub max_frame: usize,
@@ -106,15 +108,95 @@ impl Default for ClientConfig {
 impl ClientConfig {
     /// The timing rules in ticks of `clock`.
     pub fn machine_config(&self, clock: &Clock) -> machine::Config {
+        self.timing().machine_config(clock, self.lenient)
+    }
+
+    /// The socket options each connection gets: the kernel keepalive
+    /// follows this client's own silence limit.
+    pub fn socket_options(&self) -> SocketOptions {
+        self.keepalive.resolve(self.timing().silence_limit())
+    }
+
+    fn timing(&self) -> Timing {
+        Timing {
+            interval: self.interval,
+            misses: self.misses,
+            connect_timeout: self.connect_timeout,
+            backoff_min: self.backoff_min,
+            backoff_max: self.backoff_max,
+        }
+    }
+
+    /// Checks every field against its range; the first problem is returned,
+    /// naming the field as the command line names its flag.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.timing().validate()?;
+        self.keepalive.validate()?;
+        check::number(
+            "max_frame",
+            self.max_frame,
+            crate::protocol::HEADER_LEN,
+            i32::MAX as usize,
+        )?;
+        check::duration(
+            "tick",
+            self.tick,
+            Duration::from_micros(100),
+            self.interval.min(Duration::from_secs(1)),
+        )
+    }
+}
+
+/// The timing settings a client and a swarm share, in human units.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub interval: Duration,
+    pub misses: u32,
+    pub connect_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+/// The shortest reconnect delay accepted: anything shorter retries a dead
+/// server in what amounts to a tight loop.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(10);
+
+/// The longest connect timeout and reconnect delay accepted.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+impl Timing {
+    /// `interval × misses`, saturating (validation keeps it far from that).
+    pub fn silence_limit(&self) -> Duration {
+        self.interval
+            .checked_mul(self.misses)
+            .unwrap_or(Duration::MAX)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check::heartbeat(self.interval, self.misses)?;
+        check::duration(
+            "connect_timeout",
+            self.connect_timeout,
+            Duration::from_millis(1),
+            MAX_WAIT,
+        )?;
+        check::duration("backoff_min", self.backoff_min, MIN_BACKOFF, MAX_WAIT)?;
+        check::duration("backoff_max", self.backoff_max, self.backoff_min, MAX_WAIT)
+    }
+
+    /// The rules in ticks of `clock`. The silence limit is converted once,
+    /// rounding up, so it is never shorter than `interval × misses` and
+    /// never a rounded interval multiplied.
+    pub fn machine_config(&self, clock: &Clock, lenient: bool) -> machine::Config {
         machine::Config {
             interval: clock.ticks(self.interval).max(1),
-            misses: self.misses.max(1),
+            silence_limit: clock.ticks(self.silence_limit()).max(1),
             connect_timeout: clock.ticks(self.connect_timeout),
             backoff: backoff::BackoffConfig {
                 min: clock.ticks(self.backoff_min),
                 max: clock.ticks(self.backoff_max),
             },
-            lenient: self.lenient,
+            lenient,
             heartbeats: true,
             phase: None,
         }
@@ -125,6 +207,8 @@ impl ClientConfig {
 /// answered by reconnecting.
 #[derive(Debug)]
 pub enum ClientError {
+    /// The configuration cannot work.
+    Config(ConfigError),
     /// Creating the poll instance or its waker failed.
     Setup(io::Error),
     /// Waiting for events failed.
@@ -134,6 +218,7 @@ pub enum ClientError {
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            ClientError::Config(e) => write!(f, "bad configuration: {e}"),
             ClientError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
             ClientError::Poll(e) => write!(f, "waiting for events failed: {e}"),
         }
@@ -143,6 +228,7 @@ impl fmt::Display for ClientError {
 impl std::error::Error for ClientError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
+            ClientError::Config(e) => Some(e),
             ClientError::Setup(e) | ClientError::Poll(e) => Some(e),
         }
     }

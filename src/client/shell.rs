@@ -8,6 +8,8 @@ use mio::{Events, Interest, Poll, Token};
 use super::machine::{Action, Machine, Proof, Reason, State};
 use super::socket::{connect_progress, start_connect, ConnectProgress};
 use super::{describe, ClientConfig, ClientError, SendError};
+use crate::keepalive::SocketOptions;
+use crate::liveness;
 use crate::nonblocking::write_some;
 use crate::protocol::{
     encode_frame, Decoder, Frame, FrameType, Kind, HEADER_LEN, HEARTBEAT_REQUEST,
@@ -81,11 +83,19 @@ pub struct ClientStats {
     pub protocol_errors: u64,
     /// Reads dropped whole, when lenient, for bytes that are not frames.
     pub dropped_reads: u64,
+    /// Times the client found itself stalled (it woke later than its
+    /// earliest deadline by more than its pause threshold) and did not
+    /// count the stall as the server's silence.
+    pub pauses: u64,
+    /// Socket options the kernel refused on a new connection (the
+    /// connection is kept).
+    pub sockopt_errors: u64,
 }
 
 /// One reconnecting heartbeat client on its own `mio::Poll`.
 pub struct Client<H: Handler = ()> {
     config: ClientConfig,
+    socket_options: SocketOptions,
     clock: Clock,
     poll: Poll,
     events: Events,
@@ -103,12 +113,14 @@ impl<H: Handler> Client<H> {
     /// A client that starts connecting on the first [`poll_once`](Self::poll_once)
     /// or [`run`](Self::run).
     pub fn new(config: ClientConfig, handler: H) -> Result<Client<H>, ClientError> {
+        config.validate().map_err(ClientError::Config)?;
         let poll = Poll::new().map_err(ClientError::Setup)?;
         let shutdown = ShutdownHandle::new(poll.registry(), WAKER).map_err(ClientError::Setup)?;
         let clock = Clock::start(config.tick);
         let mut machine = Machine::new(config.machine_config(&clock), Rng::from_entropy());
         machine.start(0);
         Ok(Client {
+            socket_options: config.socket_options(),
             config,
             clock,
             poll,
@@ -189,10 +201,15 @@ impl<H: Handler> Client<H> {
     /// One step: carry out due actions, wait for events for at most
     /// `timeout` (or until the next timer when `None`), handle them and the
     /// timers that fell due.
+    ///
+    /// The server is declared silent only after what the kernel already
+    /// holds from it has been read, and a stall of the client itself (a
+    /// stopped process, a caller that comes back late) is not counted as
+    /// the server's silence.
     pub fn poll_once(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
-        let now = self.clock.now();
-        self.machine.handle_timeout(now);
-        self.apply_actions(now);
+        // What is already due: the first connect, or whatever an earlier
+        // step or `send_data` left. Timers are judged only after the poll.
+        self.apply_actions(self.clock.now());
 
         let wait = self
             .machine
@@ -209,17 +226,38 @@ impl<H: Handler> Client<H> {
         }
         let instant = Instant::now();
         let (now, seen) = self.clock.tick_range(instant);
+        self.excuse_stall(instant, now);
         let mut stream_ready = false;
         for event in self.events.iter() {
             // Events for the waker need nothing: the loop re-checks the flag.
             stream_ready |= event.token() == STREAM;
         }
-        if stream_ready {
+        // Evidence before verdict: read before the machine may call the
+        // server silent, even without an event (the event may have been
+        // consumed before a stall, or the data arrived during one).
+        if stream_ready || self.machine.silence_due(now) {
             self.on_stream_ready(now, seen);
         }
         self.machine.handle_timeout(now);
         self.apply_actions(now);
         Ok(())
+    }
+
+    /// A wakeup later than the machine's earliest deadline by more than the
+    /// pause threshold means the client itself was stalled: the machine
+    /// moves its liveness stamp by the stall, and it is logged once.
+    fn excuse_stall(&mut self, instant: Instant, now: Tick) {
+        let tick = self.clock.tick_nanos();
+        let earliest = self.machine.poll_timeout().map(|t| t.saturating_mul(tick));
+        let nanos = self.clock.nanos(instant);
+        if let Some(pause) = liveness::pause(nanos, earliest, self.clock.pause_threshold()) {
+            self.machine.excuse(pause / tick, now);
+            self.stats.pauses += 1;
+            log::warn!(
+                "client stalled for {}ms (woke that late for its own timers): not counted as the server's silence",
+                pause / 1_000_000
+            );
+        }
     }
 
     fn on_stream_ready(&mut self, now: Tick, seen: Tick) {
@@ -235,9 +273,11 @@ impl<H: Handler> Client<H> {
                     return;
                 }
                 ConnectProgress::Connected => {
-                    if let Err(e) = self.config.keepalive.apply(stream) {
-                        self.machine.handle_connect_failed(now, e.kind());
-                        return;
+                    if let Err(e) = self.socket_options.apply(stream) {
+                        // The kernel keepalive is the second line of
+                        // defence; the heartbeats still guard this one.
+                        self.stats.sockopt_errors += 1;
+                        log::warn!("connected to {}, but {e}", self.config.connect);
                     }
                     self.stats.connects += 1;
                     log::info!("connected to {}", self.config.connect);

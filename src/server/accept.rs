@@ -9,9 +9,8 @@ use mio::Interest;
 use socket2::{Domain, Socket, Type};
 
 use super::conn::Conn;
-use super::{Config, ConnId, Handler, Server, Timer};
+use super::{Config, ConnId, Handler, Now, Server, Timer, ACCEPT_BUDGET};
 use crate::protocol::Decoder;
-use crate::time::Tick;
 
 /// A non-blocking listener with `SO_REUSEADDR` (a restarted server can bind
 /// while old connections sit in TIME_WAIT), optional `SO_REUSEPORT`, and the
@@ -38,15 +37,18 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 }
 
 impl<H: Handler> Server<H> {
-    /// Accepts until the backlog is empty (mio is edge-triggered), or until
-    /// descriptors run out, in which case a timer resumes later.
-    pub(super) fn accept(&mut self, seen: Tick) {
-        loop {
+    /// Accepts until the backlog is empty (mio is edge-triggered), the
+    /// accept budget for this turn is spent (the listener is then resumed
+    /// after everyone else's events), or descriptors run out (a timer
+    /// resumes later).
+    pub(super) fn accept(&mut self, now: Now) {
+        self.accept_unfinished = false;
+        for _ in 0..ACCEPT_BUDGET {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
             match listener.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr, seen),
+                Ok((stream, addr)) => self.admit(stream, addr, now),
                 // An episode ends when the backlog is drained, not at the
                 // first success: freed descriptors often trickle back one by
                 // one, and each would otherwise start a new logged episode.
@@ -68,29 +70,48 @@ impl<H: Handler> Server<H> {
                             crate::duration::format(self.config.accept_pause)
                         );
                     }
-                    let resume =
-                        self.wheel.now().max(seen) + self.clock.ticks(self.config.accept_pause);
-                    self.wheel.schedule(resume, Timer::ResumeAccept);
+                    self.retry_accept(now);
                     return;
                 }
                 // The peer gave up between SYN and accept (ECONNABORTED) or
                 // similar per-connection trouble: that one is gone, go on.
-                Err(e) => {
-                    debug!("accept failed: {e}");
-                    self.stats.io_errors += 1;
+                Err(e)
                     if matches!(
                         e.kind(),
                         ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
-                    ) {
-                        continue;
-                    }
+                    ) =>
+                {
+                    debug!("accept failed: {e}");
+                    self.stats.io_errors += 1;
+                }
+                // Anything else (a firewall's EPERM, a protocol error) may
+                // or may not recur: retry on a timer rather than at once,
+                // which could spin, or never, which — edge-triggered, and
+                // during a descriptor pause with listener events ignored —
+                // would leave the backlog unserved for good.
+                Err(e) => {
+                    warn!(
+                        "accept failed: {e}; retrying in {}",
+                        crate::duration::format(self.config.accept_pause)
+                    );
+                    self.stats.io_errors += 1;
+                    self.retry_accept(now);
                     return;
                 }
             }
         }
+        self.accept_unfinished = true;
     }
 
-    fn admit(&mut self, mut stream: mio::net::TcpStream, addr: std::net::SocketAddr, seen: Tick) {
+    /// Makes sure one retry of the listener is scheduled.
+    fn retry_accept(&mut self, now: Now) {
+        if self.accept_retry.is_none() {
+            let at = self.wheel.now().max(now.tick) + self.clock.ticks(self.config.accept_pause);
+            self.accept_retry = Some(self.wheel.schedule(at, Timer::ResumeAccept));
+        }
+    }
+
+    fn admit(&mut self, mut stream: mio::net::TcpStream, addr: std::net::SocketAddr, now: Now) {
         if self.conns.len() >= self.max_connections {
             // Accept and close at once: a refused peer learns now, instead of
             // timing out in a backlog we will never drain.
@@ -101,11 +122,17 @@ impl<H: Handler> Server<H> {
             );
             return;
         }
-        if let Err(e) = self.config.keepalive.apply(&stream) {
-            // Setting options fails only if the socket is already dead.
-            debug!("dropped peer={addr}: socket options: {e}");
-            self.stats.io_errors += 1;
-            return;
+        if let Err(e) = self.socket_options.apply(&stream) {
+            // Values the kernel refuses were turned away at start, so this
+            // is rare and may be peculiar to this peer's socket; the kernel
+            // keepalive is only the second line of defence, so the
+            // connection is kept. Each cause is logged once.
+            self.stats.sockopt_errors += 1;
+            let cause = (e.option, e.error.raw_os_error());
+            if !self.sockopt_logged.contains(&cause) {
+                self.sockopt_logged.push(cause);
+                warn!("socket option refused for peer={addr}: {e}; connection kept, further refusals of this kind are counted (sockopt_errors)");
+            }
         }
         let entry = self.conns.vacant_entry();
         let slot = entry.key();
@@ -122,18 +149,17 @@ impl<H: Handler> Server<H> {
             return;
         }
         let serial = self.next_serial;
-        self.next_serial = self.next_serial.wrapping_add(1);
+        self.next_serial += 1;
         let id = ConnId {
             slot: slot as u32,
             serial,
         };
-        let timer = self
-            .wheel
-            .schedule(self.rule.deadline(seen), Timer::Liveness(id));
+        let deadline = self.clock.tick_after(self.rule.deadline(now.nanos));
+        let timer = self.wheel.schedule(deadline, Timer::Liveness(id));
         entry.insert(Conn {
             stream,
             serial,
-            last_seen: seen,
+            last_seen: now.nanos,
             timer,
             decoder: Decoder::new(),
             backlog: None,

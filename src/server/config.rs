@@ -1,10 +1,10 @@
 //! Server configuration and its validation.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::keepalive::KeepaliveConfig;
+use crate::check::{self, ConfigError};
+use crate::keepalive::{KeepaliveConfig, SocketOptions};
 use crate::protocol::{DEFAULT_MAX_FRAME, HEADER_LEN};
 
 /// How a [`Server`](super::Server) listens, judges liveness and protects
@@ -29,6 +29,12 @@ pub struct Config {
     /// Replies waiting for a peer that does not read, per connection, before
     /// it is closed. Default 64 KiB.
     pub max_backlog: usize,
+    /// Bytes buffered across all connections — data payloads split across
+    /// reads that the handler wants, and write backlogs — before the
+    /// connection that would exceed it is closed. Default 64 MiB. Idle
+    /// connections and heartbeats use none of it, and neither do data
+    /// payloads when the handler does not read them.
+    pub max_buffered: usize,
     /// Kernel keepalive and related socket options for accepted sockets.
     pub keepalive: KeepaliveConfig,
     /// Set `SO_REUSEPORT` so several processes can share the port.
@@ -43,6 +49,11 @@ pub struct Config {
     pub events_capacity: usize,
 }
 
+/// Default [`Config::max_buffered`]: room for a thousand max-size frames
+/// split across reads at once, while one process's worth of connections
+/// (about 20,000) that all sit idle costs none of it.
+pub const DEFAULT_MAX_BUFFERED: usize = 64 * 1024 * 1024;
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -53,6 +64,7 @@ impl Default for Config {
             max_connections: None,
             max_frame: DEFAULT_MAX_FRAME,
             max_backlog: 64 * 1024,
+            max_buffered: DEFAULT_MAX_BUFFERED,
             keepalive: KeepaliveConfig::default(),
             reuse_port: false,
             listen_backlog: 4096,
@@ -63,22 +75,12 @@ impl Default for Config {
     }
 }
 
-/// A configuration value that cannot work, with the field it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The offending field.
-    pub field: &'static str,
-    /// What is wrong, for a human.
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
+/// Upper bounds that keep every counter and buffer sane; far beyond any
+/// real deployment.
+const MAX_CONNECTIONS: usize = 100_000_000;
+const MAX_BACKLOG: usize = 1 << 30;
+const MAX_BUFFERED: usize = 1 << 40;
+const MAX_EVENTS: usize = 1 << 20;
 
 impl Config {
     /// The tick in force: the configured one, or `interval / 20` clamped to
@@ -90,45 +92,59 @@ impl Config {
         })
     }
 
-    /// Checks every field; the first problem found is returned.
+    /// `interval × misses`: the silence after which a peer is evicted
+    /// (saturating; `validate` keeps it far from that).
+    pub fn silence_limit(&self) -> Duration {
+        self.interval
+            .checked_mul(self.misses)
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// The socket options accepted connections get.
+    pub fn socket_options(&self) -> SocketOptions {
+        self.keepalive.resolve(self.silence_limit())
+    }
+
+    /// Checks every field; the first problem found is returned, naming the
+    /// field as the command line names its flag.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |field, reason: &str| {
-            Err(ConfigError {
-                field,
-                reason: reason.to_string(),
-            })
-        };
-        if self.interval.is_zero() {
-            return err("interval", "must be longer than zero");
+        check::heartbeat(self.interval, self.misses)?;
+        if let Some(tick) = self.tick {
+            check::duration("tick", tick, Duration::from_micros(100), self.interval)?;
         }
-        if self.misses == 0 {
-            return err("misses", "must be at least 1");
+        check::number("max_frame", self.max_frame, HEADER_LEN, i32::MAX as usize)?;
+        if let Some(n) = self.max_connections {
+            check::number("max_connections", n, 1, MAX_CONNECTIONS)?;
         }
-        let tick = self.effective_tick();
-        if tick < Duration::from_micros(100) {
-            return err("tick", "must be at least 100us");
+        check::number("max_backlog", self.max_backlog, HEADER_LEN, MAX_BACKLOG)?;
+        let floor = self.max_frame.max(self.max_backlog);
+        if self.max_buffered < floor {
+            return Err(ConfigError::new(
+                "max_buffered",
+                format!(
+                    "must hold at least one frame of max_frame and one backlog of max_backlog ({floor} bytes; got {})",
+                    self.max_buffered
+                ),
+            ));
         }
-        if tick > self.interval {
-            return err("tick", "must not be longer than the interval");
+        check::number("max_buffered", self.max_buffered, floor, MAX_BUFFERED)?;
+        self.keepalive.validate()?;
+        check::number("listen_backlog", self.listen_backlog, 1, i32::MAX)?;
+        if let Some(every) = self.stats_every {
+            check::duration(
+                "stats_every",
+                every,
+                Duration::from_millis(1),
+                check::MAX_INTERVAL,
+            )?;
         }
-        if self.max_frame < HEADER_LEN || self.max_frame > i32::MAX as usize {
-            return err(
-                "max_frame",
-                "must be between 8 bytes (one header) and 2 GiB",
-            );
-        }
-        if self.max_connections == Some(0) {
-            return err("max_connections", "must be at least 1");
-        }
-        if self.max_backlog < HEADER_LEN {
-            return err("max_backlog", "must hold at least one reply (8 bytes)");
-        }
-        if self.events_capacity == 0 {
-            return err("events_capacity", "must be at least 1");
-        }
-        if self.stats_every.is_some_and(|d| d.is_zero()) {
-            return err("stats_every", "must be longer than zero");
-        }
+        check::duration(
+            "accept_pause",
+            self.accept_pause,
+            Duration::from_millis(1),
+            Duration::from_secs(60),
+        )?;
+        check::number("events_capacity", self.events_capacity, 1, MAX_EVENTS)?;
         Ok(())
     }
 }
@@ -144,6 +160,16 @@ mod tests {
         assert_eq!(c.interval, Duration::from_secs(5));
         assert_eq!(c.misses, 6);
         assert_eq!(c.effective_tick(), Duration::from_millis(100));
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_short_interval_is_blamed_on_the_interval_not_on_the_derived_tick() {
+        let c = Config {
+            interval: Duration::from_millis(1),
+            ..Config::default()
+        };
+        assert_eq!(c.effective_tick(), Duration::from_millis(1));
         assert_eq!(c.validate(), Ok(()));
     }
 
@@ -205,6 +231,37 @@ mod tests {
                     ..Config::default()
                 },
                 "max_backlog",
+            ),
+            (
+                Config {
+                    interval: Duration::from_micros(500),
+                    ..Config::default()
+                },
+                "interval",
+            ),
+            (
+                Config {
+                    misses: u32::MAX,
+                    ..Config::default()
+                },
+                "misses",
+            ),
+            (
+                Config {
+                    max_buffered: 1000,
+                    ..Config::default()
+                },
+                "max_buffered",
+            ),
+            (
+                Config {
+                    keepalive: KeepaliveConfig {
+                        idle: Some(Duration::from_millis(500)),
+                        ..KeepaliveConfig::default()
+                    },
+                    ..Config::default()
+                },
+                "keepalive_idle",
             ),
         ];
         for (config, field) in bad {

@@ -14,14 +14,16 @@
 use mio::net::TcpStream;
 
 use crate::protocol::Decoder;
-use crate::time::Tick;
 use crate::wheel::TimerId;
 
 pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
-    pub(crate) serial: u32,
-    /// Tick of the last complete frame (or of the accept), rounded up.
-    pub(crate) last_seen: Tick,
+    pub(crate) serial: u64,
+    /// When the last complete frame (or the accept) was read, in
+    /// nanoseconds since the reactor's clock began: exact, so that the
+    /// deadline derived from it is rounded once, and `idle=` in the eviction
+    /// line is never understated.
+    pub(crate) last_seen: u64,
     /// The one wheel entry this connection holds: its next liveness check.
     pub(crate) timer: TimerId,
     pub(crate) decoder: Decoder,

@@ -10,12 +10,14 @@ use crate::protocol::{self, DecodeError, EncodeError, FrameType};
 /// A connection, as the reactor names it to its handler.
 ///
 /// `slot` is the slab index (and mio token); slots are reused after a close,
-/// so `serial` — unique per accept — tells a later tenant of the same slot
-/// apart. A stale id never reaches the new tenant.
+/// so `serial` — unique per accept for the reactor's whole life (a 64-bit
+/// count that a million accepts a second would take half a million years to
+/// wrap) — tells a later tenant of the same slot apart. A stale id never
+/// reaches the new tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId {
     pub(crate) slot: u32,
-    pub(crate) serial: u32,
+    pub(crate) serial: u64,
 }
 
 impl ConnId {
@@ -24,8 +26,8 @@ impl ConnId {
         self.slot
     }
 
-    /// The accept serial number (unique until it wraps at 2³²).
-    pub fn serial(&self) -> u32 {
+    /// The accept serial number, unique per accept.
+    pub fn serial(&self) -> u64 {
         self.serial
     }
 }
@@ -53,6 +55,9 @@ pub enum CloseReason {
     /// More than the write-backlog bound of replies was waiting: the peer
     /// sends but does not read.
     SlowReader,
+    /// Buffering this connection's split frame or write backlog would have
+    /// taken the bytes buffered across all connections past their budget.
+    OverBudget,
     /// A read or write failed.
     Io(io::ErrorKind),
     /// The handler asked for it.
@@ -73,6 +78,7 @@ impl fmt::Display for CloseReason {
             CloseReason::PeerClosed => f.write_str("closed by peer"),
             CloseReason::Protocol(e) => write!(f, "protocol error: {e}"),
             CloseReason::SlowReader => f.write_str("peer does not read its replies"),
+            CloseReason::OverBudget => f.write_str("buffer budget exhausted"),
             CloseReason::Io(kind) => write!(f, "io error: {kind}"),
             CloseReason::Requested => f.write_str("closed by handler"),
             CloseReason::Shutdown => f.write_str("server shutting down"),
@@ -113,6 +119,13 @@ impl Reply<'_> {
 /// The callbacks run on the reactor thread, inside the event loop: they must
 /// not block.
 pub trait Handler {
+    /// Whether [`on_data`](Self::on_data) wants payloads. When `false`, the
+    /// reactor never reads a data payload into memory: data frames are
+    /// counted and prove their peer alive, but their bodies are skipped, so
+    /// a peer that announces a large frame and trickles its body pins no
+    /// memory. `true` unless a handler says otherwise; `()` says `false`.
+    const WANTS_DATA: bool = true;
+
     /// A connection was accepted.
     fn on_connect(&mut self, _id: ConnId, _peer: SocketAddr) {}
 
@@ -123,5 +136,7 @@ pub trait Handler {
     fn on_close(&mut self, _id: ConnId, _reason: CloseReason) {}
 }
 
-/// The plain heartbeat server: no callbacks.
-impl Handler for () {}
+/// The plain heartbeat server: no callbacks, and data payloads skipped.
+impl Handler for () {
+    const WANTS_DATA: bool = false;
+}

@@ -9,10 +9,9 @@ use std::io::{ErrorKind, Read};
 
 use log::trace;
 
-use super::{push_heartbeat_replies, CloseReason, ConnId, Handler, Reply, Server};
+use super::{held, push_heartbeat_replies, CloseReason, ConnId, Handler, Reply, Server};
 use crate::nonblocking::write_some;
-use crate::protocol::{FrameType, Kind};
-use crate::time::Tick;
+use crate::protocol::{FrameType, Kind, Payloads};
 
 impl<H: Handler> Server<H> {
     pub(super) fn connection_ready(
@@ -21,7 +20,7 @@ impl<H: Handler> Server<H> {
         readable: bool,
         writable: bool,
         closed: bool,
-        seen: Tick,
+        seen: u64,
     ) {
         // Events for a slot we no longer hold (closed earlier in this batch)
         // are normal: mio may still report them. Ignore. If the slot was
@@ -41,7 +40,7 @@ impl<H: Handler> Server<H> {
     }
 
     /// Reads again from connections that hit their read budget last turn.
-    pub(super) fn resume_unfinished(&mut self, seen: Tick) {
+    pub(super) fn resume_unfinished(&mut self, seen: u64) {
         if self.unfinished.is_empty() {
             return;
         }
@@ -49,15 +48,19 @@ impl<H: Handler> Server<H> {
             &mut self.unfinished,
             std::mem::take(&mut self.unfinished_spare),
         );
-        for id in again.drain(..) {
+        for (id, closed) in again.drain(..) {
             if self.is_open(id) {
-                self.read_ready(id.slot as usize, false, seen);
+                self.read_ready(id.slot as usize, closed, seen);
             }
         }
         self.unfinished_spare = again;
     }
 
-    fn read_ready(&mut self, slot: usize, closed: bool, seen: Tick) {
+    /// Reads what the kernel holds for `slot` (up to the read budget), hands
+    /// out its frames, stamps it seen at `seen` if a frame completed, and
+    /// writes the replies. `closed`: the event also carried the peer's FIN
+    /// or an error, so a short read does not prove the socket drained.
+    pub(super) fn read_ready(&mut self, slot: usize, closed: bool, seen: u64) {
         let Server {
             conns,
             scratch,
@@ -70,6 +73,11 @@ impl<H: Handler> Server<H> {
         } = self;
         let Some(conn) = conns.get_mut(slot) else {
             return;
+        };
+        let payloads = if H::WANTS_DATA {
+            Payloads::Deliver
+        } else {
+            Payloads::Skip
         };
         let id = ConnId {
             slot: slot as u32,
@@ -96,27 +104,46 @@ impl<H: Handler> Server<H> {
                 }
             };
             stats.bytes_in += n as u64;
-            let result = conn.decoder.feed(&scratch[..n], config.max_frame, |frame| {
-                frames += 1;
-                match frame.kind {
-                    Kind::Known(FrameType::HeartbeatRequest) => heartbeats += 1,
-                    Kind::Known(FrameType::HeartbeatResponse) => stats.heartbeat_responses += 1,
-                    Kind::Known(FrameType::Data) => {
-                        stats.data_frames += 1;
-                        let mut reply = Reply {
-                            out: &mut *out,
-                            max_frame: config.max_frame,
-                            close: false,
-                        };
-                        handler.on_data(id, frame.payload, &mut reply);
-                        close_after_write |= reply.close;
-                    }
-                    Kind::Reserved(_) => stats.reserved_frames += 1,
-                }
-            });
+            let held_before = conn.decoder.heap_bytes() as u64;
+            let result =
+                conn.decoder
+                    .feed_with(&scratch[..n], config.max_frame, payloads, |frame| {
+                        frames += 1;
+                        match frame.kind {
+                            Kind::Known(FrameType::HeartbeatRequest) => heartbeats += 1,
+                            Kind::Known(FrameType::HeartbeatResponse) => {
+                                stats.heartbeat_responses += 1
+                            }
+                            Kind::Known(FrameType::Data) => {
+                                stats.data_frames += 1;
+                                let mut reply = Reply {
+                                    out: &mut *out,
+                                    max_frame: config.max_frame,
+                                    close: false,
+                                };
+                                handler.on_data(id, frame.payload, &mut reply);
+                                close_after_write |= reply.close;
+                            }
+                            Kind::Reserved(_) => stats.reserved_frames += 1,
+                        }
+                    });
             if let Err(e) = result {
                 close = Some(CloseReason::Protocol(e));
                 break;
+            }
+            // A split data payload the handler wants is the one thing a read
+            // can make the decoder hold; it counts against the budget shared
+            // by all connections, and the connection whose payload takes the
+            // total past it is the one closed (the overshoot is at most one
+            // read, freed at once).
+            let held_after = conn.decoder.heap_bytes() as u64;
+            stats.buffered = stats.buffered - held_before + held_after;
+            if held_after > held_before {
+                stats.peak_buffered = stats.peak_buffered.max(stats.buffered);
+                if stats.buffered > config.max_buffered as u64 {
+                    close = Some(CloseReason::OverBudget);
+                    break;
+                }
             }
             // A short read drained the socket: the next byte to arrive raises
             // a new edge, so the EAGAIN read that would follow is skipped —
@@ -128,7 +155,7 @@ impl<H: Handler> Server<H> {
             if n == scratch.len() {
                 full_reads += 1;
                 if full_reads == super::READ_BUDGET {
-                    unfinished.push(id);
+                    unfinished.push((id, closed));
                     break;
                 }
             }
@@ -164,6 +191,7 @@ impl<H: Handler> Server<H> {
             return;
         };
         let max_backlog = self.config.max_backlog;
+        let held_before = held(conn);
         let mut failure: Option<Failure> = None;
         if let Some(backlog) = conn.backlog.as_mut() {
             match write_some(&mut conn.stream, backlog) {
@@ -195,9 +223,18 @@ impl<H: Handler> Server<H> {
                 backlog.extend_from_slice(rest);
             }
         }
+        let held_after = held(conn);
+        self.stats.buffered = self.stats.buffered - held_before + held_after;
+        if held_after > held_before {
+            self.stats.peak_buffered = self.stats.peak_buffered.max(self.stats.buffered);
+            if failure.is_none() && self.stats.buffered > self.config.max_buffered as u64 {
+                failure = Some(Failure::OverBudget);
+            }
+        }
         match failure {
             None => {}
             Some(Failure::SlowReader) => self.close_conn(slot, CloseReason::SlowReader),
+            Some(Failure::OverBudget) => self.close_conn(slot, CloseReason::OverBudget),
             Some(Failure::Io(kind)) => self.close_conn(slot, io_close_reason(kind)),
         }
     }
@@ -205,6 +242,7 @@ impl<H: Handler> Server<H> {
 
 enum Failure {
     SlowReader,
+    OverBudget,
     Io(ErrorKind),
 }
 

@@ -39,20 +39,22 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::info;
+use log::{info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Poll, Token};
 use slab::Slab;
 
-pub use self::config::{Config, ConfigError};
+pub use self::config::{Config, DEFAULT_MAX_BUFFERED};
 pub use self::handler::{CloseReason, ConnId, Handler, Reply};
 pub use self::stats::Stats;
+pub use crate::check::ConfigError;
 
 use self::conn::Conn;
-use crate::liveness::{Rule, Verdict};
+use crate::keepalive::SocketOptions;
+use crate::liveness::{self, Rule, Verdict};
 use crate::shutdown::ShutdownHandle;
 use crate::time::{Clock, Tick};
-use crate::wheel::Wheel;
+use crate::wheel::{TimerId, Wheel};
 
 /// Token of the listener; connection tokens are slab slots, far below it.
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -70,6 +72,20 @@ const SCRATCH_LEN: usize = 64 * 1024;
 /// reply buffer without bound; past the budget it goes to the back of the
 /// line and is resumed after everyone else's events.
 const READ_BUDGET: u32 = 4;
+
+/// Connections accepted (or refused) per turn. Past it the listener is
+/// resumed after everyone else's events, so a connect flood — above
+/// `max_connections` each accept is only an accept and a close — cannot keep
+/// the loop from answering heartbeats.
+const ACCEPT_BUDGET: u32 = 256;
+
+/// The time of one wakeup, read once: nanoseconds for "seen" stamps and
+/// liveness checks, the tick (rounded down) for the wheel.
+#[derive(Debug, Clone, Copy)]
+struct Now {
+    nanos: u64,
+    tick: Tick,
+}
 
 /// What the wheel holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,20 +152,35 @@ pub struct Server<H: Handler = ()> {
     conns: Slab<Conn>,
     wheel: Wheel<Timer>,
     clock: Clock,
+    /// The liveness rule in nanoseconds.
     rule: Rule,
     config: Config,
+    /// What accepted sockets get, resolved once from the configuration.
+    socket_options: SocketOptions,
     max_connections: usize,
     scratch: Box<[u8]>,
     /// Replies staged for one connection during one readiness event.
     out: Vec<u8>,
     /// Connections that used up their read budget with data still waiting
-    /// (edge-triggered: no new event will come for it), and a spare list to
-    /// swap with while resuming them, so neither allocates in steady state.
-    unfinished: Vec<ConnId>,
-    unfinished_spare: Vec<ConnId>,
-    next_serial: u32,
+    /// (edge-triggered: no new event will come for it), each with whether
+    /// its event also carried the peer's FIN or an error — that edge will
+    /// not come again either. A spare list to swap with while resuming them,
+    /// so neither allocates in steady state.
+    unfinished: Vec<(ConnId, bool)>,
+    unfinished_spare: Vec<(ConnId, bool)>,
+    /// The listener used up its accept budget; accept again next turn.
+    accept_unfinished: bool,
+    next_serial: u64,
     /// `Some(pauses)` while an out-of-descriptors episode lasts.
     accept_paused: Option<u64>,
+    /// The one pending retry of the listener, if any.
+    accept_retry: Option<TimerId>,
+    /// `Some(closes)` while the buffer budget is exhausted: the first close
+    /// of an episode is logged, the rest counted.
+    over_budget: Option<u64>,
+    /// Socket-option refusals already logged, by option and errno: each
+    /// cause is logged once, every occurrence counted.
+    sockopt_logged: Vec<(&'static str, Option<i32>)>,
     stats: Stats,
     handler: H,
     shutdown: ShutdownHandle,
@@ -175,7 +206,10 @@ impl<H: Handler> Server<H> {
         let shutdown = ShutdownHandle::new(poll.registry(), WAKER).map_err(ServerError::Poll)?;
 
         let clock = Clock::start(config.effective_tick());
-        let rule = Rule::new(clock.ticks(config.interval), config.misses);
+        // interval × misses, exact in nanoseconds: rounded to the wheel's
+        // ticks once, per deadline, and never multiplied after rounding.
+        let rule = Rule::new(config.interval.as_nanos() as u64, config.misses);
+        let socket_options = config.socket_options();
         let max_connections = match config.max_connections {
             Some(n) => n,
             None => crate::limits::file_limit()
@@ -188,14 +222,15 @@ impl<H: Handler> Server<H> {
         }
         info!(
             "listening on {local_addr} interval={} misses={} tick={} max_connections={max_connections} \
-             max_frame={} max_backlog={} keepalive={} reuse_port={}",
+             max_frame={} max_backlog={} max_buffered={} {socket_options} reuse_port={} data={}",
             crate::duration::format(config.interval),
             config.misses,
             crate::duration::format(clock.tick()),
             config.max_frame,
             config.max_backlog,
-            describe_keepalive(&config.keepalive),
+            config.max_buffered,
             config.reuse_port,
+            if H::WANTS_DATA { "delivered" } else { "skipped" },
         );
         Ok(Server {
             poll,
@@ -206,6 +241,7 @@ impl<H: Handler> Server<H> {
             wheel,
             clock,
             rule,
+            socket_options,
             max_connections,
             // The decoder keeps split frames itself, so the buffer need not
             // hold a whole max_frame.
@@ -213,8 +249,12 @@ impl<H: Handler> Server<H> {
             out: Vec::with_capacity(SCRATCH_LEN),
             unfinished: Vec::with_capacity(64),
             unfinished_spare: Vec::with_capacity(64),
+            accept_unfinished: false,
             next_serial: 0,
             accept_paused: None,
+            accept_retry: None,
+            over_budget: None,
+            sockopt_logged: Vec::new(),
             stats: Stats::default(),
             handler,
             shutdown,
@@ -266,6 +306,11 @@ impl<H: Handler> Server<H> {
 
     /// Waits for readiness or the next due timer — but no longer than
     /// `timeout` — handles what is ready, and returns.
+    ///
+    /// A caller that cannot come back in time (it blocked, or the process
+    /// was stopped) loses nothing: the reactor sees that it woke late, moves
+    /// every deadline by the stall, and reads what its peers sent meanwhile
+    /// before it judges any of them.
     pub fn poll_once(&mut self, timeout: Option<Duration>) -> Result<Step, ServerError> {
         if self.stopped {
             return Ok(Step::Stopped);
@@ -275,7 +320,7 @@ impl<H: Handler> Server<H> {
             .next_deadline()
             .map(|t| self.clock.until(t, Instant::now()));
         let wait = match (wait, timeout) {
-            _ if !self.unfinished.is_empty() => Some(Duration::ZERO),
+            _ if !self.unfinished.is_empty() || self.accept_unfinished => Some(Duration::ZERO),
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -284,10 +329,7 @@ impl<H: Handler> Server<H> {
                 return Err(ServerError::Poll(e));
             }
         }
-        // One clock read per wakeup: "seen" stamps (rounded up) and timers
-        // (rounded down) both use it.
-        let now = Instant::now();
-        let (now_tick, seen) = self.clock.tick_range(now);
+        let now = self.wake(Instant::now());
         // Take the events out so handling can borrow `self` mutably; the
         // empty stand-in allocates nothing.
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
@@ -295,7 +337,7 @@ impl<H: Handler> Server<H> {
             match event.token() {
                 // While paused for lack of descriptors, the resume timer
                 // retries; accepting on every new SYN would only fail again.
-                LISTENER if self.accept_paused.is_none() => self.accept(seen),
+                LISTENER if self.accept_paused.is_none() => self.accept(now),
                 LISTENER => {}
                 WAKER => {}
                 Token(slot) => self.connection_ready(
@@ -303,18 +345,52 @@ impl<H: Handler> Server<H> {
                     event.is_readable() || event.is_error(),
                     event.is_writable(),
                     event.is_read_closed() || event.is_error(),
-                    seen,
+                    now.nanos,
                 ),
             }
         }
         self.events = events;
-        self.resume_unfinished(seen);
+        self.resume_unfinished(now.nanos);
+        if self.accept_unfinished && self.accept_paused.is_none() {
+            self.accept(now);
+        }
         if self.shutdown.is_requested() {
             self.stop();
             return Ok(Step::Stopped);
         }
-        self.fire_timers(now_tick, seen, now);
+        self.fire_timers(now);
+        self.end_budget_episode();
         Ok(Step::Running)
+    }
+
+    /// Reads the clock for a wakeup. A wakeup later than the earliest
+    /// deadline by more than the pause threshold means the reactor itself
+    /// was stalled; that stall is not its peers' silence, so every
+    /// connection's last-seen stamp moves forward by it — one pass over the
+    /// connections, on a rare event — and it is logged once.
+    fn wake(&mut self, instant: Instant) -> Now {
+        let nanos = self.clock.nanos(instant);
+        let earliest = self
+            .wheel
+            .next_deadline()
+            .map(|t| t.saturating_mul(self.clock.tick_nanos()));
+        if let Some(pause) = liveness::pause(nanos, earliest, self.clock.pause_threshold()) {
+            for (_, conn) in self.conns.iter_mut() {
+                conn.last_seen = self.rule.excuse(conn.last_seen, pause, nanos);
+            }
+            let pause_ms = pause / 1_000_000;
+            self.stats.pauses += 1;
+            self.stats.paused_ms += pause_ms;
+            warn!(
+                "reactor stalled for {pause_ms}ms (woke that late for its own timers): \
+                 deadlines of {} connections moved by the stall",
+                self.conns.len()
+            );
+        }
+        Now {
+            nanos,
+            tick: self.clock.tick_of(nanos),
+        }
     }
 
     /// Queues a data frame to `id` from outside a callback. Returns `false`
@@ -349,48 +425,71 @@ impl<H: Handler> Server<H> {
 
     /// Whether `id` names a connection that is open now.
     pub fn is_open(&self, id: ConnId) -> bool {
-        self.conns
-            .get(id.slot as usize)
-            .is_some_and(|c| c.serial == id.serial)
+        self.conn(id).is_some()
     }
 
-    fn fire_timers(&mut self, now_tick: Tick, seen: Tick, now: Instant) {
-        while let Some((_, _, timer)) = self.wheel.poll(now_tick) {
+    fn fire_timers(&mut self, now: Now) {
+        while let Some((_, _, timer)) = self.wheel.poll(now.tick) {
             match timer {
-                Timer::Liveness(id) => self.check_liveness(id, now_tick, now),
+                Timer::Liveness(id) => self.check_liveness(id, now),
                 Timer::Stats => {
                     info!("stats {}", self.stats);
                     if let Some(every) = self.config.stats_every {
                         self.wheel
-                            .schedule(now_tick + self.clock.ticks(every), Timer::Stats);
+                            .schedule(now.tick + self.clock.ticks(every), Timer::Stats);
                     }
                 }
-                Timer::ResumeAccept => self.accept(seen),
+                Timer::ResumeAccept => {
+                    self.accept_retry = None;
+                    self.accept(now);
+                }
             }
         }
     }
 
-    fn check_liveness(&mut self, id: ConnId, now_tick: Tick, now: Instant) {
+    fn check_liveness(&mut self, id: ConnId, now: Now) {
         let slot = id.slot as usize;
-        let Some(conn) = self.conns.get_mut(slot).filter(|c| c.serial == id.serial) else {
+        let Some(conn) = self.conn(id) else {
             // The connection closed after this timer fired but before we
             // got here; close_conn cancels timers, so this is only a guard.
             return;
         };
-        match self.rule.check(conn.last_seen, now_tick) {
+        let mut verdict = self.rule.check(conn.last_seen, now.nanos);
+        if let Verdict::Dead { .. } = verdict {
+            // Evidence before verdict: whatever the kernel already holds for
+            // this peer is read first. After a stall, or with more ready
+            // sockets than one batch of events, it may hold the very frames
+            // that prove the peer alive, or its FIN.
+            self.read_ready(slot, false, now.nanos);
+            let Some(conn) = self.conn(id) else {
+                return; // the read closed it, and counted why
+            };
+            verdict = self.rule.check(conn.last_seen, now.nanos);
+        }
+        match verdict {
             Verdict::Alive { next_deadline } => {
-                conn.timer = self.wheel.schedule(next_deadline, Timer::Liveness(id));
+                let at = self.clock.tick_after(next_deadline);
+                let timer = self.wheel.schedule(at, Timer::Liveness(id));
+                if let Some(conn) = self.conns.get_mut(slot) {
+                    conn.timer = timer;
+                }
             }
-            Verdict::Dead { misses, .. } => {
-                let idle = now.saturating_duration_since(self.clock.instant(conn.last_seen));
-                let idle_ms = idle.as_millis() as u64;
+            Verdict::Dead { misses, idle } => {
+                let idle_ms = idle / 1_000_000;
                 info!(
                     "evicted peer={} misses={misses} idle={idle_ms}ms conn={id}",
-                    Peer(&conn.stream)
+                    Peer(&self.conns[slot].stream)
                 );
                 self.close_conn(slot, CloseReason::Evicted { misses, idle_ms });
             }
         }
+    }
+
+    /// The open connection `id` names, if any.
+    fn conn(&self, id: ConnId) -> Option<&Conn> {
+        self.conns
+            .get(id.slot as usize)
+            .filter(|c| c.serial == id.serial)
     }
 
     /// Removes a connection, counts why, tells the handler.
@@ -400,11 +499,26 @@ impl<H: Handler> Server<H> {
         };
         self.wheel.cancel(conn.timer);
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.stats.buffered -= held(&conn);
         match reason {
             CloseReason::Evicted { .. } => self.stats.evicted += 1,
             CloseReason::PeerClosed => self.stats.closed_by_peer += 1,
             CloseReason::Protocol(_) => self.stats.protocol_errors += 1,
             CloseReason::SlowReader => self.stats.slow_readers += 1,
+            CloseReason::OverBudget => {
+                self.stats.over_budget += 1;
+                let closes = self.over_budget.get_or_insert(0);
+                *closes += 1;
+                if *closes == 1 {
+                    warn!(
+                        "buffer budget of {} bytes exhausted: closed peer={} conn={slot}#{}; \
+                         further closes are counted (over_budget) until buffering is back under half",
+                        self.config.max_buffered,
+                        Peer(&conn.stream),
+                        conn.serial
+                    );
+                }
+            }
             CloseReason::Io(_) => self.stats.io_errors += 1,
             CloseReason::Requested => self.stats.closed_by_request += 1,
             // Counted by the "stopped" log line, which names how many.
@@ -413,7 +527,10 @@ impl<H: Handler> Server<H> {
         self.stats.active -= 1;
         if !matches!(
             reason,
-            CloseReason::Evicted { .. } | CloseReason::PeerClosed | CloseReason::Shutdown
+            CloseReason::Evicted { .. }
+                | CloseReason::PeerClosed
+                | CloseReason::Shutdown
+                | CloseReason::OverBudget
         ) {
             log::debug!(
                 "closed peer={} conn={slot}#{}: {reason}",
@@ -428,6 +545,20 @@ impl<H: Handler> Server<H> {
             },
             reason,
         );
+    }
+
+    /// Ends an over-budget episode once buffering is back under half the
+    /// budget, so the next exhaustion is logged again.
+    fn end_budget_episode(&mut self) {
+        if let Some(closes) = self.over_budget {
+            if self.stats.buffered <= self.config.max_buffered as u64 / 2 {
+                self.over_budget = None;
+                info!(
+                    "buffering back under half the budget ({} bytes) after closing {closes} connections",
+                    self.stats.buffered
+                );
+            }
+        }
     }
 
     fn stop(&mut self) {
@@ -460,22 +591,11 @@ impl fmt::Display for Peer<'_> {
     }
 }
 
-fn describe_keepalive(k: &crate::keepalive::KeepaliveConfig) -> String {
-    use crate::duration::format;
-    let user_timeout = k
-        .effective_user_timeout()
-        .map(format)
-        .unwrap_or_else(|| "off".into());
-    if k.enabled {
-        format!(
-            "{}/{}x{} user_timeout={user_timeout}",
-            format(k.idle),
-            format(k.interval),
-            k.count
-        )
-    } else {
-        format!("off user_timeout={user_timeout}")
-    }
+/// Heap bytes a connection holds: a split data payload and a write
+/// backlog, by capacity — what the buffer budget counts.
+fn held(conn: &Conn) -> u64 {
+    let backlog = conn.backlog.as_ref().map_or(0, |b| b.capacity());
+    (conn.decoder.heap_bytes() + backlog) as u64
 }
 
 /// The replies to `n` heartbeat requests, appended to `out`.

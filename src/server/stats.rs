@@ -23,13 +23,30 @@ pub struct Stats {
     /// Closed because replies backed up past the write-backlog bound (the
     /// peer does not read).
     pub slow_readers: u64,
+    /// Closed because buffering for them would have exceeded the budget of
+    /// bytes buffered across all connections.
+    pub over_budget: u64,
     /// Closed because a read or write failed for another reason.
     pub io_errors: u64,
+    /// Socket options the kernel refused on accepted connections (the
+    /// connection is kept: lubdub's own heartbeats still guard it).
+    pub sockopt_errors: u64,
     /// Closed at the handler's or the embedding program's request.
     pub closed_by_request: u64,
     /// Times accepting was paused because the process or system ran out of
     /// file descriptors (or memory) — each pause is one retry period.
     pub accept_pauses: u64,
+    /// Times the reactor found itself stalled — it woke later than its
+    /// earliest deadline by more than its pause threshold — and moved every
+    /// peer's deadline by the stall instead of blaming the peers.
+    pub pauses: u64,
+    /// Total length of those stalls, in milliseconds.
+    pub paused_ms: u64,
+    /// Bytes buffered now across all connections (split data payloads the
+    /// handler wants, write backlogs): the gauge `max_buffered` bounds.
+    pub buffered: u64,
+    /// Highest `buffered` seen.
+    pub peak_buffered: u64,
     /// Heartbeat requests answered.
     pub heartbeats: u64,
     /// Heartbeat responses received (peers that heartbeat us back).
@@ -49,8 +66,9 @@ impl fmt::Display for Stats {
         write!(
             f,
             "active={} peak={} accepted={} evicted={} closed_by_peer={} protocol_errors={} \
-             rejected={} slow_readers={} io_errors={} closed_by_request={} accept_pauses={} heartbeats={} \
-             heartbeat_responses={} data_frames={} reserved_frames={} bytes_in={} bytes_out={}",
+             rejected={} slow_readers={} over_budget={} io_errors={} closed_by_request={} \
+             sockopt_errors={} accept_pauses={} pauses={} paused_ms={} buffered={} peak_buffered={} \
+             heartbeats={} heartbeat_responses={} data_frames={} reserved_frames={} bytes_in={} bytes_out={}",
             self.active,
             self.peak_active,
             self.accepted,
@@ -59,9 +77,15 @@ impl fmt::Display for Stats {
             self.protocol_errors,
             self.rejected,
             self.slow_readers,
+            self.over_budget,
             self.io_errors,
             self.closed_by_request,
+            self.sockopt_errors,
             self.accept_pauses,
+            self.pauses,
+            self.paused_ms,
+            self.buffered,
+            self.peak_buffered,
             self.heartbeats,
             self.heartbeat_responses,
             self.data_frames,

@@ -32,6 +32,9 @@ pub(super) struct Conn {
     pub unsent: u64,
     /// Offset into the request of the next unsent byte.
     pub write_pos: usize,
+    /// Whether the server has sent anything on this connection: a server
+    /// that closes before that rejected the connection.
+    pub answered: bool,
 }
 
 /// Recognises replies in the byte stream.
@@ -122,15 +125,19 @@ impl Reader {
 /// Send stamps of the requests in flight, oldest first; replies come back
 /// in order on one TCP connection, so the oldest stamp is the one answered.
 ///
-/// The ring is sized once (flood depth, or misses + 2 heartbeats). Should
-/// more requests be outstanding than it holds (a server that answers only
-/// some), the extra ones are still counted but not stamped, and their
-/// replies are not timed.
+/// The ring is sized once (flood depth, or a few more than `misses`
+/// heartbeats). Should more requests be outstanding than it holds (a server
+/// far behind), the extra ones are counted but not stamped, and — since
+/// every one of them was sent after every stamped one — their replies come
+/// after all stamped replies and are counted, never timed: a reply is only
+/// ever timed against the request it answers.
 pub(super) struct Inflight {
     stamps: Box<[u32]>,
     head: usize,
     len: usize,
-    outstanding: u64,
+    /// Requests sent while the ring was full (or while earlier unstamped
+    /// ones were still outstanding), all after the stamped ones.
+    unstamped: u64,
 }
 
 /// What a reply was matched with.
@@ -150,46 +157,50 @@ impl Inflight {
             stamps: vec![0; capacity.max(1)].into_boxed_slice(),
             head: 0,
             len: 0,
-            outstanding: 0,
+            unstamped: 0,
         }
     }
 
     /// Requests sent and not answered.
-    #[cfg(test)]
     pub fn outstanding(&self) -> u64 {
-        self.outstanding
+        self.len as u64 + self.unstamped
     }
 
     /// One request sent at `stamp` (microseconds, wrapping).
     pub fn push(&mut self, stamp: u32) {
-        self.outstanding += 1;
-        if self.len < self.stamps.len() {
+        // Only while no unstamped request is outstanding may a stamp go in:
+        // it would otherwise be popped before replies to older requests.
+        if self.unstamped == 0 && self.len < self.stamps.len() {
             let at = (self.head + self.len) % self.stamps.len();
             self.stamps[at] = stamp;
             self.len += 1;
+        } else {
+            self.unstamped += 1;
         }
     }
 
     /// One reply arrived.
     pub fn pop(&mut self) -> Matched {
-        if self.outstanding == 0 {
-            return Matched::Unsolicited;
+        if self.len > 0 {
+            let stamp = self.stamps[self.head];
+            self.head = (self.head + 1) % self.stamps.len();
+            self.len -= 1;
+            Matched::Stamped(stamp)
+        } else if self.unstamped > 0 {
+            self.unstamped -= 1;
+            Matched::Unstamped
+        } else {
+            Matched::Unsolicited
         }
-        self.outstanding -= 1;
-        if self.len == 0 {
-            return Matched::Unstamped;
-        }
-        let stamp = self.stamps[self.head];
-        self.head = (self.head + 1) % self.stamps.len();
-        self.len -= 1;
-        Matched::Stamped(stamp)
     }
 
     /// The connection is gone: forget everything, return how many were outstanding.
     pub fn clear(&mut self) -> u64 {
+        let outstanding = self.outstanding();
         self.head = 0;
         self.len = 0;
-        std::mem::take(&mut self.outstanding)
+        self.unstamped = 0;
+        outstanding
     }
 }
 
@@ -244,6 +255,30 @@ mod tests {
         let out = r.read(text, &[], 65536, true);
         assert_eq!((out.dropped, out.error), (true, None));
         assert_eq!(r.read(&HEARTBEAT_RESPONSE, &[], 65536, true).replies, 1);
+    }
+
+    #[test]
+    fn past_its_capacity_no_reply_is_ever_timed_against_a_later_request() {
+        // Ring of 2; five requests; replies interleaved with new requests
+        // as a flood refills. The old ring put stamp 60 into a freed slot
+        // ahead of the two unstamped requests sent before it, and timed the
+        // reply to the first of those against it.
+        let mut f = Inflight::new(2);
+        for stamp in [10, 20, 30, 40] {
+            f.push(stamp);
+        }
+        assert_eq!(f.pop(), Matched::Stamped(10));
+        f.push(60);
+        assert_eq!(f.pop(), Matched::Stamped(20));
+        assert_eq!(f.pop(), Matched::Unstamped, "the reply to 30");
+        f.push(70);
+        assert_eq!(f.pop(), Matched::Unstamped, "the reply to 40");
+        assert_eq!(f.pop(), Matched::Unstamped, "the reply to 60");
+        assert_eq!(f.pop(), Matched::Unstamped, "the reply to 70");
+        assert_eq!(f.pop(), Matched::Unsolicited);
+        // Drained: stamping resumes.
+        f.push(80);
+        assert_eq!(f.pop(), Matched::Stamped(80));
     }
 
     #[test]

@@ -29,7 +29,9 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::keepalive::KeepaliveConfig;
+use crate::check::{self, ConfigError};
+use crate::client::{Timing, MAX_WAIT};
+use crate::keepalive::{KeepaliveConfig, SocketOptions};
 
 mod conn;
 pub mod pace;
@@ -87,7 +89,8 @@ pub struct SwarmConfig {
     pub grace: Duration,
     /// How often the status callback runs.
     pub status_every: Duration,
-    /// Socket options applied on connect.
+    /// Socket options applied on connect; the kernel keepalive's idle time
+    /// follows the swarm's silence limit unless set.
     pub keepalive: KeepaliveConfig,
     /// Largest frame accepted from the server.
     pub max_frame: usize,
@@ -132,7 +135,9 @@ impl Default for SwarmConfig {
 #[derive(Debug)]
 pub enum SwarmError {
     /// The configuration cannot work (no clients, an empty request, …).
-    Config(String),
+    Config(ConfigError),
+    /// More connections than the ephemeral ports towards one server allow.
+    Ports(String),
     /// More connections than this process may open.
     FileLimit {
         /// Descriptors needed: clients plus a reserve.
@@ -149,7 +154,8 @@ pub enum SwarmError {
 impl fmt::Display for SwarmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SwarmError::Config(what) => f.write_str(what),
+            SwarmError::Config(e) => write!(f, "bad configuration: {e}"),
+            SwarmError::Ports(what) => f.write_str(what),
             SwarmError::FileLimit { needed, limit } => write!(
                 f,
                 "{needed} open files needed ({} clients + {} reserve) but this process may hold at most {limit} (ulimit -Hn); lower --clients or run several swarms",
@@ -163,6 +169,98 @@ impl fmt::Display for SwarmError {
 }
 
 impl std::error::Error for SwarmError {}
+
+/// Most connections one swarm holds: far past what one process's file
+/// limit allows on any machine we know of.
+pub const MAX_CLIENTS: usize = 10_000_000;
+/// Deepest flood: requests kept in flight per connection.
+pub const MAX_FLOOD_DEPTH: u32 = 4096;
+/// Longest fixed request or reply.
+pub const MAX_EXCHANGE_LEN: usize = 64 * 1024;
+
+impl SwarmConfig {
+    pub(crate) fn timing(&self) -> Timing {
+        Timing {
+            interval: self.interval,
+            misses: self.misses,
+            connect_timeout: self.connect_timeout,
+            backoff_min: self.backoff_min,
+            backoff_max: self.backoff_max,
+        }
+    }
+
+    /// The socket options each connection gets: the kernel keepalive
+    /// follows the swarm's own silence limit.
+    pub fn socket_options(&self) -> SocketOptions {
+        self.keepalive.resolve(self.timing().silence_limit())
+    }
+
+    /// Checks every field against its range; the first problem is returned,
+    /// naming the field as the command line names its flag.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check::number("clients", self.clients, 1, MAX_CLIENTS)?;
+        check::number("connect_rate", self.connect_rate, 0, 1_000_000)?;
+        self.timing().validate()?;
+        if let Some(duration) = self.duration {
+            check::duration(
+                "duration",
+                duration,
+                Duration::from_millis(1),
+                Duration::from_secs(366 * 24 * 3600),
+            )?;
+        }
+        if let Some(depth) = self.flood {
+            check::number("flood", depth, 1, MAX_FLOOD_DEPTH)?;
+        }
+        if let Exchange::Fixed { request, reply } = &self.exchange {
+            check::number("request_hex", request.len(), 1, MAX_EXCHANGE_LEN)?;
+            check::number("reply_hex", reply.len(), 1, MAX_EXCHANGE_LEN)?;
+        }
+        check::duration("grace", self.grace, Duration::ZERO, MAX_WAIT)?;
+        check::duration(
+            "status_every",
+            self.status_every,
+            Duration::from_millis(1),
+            MAX_WAIT,
+        )?;
+        self.keepalive.validate()?;
+        check::number(
+            "max_frame",
+            self.max_frame,
+            crate::protocol::HEADER_LEN,
+            i32::MAX as usize,
+        )?;
+        check::duration(
+            "tick",
+            self.tick,
+            Duration::from_micros(100),
+            self.interval.min(Duration::from_secs(1)),
+        )?;
+        if let Some(first) = self.sources.first() {
+            if self
+                .sources
+                .iter()
+                .any(|ip| ip.is_ipv4() != first.is_ipv4())
+            {
+                return Err(ConfigError::new(
+                    "source_addrs",
+                    "mixes IPv4 and IPv6 addresses; a connection can only come from its server's family",
+                ));
+            }
+            if first.is_ipv4() != self.connect.is_ipv4() {
+                return Err(ConfigError::new(
+                    "source_addrs",
+                    format!(
+                        "are {} but the server {} is not",
+                        if first.is_ipv4() { "IPv4" } else { "IPv6" },
+                        self.connect
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Parses `--source-addrs`: a single address, a comma list, or an inclusive
 /// IPv4 range `A-B` (`127.0.0.2-127.0.0.20`), or any comma list of those.

@@ -10,12 +10,14 @@ use slab::Slab;
 
 use super::conn::{Conn, Inflight, Link, Reader};
 use super::pace::Pacer;
-use super::report::{rtt_histogram, Counters, Report, Rtt, Snapshot};
+use super::report::{rtt_histogram, Counters, FailedBy, LostBy, Report, Rtt, Snapshot};
 use super::{Exchange, SwarmConfig, SwarmError};
-use crate::client::machine::{self, Action, Machine, State};
+use crate::client::describe;
+use crate::client::machine::{self, Action, Machine, Reason, State};
 use crate::client::socket::start_connect;
-use crate::client::{backoff::BackoffConfig, describe};
+use crate::keepalive::SocketOptions;
 use crate::limits::{raise_file_limit, FD_RESERVE};
+use crate::liveness;
 use crate::protocol::HEARTBEAT_REQUEST;
 use crate::rng::Rng;
 use crate::shutdown::ShutdownHandle;
@@ -29,6 +31,9 @@ const WAKER: Token = Token(usize::MAX);
 /// Bytes per `read`; one buffer for the whole swarm.
 const SCRATCH: usize = 64 * 1024;
 
+/// Most send stamps kept per connection in interval mode (4 bytes each).
+const MAX_RING: usize = 64;
+
 /// Where the run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -41,6 +46,7 @@ enum Phase {
 /// Many clients against one server. See the [module docs](super).
 pub struct Swarm {
     config: SwarmConfig,
+    socket_options: SocketOptions,
     clock: Clock,
     /// Microsecond ticks from the same origin, for round-trip stamps only.
     rtt_clock: Clock,
@@ -70,7 +76,8 @@ impl Swarm {
     /// limit to the hard one), and sets every client up. Nothing connects
     /// until [`run`](Self::run).
     pub fn new(config: SwarmConfig) -> Result<Swarm, SwarmError> {
-        check(&config)?;
+        config.validate().map_err(SwarmError::Config)?;
+        check_limits(&config)?;
         let clock = Clock::start(config.tick);
         let rtt_clock = Clock::new(clock.instant(0), Duration::from_micros(1));
         let poll = Poll::new().map_err(SwarmError::Setup)?;
@@ -83,22 +90,18 @@ impl Swarm {
         let copies = config.flood.unwrap_or(1).clamp(64, 4096) as usize;
         let template = request.repeat(copies).into_boxed_slice();
 
-        let interval = clock.ticks(config.interval).max(1);
         let base = machine::Config {
-            interval,
-            misses: config.misses.max(1),
-            connect_timeout: clock.ticks(config.connect_timeout),
-            backoff: BackoffConfig {
-                min: clock.ticks(config.backoff_min),
-                max: clock.ticks(config.backoff_max),
-            },
-            lenient: config.lenient,
             heartbeats: config.flood.is_none(),
-            phase: None,
+            ..config.timing().machine_config(&clock, config.lenient)
         };
+        let interval = base.interval;
         let ring = match config.flood {
+            // Flood mode never has more than `depth` in flight.
             Some(depth) => depth as usize,
-            None => config.misses as usize + 2,
+            // A heartbeat is answered or the connection is given up within
+            // `misses` intervals; a few more stamps cover replies that are
+            // late but come. Past that, replies are counted, not timed.
+            None => (config.misses as usize + 2).min(MAX_RING),
         };
         let mut rng = config.seed.map(Rng::new).unwrap_or_else(Rng::from_entropy);
         let n = config.clients as u64;
@@ -120,10 +123,12 @@ impl Swarm {
                 inflight: Inflight::new(ring),
                 unsent: 0,
                 write_pos: 0,
+                answered: false,
             });
         }
         let ticks_per_second = clock.ticks(Duration::from_secs(1));
         Ok(Swarm {
+            socket_options: config.socket_options(),
             pacer: Pacer::new(config.connect_rate, ticks_per_second, 0),
             wheel: Wheel::with_capacity(0, config.clients),
             ready: VecDeque::with_capacity(config.clients),
@@ -232,6 +237,7 @@ impl Swarm {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(SwarmError::Poll(e)),
             }
+            self.excuse_stall(Instant::now());
             let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
             for event in events.iter() {
                 if event.token() != WAKER {
@@ -299,14 +305,46 @@ impl Swarm {
         );
     }
 
+    /// A wakeup later than the earliest deadline by more than the pause
+    /// threshold means the swarm itself was stalled (stopped, starved of
+    /// CPU): that is not its servers' silence, so every machine's liveness
+    /// stamp moves by the stall — one pass, on a rare event — and it is
+    /// logged once. Heartbeats keep their grid.
+    fn excuse_stall(&mut self, instant: Instant) {
+        let tick = self.clock.tick_nanos();
+        let earliest = self.wheel.next_deadline().map(|t| t.saturating_mul(tick));
+        let nanos = self.clock.nanos(instant);
+        let Some(pause) = liveness::pause(nanos, earliest, self.clock.pause_threshold()) else {
+            return;
+        };
+        let now = self.clock.tick_of(nanos);
+        for (_, conn) in self.conns.iter_mut() {
+            conn.machine.excuse(pause / tick, now);
+        }
+        self.counters.pauses += 1;
+        self.counters.paused_ms += pause / 1_000_000;
+        log::warn!(
+            "swarm stalled for {}ms (woke that late for its own timers): not counted as the server's silence",
+            pause / 1_000_000
+        );
+    }
+
     fn fire_timers(&mut self, now: Tick) {
-        let now_us = self.rtt_clock.now() as u32;
+        let instant = Instant::now();
+        let now_us = self.rtt_clock.tick_at(instant) as u32;
+        let seen = self.clock.tick_ceil(instant).max(now);
         while let Some((_, _, slot)) = self.wheel.poll(now) {
             let Some(conn) = self.conns.get_mut(slot) else {
                 continue;
             };
             conn.timer = None;
-            conn.machine.handle_timeout(now);
+            if conn.link == Link::Up && conn.machine.silence_due(now) {
+                // Evidence before verdict: read what the kernel holds first
+                // (the readiness event may have come before a stall, or not
+                // yet be in this batch).
+                self.read(slot, false, seen, now_us);
+            }
+            self.conns[slot].machine.handle_timeout(now);
             self.settle(slot, now, now_us);
         }
     }
@@ -368,9 +406,20 @@ impl Swarm {
                         log::debug!("client {slot}: missed reply ({unanswered} unanswered)");
                     }
                     Action::Disconnect { reason, retry_in } => {
-                        match self.conns[slot].link {
-                            Link::Up => self.counters.reconnects += 1,
-                            _ => self.counters.connect_failures += 1,
+                        let conn = &self.conns[slot];
+                        match conn.link {
+                            Link::Up => {
+                                self.counters.reconnects += 1;
+                                count_lost(
+                                    &mut self.counters.reconnects_by,
+                                    &reason,
+                                    conn.answered,
+                                );
+                            }
+                            _ => {
+                                self.counters.connect_failures += 1;
+                                count_failed(&mut self.counters.connect_failures_by, &reason);
+                            }
                         }
                         self.drop_stream(slot);
                         log::debug!(
@@ -408,23 +457,44 @@ impl Swarm {
     }
 }
 
-/// Refuses configurations that cannot work, before anything is opened.
-fn check(config: &SwarmConfig) -> Result<(), SwarmError> {
-    if config.clients == 0 {
-        return Err(SwarmError::Config("--clients must be at least 1".into()));
-    }
-    if let Exchange::Fixed { request, reply } = &config.exchange {
-        if request.is_empty() || reply.is_empty() {
-            return Err(SwarmError::Config(
-                "--request-hex and --reply-hex must both be non-empty".into(),
-            ));
+/// Files a lost connection under its reason.
+fn count_lost(by: &mut LostBy, reason: &Reason, answered: bool) {
+    use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    let slot = match reason {
+        Reason::PeerClosed | Reason::Io(ConnectionReset | BrokenPipe | ConnectionAborted)
+            if !answered =>
+        {
+            &mut by.rejected
         }
-    }
-    if config.flood == Some(0) {
-        return Err(SwarmError::Config(
-            "--flood depth must be at least 1".into(),
-        ));
-    }
+        Reason::PeerClosed => &mut by.closed,
+        Reason::Io(ConnectionReset | BrokenPipe | ConnectionAborted) => &mut by.reset,
+        Reason::Silent { .. } => &mut by.silent,
+        Reason::Protocol(_) | Reason::UnexpectedReply => &mut by.protocol,
+        Reason::Io(_) | Reason::ConnectFailed(_) | Reason::ConnectTimeout => &mut by.io,
+    };
+    *slot += 1;
+}
+
+/// Files a failed connect under its reason.
+fn count_failed(by: &mut FailedBy, reason: &Reason) {
+    let slot = match reason {
+        Reason::ConnectFailed(io::ErrorKind::ConnectionRefused) => &mut by.refused,
+        Reason::ConnectTimeout | Reason::ConnectFailed(io::ErrorKind::TimedOut) => &mut by.timeout,
+        Reason::ConnectFailed(
+            io::ErrorKind::NetworkUnreachable | io::ErrorKind::HostUnreachable,
+        ) => &mut by.unreachable,
+        Reason::ConnectFailed(io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse) => {
+            &mut by.no_port
+        }
+        _ => &mut by.other,
+    };
+    *slot += 1;
+}
+
+/// Refuses a run this process or host cannot hold: more descriptors than
+/// the file limit allows (raising the soft limit first), or more
+/// connections than the ephemeral ports towards one server.
+fn check_limits(config: &SwarmConfig) -> Result<(), SwarmError> {
     let needed = config.clients as u64 + FD_RESERVE;
     let (_, after) = raise_file_limit().map_err(SwarmError::Setup)?;
     if needed > after.soft {
@@ -436,7 +506,7 @@ fn check(config: &SwarmConfig) -> Result<(), SwarmError> {
     if let Some(ports) = super::ephemeral_ports() {
         let sources = config.sources.len().max(1) as u64;
         if config.clients as u64 > ports * sources {
-            return Err(SwarmError::Config(format!(
+            return Err(SwarmError::Ports(format!(
                 "{} clients need more than the {} ephemeral ports {} source address(es) can use towards one server; add --source-addrs",
                 config.clients,
                 ports * sources,

@@ -39,6 +39,40 @@ impl Rtt {
     }
 }
 
+/// Why established connections were lost, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LostBy {
+    /// The server closed (FIN) after it had answered.
+    pub closed: u64,
+    /// The server closed or reset before answering anything — what a
+    /// server at its connection limit does.
+    pub rejected: u64,
+    /// The server reset the connection (or the write found it broken).
+    pub reset: u64,
+    /// Nothing came for the silence limit.
+    pub silent: u64,
+    /// The server sent bytes that are neither frames nor the reply.
+    pub protocol: u64,
+    /// Any other read or write error (the kernel's keepalive or user
+    /// timeout giving up shows here).
+    pub io: u64,
+}
+
+/// Why connects failed, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailedBy {
+    /// Connection refused: nothing listens there.
+    pub refused: u64,
+    /// No answer within the connect timeout.
+    pub timeout: u64,
+    /// No route to the network or host.
+    pub unreachable: u64,
+    /// No local address or port to connect from (ephemeral ports used up).
+    pub no_port: u64,
+    /// The name did not resolve, or another error.
+    pub other: u64,
+}
+
 /// Running totals, updated by the swarm's loop.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -52,12 +86,22 @@ pub struct Counters {
     pub connects: u64,
     /// Connects that failed or timed out.
     pub connect_failures: u64,
+    /// Connects that failed, by reason.
+    pub connect_failures_by: FailedBy,
     /// Established connections that were lost (each is followed by a reconnect).
     pub reconnects: u64,
+    /// Lost connections, by reason.
+    pub reconnects_by: LostBy,
     /// Requests (heartbeats, or the fixed request) queued for sending.
     pub heartbeats_sent: u64,
     /// Replies received and matched to a request.
     pub replies: u64,
+    /// Replies matched to a request sent while its connection's stamp ring
+    /// was full: counted, not timed.
+    pub untimed_replies: u64,
+    /// Replies no request was waiting for (a server that answers twice):
+    /// counted, never answered with a new request, and a failed run.
+    pub unexpected_replies: u64,
     /// Requests that will never be answered (lost with their connection, or
     /// still unanswered after the end-of-run grace period).
     pub missing_replies: u64,
@@ -69,6 +113,59 @@ pub struct Counters {
     pub dropped_reads: u64,
     /// Frames other than replies (server heartbeat requests, data, reserved).
     pub other_frames: u64,
+    /// Times the swarm found itself stalled (it woke later than its earliest
+    /// deadline by more than its pause threshold) and did not count the
+    /// stall as its servers' silence.
+    pub pauses: u64,
+    /// Total length of those stalls, in milliseconds.
+    pub paused_ms: u64,
+    /// Socket options the kernel refused on new connections (kept).
+    pub sockopt_errors: u64,
+}
+
+impl LostBy {
+    fn fields(&self) -> [(&'static str, u64); 6] {
+        [
+            ("closed", self.closed),
+            ("rejected", self.rejected),
+            ("reset", self.reset),
+            ("silent", self.silent),
+            ("protocol", self.protocol),
+            ("io", self.io),
+        ]
+    }
+}
+
+impl FailedBy {
+    fn fields(&self) -> [(&'static str, u64); 5] {
+        [
+            ("refused", self.refused),
+            ("timeout", self.timeout),
+            ("unreachable", self.unreachable),
+            ("no_port", self.no_port),
+            ("other", self.other),
+        ]
+    }
+}
+
+/// `{"a":1,"b":0}`.
+fn json_object(fields: &[(&'static str, u64)]) -> String {
+    let inner: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// `closed 1, reset 2` — the nonzero ones, or `none`.
+fn human_list(fields: &[(&'static str, u64)]) -> String {
+    let nonzero: Vec<String> = fields
+        .iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if nonzero.is_empty() {
+        "none".to_string()
+    } else {
+        nonzero.join(", ")
+    }
 }
 
 /// A live view, handed to the status callback about once a second.
@@ -131,8 +228,8 @@ pub struct Report {
 }
 
 impl Report {
-    /// Whether the run met its target: every connection open at the end and
-    /// no reply missing.
+    /// Whether the run met its target: every connection open at the end, no
+    /// reply missing and none unasked for.
     pub fn ok(&self) -> bool {
         self.failure().is_none()
     }
@@ -152,6 +249,11 @@ impl Report {
                 "{} of {} requests got no reply",
                 self.counters.missing_replies, self.counters.heartbeats_sent
             ))
+        } else if self.counters.unexpected_replies > 0 {
+            Some(format!(
+                "{} replies came that no request asked for",
+                self.counters.unexpected_replies
+            ))
         } else {
             None
         }
@@ -170,7 +272,7 @@ impl Report {
     /// One JSON object on one line, written by hand (no serde in the tree).
     pub fn to_json(&self) -> String {
         let c = &self.counters;
-        let mut out = String::with_capacity(768);
+        let mut out = String::with_capacity(1024);
         let failure = match self.failure() {
             Some(reason) => json_string(&reason),
             None => "null".to_string(),
@@ -180,9 +282,12 @@ impl Report {
             out,
             concat!(
                 "{{\"target\":{},\"connected\":{},\"peak_connected\":{},",
-                "\"connect_failures\":{},\"reconnects\":{},\"heartbeats_sent\":{},",
-                "\"replies\":{},\"missing_replies\":{},\"late_replies\":{},",
+                "\"connect_failures\":{},\"connect_failures_by_reason\":{},",
+                "\"reconnects\":{},\"reconnects_by_reason\":{},\"heartbeats_sent\":{},",
+                "\"replies\":{},\"untimed_replies\":{},\"unexpected_replies\":{},",
+                "\"missing_replies\":{},\"late_replies\":{},",
                 "\"protocol_errors\":{},\"dropped_reads\":{},\"other_frames\":{},",
+                "\"pauses\":{},\"paused_ms\":{},\"sockopt_errors\":{},",
                 "\"elapsed_s\":{:.3},\"replies_per_s\":{:.1},",
                 "\"rtt_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{},\"mean\":{:.1},\"count\":{}}},",
                 "\"mode\":\"{}\",\"interval_ms\":{},\"flood_depth\":{},",
@@ -192,14 +297,21 @@ impl Report {
             self.connected,
             c.peak_connected,
             c.connect_failures,
+            json_object(&c.connect_failures_by.fields()),
             c.reconnects,
+            json_object(&c.reconnects_by.fields()),
             c.heartbeats_sent,
             c.replies,
+            c.untimed_replies,
+            c.unexpected_replies,
             c.missing_replies,
             c.late_replies,
             c.protocol_errors,
             c.dropped_reads,
             c.other_frames,
+            c.pauses,
+            c.paused_ms,
+            c.sockopt_errors,
             self.elapsed.as_secs_f64(),
             self.replies_per_s(),
             self.rtt.p50,
@@ -223,8 +335,14 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "connections: {}/{} open at the end, peak {}, {} connect failures, {} reconnects",
-            self.connected, self.target, c.peak_connected, c.connect_failures, c.reconnects
+            "connections: {}/{} open at the end, peak {}, {} connect failures ({}), {} reconnects ({})",
+            self.connected,
+            self.target,
+            c.peak_connected,
+            c.connect_failures,
+            human_list(&c.connect_failures_by.fields()),
+            c.reconnects,
+            human_list(&c.reconnects_by.fields()),
         );
         let _ = writeln!(
             out,
@@ -241,11 +359,25 @@ impl Report {
             "round trip:  p50 {}us  p99 {}us  p99.9 {}us  max {}us  ({} samples)",
             self.rtt.p50, self.rtt.p99, self.rtt.p999, self.rtt.max, self.rtt_count
         );
-        if c.protocol_errors + c.dropped_reads + c.other_frames > 0 {
+        if c.protocol_errors + c.dropped_reads + c.other_frames + c.unexpected_replies > 0 {
             let _ = writeln!(
                 out,
-                "protocol:    {} errors, {} dropped reads, {} other frames",
-                c.protocol_errors, c.dropped_reads, c.other_frames
+                "protocol:    {} errors, {} dropped reads, {} other frames, {} unexpected replies",
+                c.protocol_errors, c.dropped_reads, c.other_frames, c.unexpected_replies
+            );
+        }
+        if c.untimed_replies > 0 {
+            let _ = writeln!(
+                out,
+                "untimed:     {} replies answered requests sent while their connection's stamp ring was full",
+                c.untimed_replies
+            );
+        }
+        if c.pauses > 0 {
+            let _ = writeln!(
+                out,
+                "stalls:      the swarm itself stalled {} times, {}ms in all",
+                c.pauses, c.paused_ms
             );
         }
         let _ = match self.failure() {

@@ -7,7 +7,7 @@ use super::*;
 fn config() -> Config {
     Config {
         interval: 5_000,
-        misses: 6,
+        silence_limit: 30_000,
         connect_timeout: 10_000,
         backoff: BackoffConfig {
             min: 1_000,
@@ -350,4 +350,38 @@ fn the_connect_heartbeat_is_not_called_missed_when_the_grid_comes_soon_after() {
         actions(&mut m),
         [Action::MissedReply { unanswered: 2 }, Action::SendHeartbeat]
     );
+}
+
+#[test]
+fn silence_is_due_exactly_at_the_limit_and_an_excused_stall_moves_it() {
+    let mut m = connected(config(), 0);
+    assert!(!m.silence_due(29_999));
+    assert!(m.silence_due(30_000));
+    // The shell was stopped for 20 s: the server's silence is 20 s shorter.
+    m.excuse(20_000, 35_000);
+    assert!(!m.silence_due(35_000));
+    assert!(!m.silence_due(49_999));
+    assert!(m.silence_due(50_000));
+    m.handle_timeout(50_000);
+    assert!(matches!(
+        disconnect(&actions(&mut m)),
+        Some((Reason::Silent { idle: 30_000 }, _))
+    ));
+}
+
+#[test]
+fn a_silence_limit_off_the_interval_grid_is_kept_exactly() {
+    // 150 ms × 20 with 100 ms ticks: the limit is 30 ticks, not 2 × 20.
+    let mut m = connected(
+        Config {
+            interval: 2,
+            silence_limit: 30,
+            ..config()
+        },
+        0,
+    );
+    m.handle_timeout(29);
+    assert!(disconnect(&actions(&mut m)).is_none());
+    m.handle_timeout(30);
+    assert!(disconnect(&actions(&mut m)).is_some());
 }

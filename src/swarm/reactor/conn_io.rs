@@ -28,10 +28,17 @@ impl Swarm {
             match connect_progress(stream) {
                 ConnectProgress::Pending => return,
                 ConnectProgress::Failed(e) => conn.machine.handle_connect_failed(now, e.kind()),
-                ConnectProgress::Connected => match self.config.keepalive.apply(stream) {
-                    Err(e) => conn.machine.handle_connect_failed(now, e.kind()),
-                    Ok(()) => {
+                ConnectProgress::Connected => {
+                    if let Err(e) = self.socket_options.apply(stream) {
+                        // Kept: the heartbeats still guard it. Logged once.
+                        self.counters.sockopt_errors += 1;
+                        if self.counters.sockopt_errors == 1 {
+                            log::warn!("socket option refused: {e}; connections are kept, further refusals counted");
+                        }
+                    }
+                    {
                         conn.link = Link::Up;
+                        conn.answered = false;
                         self.counters.connecting -= 1;
                         self.counters.connected += 1;
                         self.counters.connects += 1;
@@ -43,7 +50,7 @@ impl Swarm {
                             self.queue_requests(slot, depth, now_us);
                         }
                     }
-                },
+                }
             }
             if self.conns[slot].link != Link::Up {
                 self.settle(slot, now, now_us);
@@ -59,7 +66,7 @@ impl Swarm {
     /// As in the server, a short read proves the socket drained (the next
     /// byte raises a new edge), so the `EAGAIN` read is skipped unless the
     /// event also carried the peer's FIN or an error (`closed`).
-    fn read(&mut self, slot: usize, closed: bool, seen: Tick, now_us: u32) {
+    pub(super) fn read(&mut self, slot: usize, closed: bool, seen: Tick, now_us: u32) {
         let flood = self.config.flood.is_some() && self.phase == Phase::Running;
         loop {
             let conn = &mut self.conns[slot];
@@ -78,29 +85,42 @@ impl Swarm {
                         self.config.lenient,
                     );
                     conn.machine.handle_received(seen, Proof::Bytes);
+                    conn.answered = true;
+                    let mut answered = 0;
                     for _ in 0..out.replies {
-                        match conn.inflight.pop() {
+                        let proof = match conn.inflight.pop() {
                             Matched::Stamped(sent) => {
-                                self.in_flight -= 1;
-                                self.counters.replies += 1;
                                 let rtt = now_us.wrapping_sub(sent).max(1);
                                 self.hist.saturating_record(rtt as u64);
+                                answered += 1;
+                                Proof::Reply
                             }
                             Matched::Unstamped => {
-                                self.in_flight -= 1;
-                                self.counters.replies += 1;
+                                self.counters.untimed_replies += 1;
+                                answered += 1;
+                                Proof::Reply
                             }
-                            Matched::Unsolicited => self.counters.other_frames += 1,
-                        }
-                        conn.machine.handle_received(seen, Proof::Reply);
+                            // A reply nobody asked for is a whole frame, so
+                            // proof of life, but it answers nothing: it is
+                            // counted, fails the run, and — in flood mode —
+                            // sends nothing, so a server that answers twice
+                            // cannot make the swarm amplify its own load.
+                            Matched::Unsolicited => {
+                                self.counters.unexpected_replies += 1;
+                                Proof::Frame
+                            }
+                        };
+                        conn.machine.handle_received(seen, proof);
                     }
+                    self.in_flight -= answered as u64;
+                    self.counters.replies += answered as u64;
                     if out.others > 0 {
                         self.counters.other_frames += out.others as u64;
                         conn.machine.handle_received(seen, Proof::Frame);
                     }
                     self.counters.dropped_reads += out.dropped as u64;
-                    if flood && out.replies > 0 {
-                        self.queue_requests(slot, out.replies, now_us);
+                    if flood && answered > 0 {
+                        self.queue_requests(slot, answered, now_us);
                     }
                     out.error
                 }
