@@ -3,6 +3,7 @@
 //! and the binary as a child process.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod beat;
 pub mod peers;
 
 use std::io::{ErrorKind, Read, Write};

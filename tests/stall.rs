@@ -1,0 +1,290 @@
+//! Stalls: the reactor itself does not run for longer than the silence
+//! limit — a stopped process, a caller that blocks, more ready sockets than
+//! one batch of events — while its peers keep talking into their sockets.
+//! The promise under attack: a live peer is never evicted (a live server
+//! never declared silent), and a peer that really went silent before the
+//! stall still is.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::beat::Heartbeaters;
+use common::peers::{Child, Lubdub};
+use lubdub::server::{Config, Server};
+
+const SIGSTOP: i32 = 19;
+const SIGCONT: i32 = 18;
+
+/// The number in `...stalled for NNNms...`.
+fn stalled_ms(line: &str) -> u64 {
+    line.split("stalled for ")
+        .nth(1)
+        .and_then(|rest| rest.split("ms").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stall length in {line:?}"))
+}
+
+/// The value of `key=` in a stats line.
+fn stat(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+#[test]
+fn a_server_stopped_past_the_limit_evicts_no_live_peer_but_still_the_silent_one() {
+    // 200 ms × 3: a 1.5 s stop is 2.5 limits.
+    let (mut server, addr) = Child::server(&["--interval", "200ms", "--misses", "3"]);
+    let peers = Heartbeaters::start(addr, 201, Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(700));
+    // Peer 0 goes quiet just before the stop: its deadline falls inside it.
+    peers.mute(0);
+    std::thread::sleep(Duration::from_millis(100));
+    server.signal(SIGSTOP);
+    let stopped = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal(SIGCONT);
+    let line = server.expect_line("stalled for", Duration::from_secs(5));
+    assert!(
+        stalled_ms(&line) >= 1000,
+        "stall of {}ms reported for a 1.5 s stop: {line}",
+        stalled_ms(&line)
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let logs = peers.finish();
+    server.signal(15);
+    let stats = server.expect_line("stopped:", Duration::from_secs(5));
+
+    let silent = &logs[0];
+    let closed = silent
+        .closed_at
+        .expect("the peer that went silent before the stop was never evicted");
+    assert!(
+        closed > stopped + Duration::from_millis(1500),
+        "evicted during the stop?"
+    );
+    for (i, log) in logs.iter().enumerate().skip(1) {
+        assert!(
+            log.closed_at.is_none(),
+            "live peer {i} was evicted after the stall: {log:?}\n{}",
+            server.log()
+        );
+        assert!(
+            log.replies + 2 >= log.sent,
+            "peer {i} lost replies: {log:?}"
+        );
+    }
+    assert_eq!(stat(&stats, "evicted"), 1, "{stats}");
+    assert_eq!(stat(&stats, "pauses"), 1, "{stats}");
+    assert_eq!(
+        server.log().matches("stalled for").count(),
+        1,
+        "one stall, one line:\n{}",
+        server.log()
+    );
+}
+
+/// A server driven by its caller's loop, as an embedding program does.
+fn embedded(tweak: impl FnOnce(&mut Config)) -> Server<()> {
+    let _ = lubdub::limits::raise_file_limit();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    tweak(&mut config);
+    Server::bind(config, ()).expect("bind")
+}
+
+fn drive(server: &mut Server<()>, for_how_long: Duration) {
+    let until = Instant::now() + for_how_long;
+    while Instant::now() < until {
+        server.poll_once(Some(Duration::from_millis(5))).unwrap();
+    }
+}
+
+#[test]
+fn a_caller_that_blocks_past_the_limit_gets_no_live_peer_evicted() {
+    let mut server = embedded(|c| {
+        c.interval = Duration::from_millis(200);
+        c.misses = 3;
+        c.events_capacity = 16;
+    });
+    let peers = Heartbeaters::start(server.local_addr(), 200, Duration::from_millis(200));
+    drive(&mut server, Duration::from_millis(600));
+    assert_eq!(server.stats().active, 200);
+    // The embedding program blocks for 2.5 limits; the peers keep sending.
+    std::thread::sleep(Duration::from_millis(1500));
+    drive(&mut server, Duration::from_millis(1000));
+    let logs = peers.finish();
+    let stats = *server.stats();
+    assert_eq!(stats.evicted, 0, "{stats}");
+    assert_eq!(stats.pauses, 1, "{stats}");
+    assert!(stats.paused_ms >= 1000, "{stats}");
+    for (i, log) in logs.iter().enumerate() {
+        assert!(log.closed_at.is_none(), "peer {i}: {log:?}");
+        assert!(log.replies + 2 >= log.sent, "peer {i}: {log:?}");
+    }
+}
+
+#[test]
+fn more_ready_peers_than_one_event_batch_with_their_timers_due_are_all_kept() {
+    // Every peer is accepted at once, so every deadline falls on the same
+    // tick; all of them send in time, and the server looks only after the
+    // deadline — too soon after it to call that a stall — and then gets
+    // events for only 8 of the 100 at a time.
+    let mut server = embedded(|c| {
+        c.interval = Duration::from_millis(300);
+        c.misses = 2;
+        c.tick = Some(Duration::from_millis(10));
+        c.events_capacity = 8;
+    });
+    let addr = server.local_addr();
+    let mut conns: Vec<std::net::TcpStream> = (0..100).map(|_| common::connect(addr)).collect();
+    while server.stats().active < 100 {
+        server.poll_once(Some(Duration::from_millis(5))).unwrap();
+    }
+    let accepted = Instant::now();
+    std::thread::sleep(Duration::from_millis(400));
+    for c in conns.iter_mut() {
+        use std::io::Write;
+        c.write_all(&common::REQUEST).unwrap();
+    }
+    // Past the 600 ms deadline by less than the 50 ms pause threshold.
+    let look = accepted + Duration::from_millis(615);
+    std::thread::sleep(look.saturating_duration_since(Instant::now()));
+    for _ in 0..40 {
+        server.poll_once(Some(Duration::ZERO)).unwrap();
+    }
+    let stats = *server.stats();
+    assert_eq!(
+        stats.evicted,
+        0,
+        "evicted peers that sent in time (looked {:?} after the accept; pauses={})",
+        accepted.elapsed(),
+        stats.pauses
+    );
+    assert_eq!(stats.heartbeats, 100, "{stats}");
+    for c in conns.iter_mut() {
+        assert_eq!(common::read_n(c, 8), common::RESPONSE);
+    }
+}
+
+#[test]
+fn a_client_stopped_past_the_limit_does_not_call_its_live_server_silent() {
+    let server = Lubdub::any_port();
+    let addr = server.addr.to_string();
+    let mut client = Child::spawn(&[
+        "client",
+        "--connect",
+        &addr,
+        "--interval",
+        "100ms",
+        "--misses",
+        "3",
+    ]);
+    client.expect_line("connected to", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    client.signal(SIGSTOP);
+    std::thread::sleep(Duration::from_millis(1000));
+    client.signal(SIGCONT);
+    let line = client.expect_line("stalled for", Duration::from_secs(5));
+    assert!(stalled_ms(&line) >= 700, "{line}");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(client.terminate(), Some(0));
+    assert!(
+        !client.log().contains("reconnecting"),
+        "the client gave up a live server after its own stall:\n{}",
+        client.log()
+    );
+    assert_eq!(server.stop().evicted, 0);
+}
+
+#[test]
+fn a_client_stopped_while_its_server_went_silent_still_reconnects() {
+    let (server, addr) = Child::server(&["--interval", "5s"]);
+    let addr = addr.to_string();
+    let mut client = Child::spawn(&[
+        "client",
+        "--connect",
+        &addr,
+        "--interval",
+        "100ms",
+        "--misses",
+        "3",
+        "--backoff-min",
+        "100ms",
+        "--backoff-max",
+        "200ms",
+    ]);
+    client.expect_line("connected to", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(200));
+    // The server goes silent, then the client stalls for longer than the
+    // limit; the server stays silent after the client is back.
+    server.signal(SIGSTOP);
+    std::thread::sleep(Duration::from_millis(100));
+    client.signal(SIGSTOP);
+    std::thread::sleep(Duration::from_millis(1000));
+    client.signal(SIGCONT);
+    let back = Instant::now();
+    let line = client.expect_line("reconnecting", Duration::from_secs(5));
+    let took = back.elapsed();
+    server.signal(SIGCONT);
+    assert!(line.contains("server silent"), "{line}");
+    // One interval of watched silence after the stall, and a margin.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+}
+
+#[test]
+fn a_swarm_stopped_past_the_limit_reports_no_reconnect_and_its_own_stall() {
+    let server = Lubdub::any_port();
+    let addr = server.addr.to_string();
+    let mut swarm = Child::spawn(&[
+        "swarm",
+        "--connect",
+        &addr,
+        "--clients",
+        "100",
+        "--interval",
+        "100ms",
+        "--misses",
+        "3",
+        "--duration",
+        "3s",
+        "--json",
+        "-",
+    ]);
+    std::thread::sleep(Duration::from_millis(800));
+    swarm.signal(SIGSTOP);
+    std::thread::sleep(Duration::from_millis(1000));
+    swarm.signal(SIGCONT);
+    let status = swarm.wait_exit(Duration::from_secs(15));
+    let mut json = String::new();
+    use std::io::Read;
+    swarm
+        .child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut json)
+        .unwrap();
+    let field = |key: &str| -> u64 {
+        json.split(&format!("\"{key}\":"))
+            .nth(1)
+            .and_then(|rest| {
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {key} in {json}"))
+    };
+    assert_eq!(field("reconnects"), 0, "{json}");
+    assert_eq!(field("missing_replies"), 0, "{json}");
+    assert_eq!(field("connected"), 100, "{json}");
+    assert!(field("pauses") >= 1, "{json}");
+    assert!(field("paused_ms") >= 700, "{json}");
+    assert_eq!(status.code(), Some(0), "{json}");
+    assert_eq!(server.stop().evicted, 0);
+}
