@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::beat::Heartbeaters;
 use common::peers::{Child, Lubdub};
-use lubdub::server::{Config, Server};
+use common::{drive, embedded};
 
 const SIGSTOP: i32 = 19;
 const SIGCONT: i32 = 18;
@@ -84,24 +84,6 @@ fn a_server_stopped_past_the_limit_evicts_no_live_peer_but_still_the_silent_one(
         "one stall, one line:\n{}",
         server.log()
     );
-}
-
-/// A server driven by its caller's loop, as an embedding program does.
-fn embedded(tweak: impl FnOnce(&mut Config)) -> Server<()> {
-    let _ = lubdub::limits::raise_file_limit();
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    };
-    tweak(&mut config);
-    Server::bind(config, ()).expect("bind")
-}
-
-fn drive(server: &mut Server<()>, for_how_long: Duration) {
-    let until = Instant::now() + for_how_long;
-    while Instant::now() < until {
-        server.poll_once(Some(Duration::from_millis(5))).unwrap();
-    }
 }
 
 #[test]

@@ -134,3 +134,54 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// A server driven by its caller's loop, as an embedding program does, on
+/// 127.0.0.1 with an ephemeral port; `tweak` adjusts the config.
+pub fn embedded(tweak: impl FnOnce(&mut Config)) -> Server<()> {
+    embedded_with((), tweak)
+}
+
+/// [`embedded`] with a handler.
+pub fn embedded_with<H: Handler>(handler: H, tweak: impl FnOnce(&mut Config)) -> Server<H> {
+    let _ = lubdub::limits::raise_file_limit();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    tweak(&mut config);
+    Server::bind(config, handler).expect("bind")
+}
+
+/// This process's own socket whose local and peer addresses are these:
+/// the far end of a connection a test made to a server (or client) running
+/// in the test process, so its socket options can be read back.
+pub fn own_socket(local: SocketAddr, peer: SocketAddr) -> std::os::fd::RawFd {
+    use std::os::fd::BorrowedFd;
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        // SAFETY: the descriptor is open for the duration of this check (it
+        // is listed in /proc/self/fd and this thread closes nothing).
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&borrowed);
+        let addr = |a: std::io::Result<socket2::SockAddr>| a.ok().and_then(|a| a.as_socket());
+        if addr(sock.local_addr()) == Some(local) && addr(sock.peer_addr()) == Some(peer) {
+            return fd;
+        }
+    }
+    panic!("no socket {local} -> {peer} in this process");
+}
+
+/// Calls `poll_once` for about `for_how_long`.
+pub fn drive<H: Handler>(server: &mut Server<H>, for_how_long: Duration) {
+    let until = Instant::now() + for_how_long;
+    while Instant::now() < until {
+        server.poll_once(Some(Duration::from_millis(5))).unwrap();
+    }
+}

@@ -1,0 +1,219 @@
+//! What the reactor reads and when it evicts, where the edges are: a FIN
+//! queued behind more data than one turn reads, intervals off the tick
+//! grid, the idle time it reports, the socket options it gives accepted
+//! connections.
+
+mod common;
+
+use std::io::Write;
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A reserved-type frame of `len` bytes: skipped whole, never answered.
+fn reserved(len: usize) -> Vec<u8> {
+    let mut f = Vec::with_capacity(len);
+    f.extend_from_slice(&77i32.to_le_bytes());
+    f.extend_from_slice(&(len as i32).to_le_bytes());
+    f.resize(len, 0xEE);
+    f
+}
+
+#[test]
+fn a_fin_queued_behind_more_than_one_turn_of_reads_is_still_seen() {
+    let mut server = embedded(|c| c.interval = Duration::from_secs(60));
+    let peer = connect(server.local_addr());
+    let frame = reserved(4096);
+    // Warm up: streaming while the server reads makes the kernel grow the
+    // connection's receive window far past one turn's read budget.
+    let warm: Vec<u8> = frame.repeat(2048); // 8 MiB
+    let mut writer = peer.try_clone().unwrap();
+    let warming = std::thread::spawn(move || writer.write_all(&warm).unwrap());
+    let until = Instant::now() + Duration::from_secs(20);
+    while server.stats().reserved_frames < 2048 && Instant::now() < until {
+        server.poll_once(Some(Duration::from_millis(1))).unwrap();
+    }
+    warming.join().unwrap();
+    // The server now stalls while 600 KiB of frames and the FIN arrive.
+    let burst = frame.repeat(150);
+    let mut writer = peer.try_clone().unwrap();
+    let sending = std::thread::spawn(move || {
+        writer.write_all(&burst).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let until = Instant::now() + Duration::from_secs(2);
+    while server.stats().active > 0 && Instant::now() < until {
+        server.poll_once(Some(Duration::from_millis(1))).unwrap();
+    }
+    sending.join().unwrap();
+    let stats = *server.stats();
+    assert_eq!(stats.reserved_frames, 2048 + 150, "{stats}");
+    assert_eq!(
+        (stats.closed_by_peer, stats.evicted, stats.active),
+        (1, 0, 0),
+        "the FIN was missed: {stats}"
+    );
+}
+
+/// Records the idle time each evicted peer was given.
+#[derive(Default)]
+struct Idles {
+    peers: std::collections::HashMap<lubdub::server::ConnId, std::net::SocketAddr>,
+    evicted: Vec<(std::net::SocketAddr, u64)>,
+}
+
+impl lubdub::server::Handler for Idles {
+    const WANTS_DATA: bool = false;
+    fn on_connect(&mut self, id: lubdub::server::ConnId, peer: std::net::SocketAddr) {
+        self.peers.insert(id, peer);
+    }
+    fn on_close(&mut self, id: lubdub::server::ConnId, reason: lubdub::server::CloseReason) {
+        if let lubdub::server::CloseReason::Evicted { idle_ms, .. } = reason {
+            self.evicted.push((self.peers[&id], idle_ms));
+        }
+    }
+}
+
+#[test]
+fn an_interval_off_the_tick_grid_evicts_at_interval_times_misses_not_a_rounded_interval_times_misses(
+) {
+    // 150 ms × 8 = 1.2 s with 100 ms ticks. Rounding the interval to two
+    // ticks first would make it 1.6 s. Five peers go quiet at offsets spread
+    // over one tick, so the reported idle time is checked at every phase.
+    let limit = Duration::from_millis(1200);
+    let tick = Duration::from_millis(100);
+    let mut server = embedded_with(Idles::default(), |c| {
+        c.interval = Duration::from_millis(150);
+        c.misses = 8;
+        c.tick = Some(tick);
+    });
+    let addr = server.local_addr();
+    let mut peers = Vec::new();
+    for i in 0..5u64 {
+        let mut s = connect(addr);
+        s.set_nonblocking(true).unwrap();
+        drive(&mut server, Duration::from_millis(23 * i + 1));
+        let sent = Instant::now();
+        s.write_all(&REQUEST).unwrap();
+        // Its last frame is read by the server between `sent` and when the
+        // reply is here.
+        let mut reply = [0u8; 8];
+        let replied = loop {
+            server.poll_once(Some(Duration::from_millis(1))).unwrap();
+            if std::io::Read::read(&mut s, &mut reply).is_ok() {
+                break Instant::now();
+            }
+        };
+        assert_eq!(reply, RESPONSE);
+        peers.push((s, sent, replied, None::<Instant>));
+    }
+    let until = Instant::now() + limit * 3;
+    while peers.iter().any(|p| p.3.is_none()) && Instant::now() < until {
+        server.poll_once(Some(Duration::from_millis(1))).unwrap();
+        for (s, _, _, closed) in peers.iter_mut().filter(|p| p.3.is_none()) {
+            let mut b = [0u8; 8];
+            match std::io::Read::read(s, &mut b) {
+                Ok(0) => *closed = Some(Instant::now()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let evicted = &server.handler().evicted;
+    for (s, sent, replied, closed) in &peers {
+        let closed = closed.expect("never evicted");
+        let silence = closed - *sent;
+        assert!(
+            silence >= limit,
+            "evicted after {silence:?}, before the limit"
+        );
+        assert!(
+            silence <= limit + tick + Duration::from_millis(250),
+            "evicted after {silence:?}: more than one tick (and a margin) late"
+        );
+        let local = s.local_addr().unwrap();
+        let idle_ms = evicted
+            .iter()
+            .find(|(peer, _)| *peer == local)
+            .expect("eviction reached the handler")
+            .1;
+        // The server read the frame no later than `replied` and evicted no
+        // earlier than this read of the EOF, less its delivery: the idle
+        // time it reports covers at least that.
+        let seen_at_least = closed.duration_since(*replied).as_millis() as u64;
+        assert!(idle_ms >= 1200, "idle={idle_ms}ms below the limit");
+        assert!(
+            idle_ms + 15 >= seen_at_least,
+            "idle={idle_ms}ms understates a silence of at least {seen_at_least}ms"
+        );
+    }
+}
+
+#[test]
+fn accepted_and_connected_sockets_get_keepalive_that_follows_the_heartbeat() {
+    use socket2::SockRef;
+    use std::os::fd::BorrowedFd;
+    // 60 s × 6: the kernel probes only after 6 minutes of silence, and its
+    // user timeout is longer than one heartbeat interval.
+    let server = start((), |c| {
+        c.interval = Duration::from_secs(60);
+        c.misses = 6;
+    });
+    let peer = connect(server.addr);
+    ping(&mut peer.try_clone().unwrap());
+    let fd = own_socket(server.addr, peer.local_addr().unwrap());
+    // SAFETY: the server thread keeps this socket open while the peer is.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let sock = SockRef::from(&borrowed);
+    assert!(sock.keepalive().unwrap());
+    assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(360));
+    assert_eq!(
+        sock.tcp_keepalive_interval().unwrap(),
+        Duration::from_secs(5)
+    );
+    assert_eq!(sock.tcp_keepalive_retries().unwrap(), 3);
+    assert_eq!(
+        sock.tcp_user_timeout().unwrap(),
+        Some(Duration::from_secs(375))
+    );
+    drop(server);
+
+    // The client follows its own settings the same way.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = lubdub::client::Client::new(
+        lubdub::client::ClientConfig {
+            connect: listener.local_addr().unwrap(),
+            interval: Duration::from_secs(20),
+            misses: 3,
+            ..Default::default()
+        },
+        (),
+    )
+    .unwrap();
+    let (_accepted, from) = {
+        let until = Instant::now() + Duration::from_secs(5);
+        listener.set_nonblocking(true).unwrap();
+        loop {
+            client.poll_once(Some(Duration::from_millis(5))).unwrap();
+            match listener.accept() {
+                Ok(pair) => break pair,
+                Err(_) if Instant::now() < until => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    while !client.is_connected() {
+        client.poll_once(Some(Duration::from_millis(5))).unwrap();
+    }
+    let fd = own_socket(from, listener.local_addr().unwrap());
+    // SAFETY: the client keeps its socket open until it is dropped.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let sock = SockRef::from(&borrowed);
+    assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(60));
+    assert_eq!(
+        sock.tcp_user_timeout().unwrap(),
+        Some(Duration::from_secs(75))
+    );
+}
