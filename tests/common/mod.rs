@@ -133,3 +133,18 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// Milliseconds of the day from a log line's RFC 3339 timestamp.
+pub fn log_ms(line: &str) -> Option<u64> {
+    let time = line.split('T').nth(1)?;
+    let (h, rest) = time.split_once(':')?;
+    let (m, rest) = rest.split_once(':')?;
+    let secs: f64 = rest
+        .get(..rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?)?
+        .parse()
+        .ok()?;
+    Some(
+        (h.parse::<u64>().ok()? * 3600 + m.parse::<u64>().ok()? * 60) * 1000
+            + (secs * 1000.0) as u64,
+    )
+}
