@@ -1,8 +1,10 @@
 //! Shared fixtures for the loopback tests: an in-process server on its own
-//! thread, small blocking-socket helpers, and (in `peers`) stand-in servers
-//! and the binary as a child process.
+//! thread, small blocking-socket helpers, (in `peers`) stand-in servers and
+//! the binary as a child process, and (in `netns`) two network namespaces
+//! joined by a veth pair that can be cut.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod netns;
 pub mod peers;
 
 use std::io::{ErrorKind, Read, Write};
