@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::log_ms;
 use common::peers::{free_port, restartable_port, Answerer, Child, Lubdub};
 
 fn swarm(args: &[&str]) -> Output {
@@ -127,21 +128,6 @@ fn two_thousand_clients_all_connect_with_no_missing_replies() {
 
 fn any_port() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-/// Milliseconds of the day from a log line's RFC 3339 timestamp.
-fn log_ms(line: &str) -> Option<u64> {
-    let time = line.split('T').nth(1)?;
-    let (h, rest) = time.split_once(':')?;
-    let (m, rest) = rest.split_once(':')?;
-    let secs: f64 = rest
-        .get(..rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?)?
-        .parse()
-        .ok()?;
-    Some(
-        (h.parse::<u64>().ok()? * 3600 + m.parse::<u64>().ok()? * 60) * 1000
-            + (secs * 1000.0) as u64,
-    )
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! Shared fixtures for the loopback tests: an in-process server on its own
-//! thread, small blocking-socket helpers, and (in `peers`) stand-in servers
-//! and the binary as a child process.
+//! thread, small blocking-socket helpers, (in `peers`) stand-in servers and
+//! the binary as a child process, and (in `netns`) two network namespaces
+//! joined by a veth pair that can be cut.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod beat;
+pub mod netns;
 pub mod peers;
 
 use std::io::{ErrorKind, Read, Write};
@@ -184,4 +186,19 @@ pub fn drive<H: Handler>(server: &mut Server<H>, for_how_long: Duration) {
     while Instant::now() < until {
         server.poll_once(Some(Duration::from_millis(5))).unwrap();
     }
+}
+
+/// Milliseconds of the day from a log line's RFC 3339 timestamp.
+pub fn log_ms(line: &str) -> Option<u64> {
+    let time = line.split('T').nth(1)?;
+    let (h, rest) = time.split_once(':')?;
+    let (m, rest) = rest.split_once(':')?;
+    let secs: f64 = rest
+        .get(..rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?)?
+        .parse()
+        .ok()?;
+    Some(
+        (h.parse::<u64>().ok()? * 3600 + m.parse::<u64>().ok()? * 60) * 1000
+            + (secs * 1000.0) as u64,
+    )
 }

@@ -286,6 +286,16 @@ impl Child {
         }
     }
 
+    /// Moves every line read so far into `seen`, without waiting; returns
+    /// how many there were.
+    pub fn drain(&mut self) -> usize {
+        let before = self.seen.len();
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.len() - before
+    }
+
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: i32) {
         unsafe_kill(self.child.id(), signal);

@@ -1,0 +1,381 @@
+//! Two network namespaces joined by a veth pair, for faults made for real.
+//!
+//! ```text
+//!   namespace A                          namespace B
+//!   lo, veth0 10.77.N.1/30  <-------->  veth0 10.77.N.2/30, lo
+//! ```
+//!
+//! - **A silent cut.** [`NetPair::cut`] loads, in each namespace, an
+//!   nftables table whose `input` hook drops every packet on arrival: no RST,
+//!   no ICMP, no carrier change — what a peer sees when a cable is pulled
+//!   somewhere along the path or a NAT forgets its mapping. `ip link set
+//!   down` is *not* silent: the local stack learns at once and sends fail
+//!   with `ENETUNREACH`.
+//! - **One direction.** [`NetPair::cut_inbound_of`] drops only what arrives
+//!   in one namespace, so one side's data is delivered while nothing it is
+//!   sent in return (replies, ACKs) comes back.
+//! - **Permanent neighbour entries** on both sides. A neighbour entry that
+//!   goes stale during a long cut and then fails to resolve turns the fault
+//!   into `EHOSTUNREACH` — a loud error instead of silence. The `inet` input
+//!   hook does not see ARP, so today's cut leaves resolution working anyway;
+//!   permanent entries are never resolved, so no cut (a real cable pull
+//!   swallows ARP too) depends on that.
+//! - **Names and subnets unique per test.** Namespaces are `ldb-PID-N-a` and
+//!   `ldb-PID-N-b`; the /30 is `10.77.N.0` (pairs cannot reach one another
+//!   anyway; distinct subnets keep logs unambiguous). Tests run on parallel
+//!   threads and in parallel processes without clashing.
+//! - **Cleanup.** Dropping the pair (also while a test panics) deletes both
+//!   namespaces, and with them the veth pair and the rules. A run killed
+//!   before it could clean up leaves `ldb-PID-*` namespaces behind; the next
+//!   run deletes those whose process is gone.
+//!
+//! Only root can create namespaces. [`NetPair::create`] returns `None` after
+//! printing one line when not root, so the test passes as skipped; as root
+//! a missing `ip` or `nft` is a failure, because CI runs as root and must
+//! run these tests.
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use super::peers::Child;
+
+/// One end of the pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    fn index(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+}
+
+/// Names the nftables table that holds a cut; one per namespace.
+const CUT_TABLE: &str = "lubdub_cut";
+/// The veth end's name inside each namespace. The ends are created directly
+/// in their namespaces, so the same name in every pair does not clash.
+const VETH: &str = "veth0";
+
+/// When a cut or a restore took effect: somewhere between `began` and
+/// `done` (running `nft` takes a few milliseconds, more on a loaded
+/// machine). Measure lower bounds from `began` and upper bounds from `done`.
+#[derive(Debug, Clone, Copy)]
+pub struct Change {
+    pub began: Instant,
+    pub done: Instant,
+}
+
+static PAIRS: AtomicU32 = AtomicU32::new(0);
+
+/// Two namespaces and the veth between them; deleted when dropped.
+pub struct NetPair {
+    names: [String; 2],
+    ips: [Ipv4Addr; 2],
+}
+
+impl NetPair {
+    /// Creates the pair for `test`, or returns `None` (after saying why)
+    /// when not running as root. Panics, with the reason, when running as
+    /// root and the pair cannot be built.
+    pub fn create(test: &str) -> Option<NetPair> {
+        if let Some(uid) = effective_uid().filter(|&uid| uid != 0) {
+            eprintln!(
+                "skipping {test}: creating network namespaces needs root (effective uid {uid})"
+            );
+            return None;
+        }
+        for (tool, version, package) in [("ip", "-V", "iproute2"), ("nft", "--version", "nftables")]
+        {
+            let found = Command::new(tool)
+                .arg(version)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                found,
+                "{test}: running as root but `{tool}` is missing; install {package} \
+                 (apt-get install {package}) — fault tests must not be skipped as root"
+            );
+        }
+        remove_stale_pairs();
+        let n = PAIRS.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 256, "more than 256 namespace pairs in one process");
+        let base = format!("ldb-{}-{n}", std::process::id());
+        let pair = NetPair {
+            names: [format!("{base}-a"), format!("{base}-b")],
+            ips: [
+                Ipv4Addr::new(10, 77, n as u8, 1),
+                Ipv4Addr::new(10, 77, n as u8, 2),
+            ],
+        };
+        // From here on, Drop removes whatever was created.
+        for name in &pair.names {
+            ip(&["netns", "add", name]);
+        }
+        let [a, b] = &pair.names;
+        ip(&[
+            "link", "add", VETH, "netns", a, "type", "veth", "peer", "name", VETH, "netns", b,
+        ]);
+        for side in [Side::A, Side::B] {
+            let (name, addr) = (pair.name(side), pair.ip(side));
+            ip(&[
+                "-n",
+                name,
+                "addr",
+                "add",
+                &format!("{addr}/30"),
+                "dev",
+                VETH,
+            ]);
+            ip(&["-n", name, "link", "set", "lo", "up"]);
+            ip(&["-n", name, "link", "set", VETH, "up"]);
+        }
+        for side in [Side::A, Side::B] {
+            let other = other(side);
+            let mac = pair.mac(other);
+            ip(&[
+                "-n",
+                pair.name(side),
+                "neigh",
+                "replace",
+                &pair.ip(other).to_string(),
+                "lladdr",
+                &mac,
+                "dev",
+                VETH,
+                "nud",
+                "permanent",
+            ]);
+        }
+        Some(pair)
+    }
+
+    /// The namespace's name (for `ip netns exec`).
+    pub fn name(&self, side: Side) -> &str {
+        &self.names[side.index()]
+    }
+
+    /// The address of `side`'s veth end.
+    pub fn ip(&self, side: Side) -> Ipv4Addr {
+        self.ips[side.index()]
+    }
+
+    /// `program` to be run inside `side`'s namespace; add arguments and
+    /// spawn it like any command.
+    pub fn command(&self, side: Side, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", self.name(side), program]);
+        command
+    }
+
+    /// `lubdub ARGS` inside `side`'s namespace. `ip netns exec` execs the
+    /// program in its own process, so the child's pid is lubdub's and
+    /// signals reach it.
+    pub fn lubdub(&self, side: Side, args: &[&str]) -> Child {
+        let mut command = self.command(side, env!("CARGO_BIN_EXE_lubdub"));
+        command.args(args);
+        Child::from_command(command)
+    }
+
+    /// `lubdub server --listen IP:0 ARGS` inside `side`'s namespace, and the
+    /// address it is listening on.
+    pub fn lubdub_server(&self, side: Side, args: &[&str]) -> (Child, SocketAddr) {
+        let mut command = self.command(side, env!("CARGO_BIN_EXE_lubdub"));
+        command
+            .args(["server", "--listen", &format!("{}:0", self.ip(side))])
+            .args(args);
+        Child::listening(command)
+    }
+
+    /// Runs `f` on a new thread whose sockets live in `side`'s namespace:
+    /// a peer written in a few lines, with its own clock.
+    pub fn spawn_in<T: Send + 'static>(
+        &self,
+        side: Side,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> JoinHandle<T> {
+        use std::os::fd::AsRawFd;
+        let path = format!("/run/netns/{}", self.name(side));
+        let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        std::thread::spawn(move || {
+            // SAFETY: `ns` is an open namespace file; setns(2) with
+            // CLONE_NEWNET moves only the calling thread, and only sockets
+            // created afterwards belong to the new namespace.
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            drop(ns);
+            f()
+        })
+    }
+
+    /// Drops every packet arriving in either namespace, silently.
+    pub fn cut(&self) -> Change {
+        let began = Instant::now();
+        self.cut_inbound_of(Side::A);
+        let done = self.cut_inbound_of(Side::B).done;
+        Change { began, done }
+    }
+
+    /// Drops every packet arriving in `side`'s namespace, silently: what
+    /// the other side sends is lost, what `side` sends is delivered.
+    pub fn cut_inbound_of(&self, side: Side) -> Change {
+        let began = Instant::now();
+        // Priority -400 runs before conntrack and any other filter.
+        self.nft(
+            side,
+            &format!(
+                "add table inet {CUT_TABLE}\n\
+                 add chain inet {CUT_TABLE} input {{ type filter hook input priority -400; policy drop; }}\n"
+            ),
+        );
+        Change {
+            began,
+            done: Instant::now(),
+        }
+    }
+
+    /// Removes every cut.
+    pub fn restore(&self) -> Change {
+        let began = Instant::now();
+        for side in [Side::A, Side::B] {
+            // `add` then `delete` in one transaction: deleting a table that
+            // was never added is not an error this way (nft 1.0.6 lacks
+            // `destroy`).
+            self.nft(
+                side,
+                &format!("add table inet {CUT_TABLE}\ndelete table inet {CUT_TABLE}\n"),
+            );
+        }
+        Change {
+            began,
+            done: Instant::now(),
+        }
+    }
+
+    /// The MAC address of `side`'s veth end.
+    fn mac(&self, side: Side) -> String {
+        let out = output(Command::new("ip").args([
+            "-n",
+            self.name(side),
+            "-o",
+            "link",
+            "show",
+            "dev",
+            VETH,
+        ]));
+        out.split_whitespace()
+            .skip_while(|word| *word != "link/ether")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no MAC address in {out:?}"))
+            .to_string()
+    }
+
+    /// Runs an nftables script inside `side`'s namespace.
+    fn nft(&self, side: Side, script: &str) {
+        let mut child = self
+            .command(side, "nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .expect("write nft script");
+        let out = child.wait_with_output().expect("wait for nft");
+        assert!(
+            out.status.success(),
+            "nft in {}: {}\nscript:\n{script}",
+            self.name(side),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for NetPair {
+    /// Deleting a namespace deletes its veth end (and so the pair) and its
+    /// nftables rules. Processes still running inside keep the namespace
+    /// alive until they exit, so drop the pair after the children.
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = Command::new("ip")
+                .args(["netns", "del", name])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn other(side: Side) -> Side {
+    match side {
+        Side::A => Side::B,
+        Side::B => Side::A,
+    }
+}
+
+/// Runs `ip ARGS`, panicking with its stderr when it fails.
+fn ip(args: &[&str]) {
+    output(Command::new("ip").args(args));
+}
+
+fn output(command: &mut Command) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The effective uid, from `/proc/self/status` (no unsafe `geteuid` call in
+/// test code); `None` when it cannot be read, and then the setup will say
+/// what failed.
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Deletes `ldb-PID-N-{a,b}` namespaces left by a test process that no
+/// longer exists (killed before its pairs were dropped).
+fn remove_stale_pairs() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let parts: Vec<&str> = name.split('-').collect();
+        let [ldb, pid, n, side] = parts[..] else {
+            continue;
+        };
+        let ours = ldb == "ldb" && n.parse::<u32>().is_ok() && matches!(side, "a" | "b");
+        let Some(pid) = pid.parse::<u32>().ok().filter(|_| ours) else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip")
+                .args(["netns", "del", name])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
