@@ -74,6 +74,20 @@ fn a_silent_connection_is_evicted_after_about_interval_times_misses_and_logged()
     assert!(line.contains("idle="), "{line}");
 }
 
+/// Runs `lubdub ARGS` that must be refused: exit 2, one line, naming `flag`,
+/// no panic.
+fn refused(args: &[&str], flag: &str) {
+    let (code, stderr) = run(args);
+    assert_eq!(code, 2, "{args:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{args:?}: not one line: {stderr}");
+    assert!(
+        lines[0].contains(flag),
+        "{args:?}: the line does not name {flag}: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn bad_flags_are_one_line_errors_with_exit_code_2() {
     for (args, flag) in [
@@ -84,16 +98,158 @@ fn bad_flags_are_one_line_errors_with_exit_code_2() {
         (&["server", "--tick", "10s"][..], "--tick"),
         (&["server", "--max-frame", "4"][..], "--max-frame"),
         (&["server", "--bogus"][..], "--bogus"),
+        (&["swarm", "--clients", "3"][..], "--connect"),
     ] {
-        let (code, stderr) = run(args);
-        assert_eq!(code, 2, "{args:?}: {stderr}");
-        let first = stderr.lines().next().unwrap_or("");
-        assert!(
-            first.contains(flag),
-            "{args:?}: first line does not name {flag}: {stderr}"
-        );
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        refused(args, flag);
     }
+}
+
+#[test]
+fn every_numeric_flag_of_every_subcommand_is_range_checked_naming_the_flag() {
+    // One value below and one above each range (where it has one), and a
+    // value too large for its type.
+    let keepalive = [
+        ("--keepalive-idle", "500ms"),
+        ("--keepalive-idle", "1500ms"),
+        ("--keepalive-idle", "10h"),
+        ("--keepalive-interval", "0s"),
+        ("--keepalive-interval", "10h"),
+        ("--keepalive-count", "0"),
+        ("--keepalive-count", "128"),
+        ("--user-timeout", "600h"),
+        ("--user-timeout", "1500us"),
+    ];
+    let heartbeat = [
+        ("--interval", "500us"),
+        ("--interval", "25h"),
+        ("--misses", "0"),
+        ("--misses", "10001"),
+        ("--misses", "4294967295"),
+        ("--misses", "99999999999"),
+    ];
+    let server = [
+        ("--tick", "50us"),
+        ("--max-connections", "0"),
+        ("--max-connections", "100000001"),
+        ("--max-frame", "7"),
+        ("--max-frame", "2147483648"),
+        ("--max-backlog", "7"),
+        ("--max-backlog", "1073741825"),
+        ("--max-buffered", "1000"),
+        ("--stats-every", "0"),
+        ("--stats-every", "25h"),
+    ];
+    let waits = [
+        ("--backoff-min", "0"),
+        ("--backoff-min", "9ms"),
+        ("--backoff-max", "25h"),
+        ("--connect-timeout", "0"),
+        ("--connect-timeout", "25h"),
+    ];
+    let swarm = [
+        ("--clients", "0"),
+        ("--clients", "10000001"),
+        ("--connect-rate", "1000001"),
+        ("--duration", "0"),
+        ("--flood", "0"),
+        ("--flood", "4097"),
+        ("--grace", "25h"),
+    ];
+    for (flag, value) in keepalive.iter().chain(&heartbeat).chain(&server) {
+        refused(&["server", "--listen", "127.0.0.1:0", flag, value], flag);
+    }
+    for (flag, value) in keepalive.iter().chain(&heartbeat).chain(&waits) {
+        refused(&["client", flag, value], flag);
+    }
+    let connect = ["swarm", "--connect", "127.0.0.1:9", "--clients", "1"];
+    for (flag, value) in keepalive
+        .iter()
+        .chain(&heartbeat)
+        .chain(&waits)
+        .chain(&swarm)
+    {
+        let mut args = connect.to_vec();
+        args.extend([*flag, *value]);
+        refused(&args, flag);
+    }
+    // Ranges that depend on another flag name the one given.
+    refused(
+        &["client", "--backoff-min", "5s", "--backoff-max", "1s"],
+        "--backoff-max",
+    );
+    refused(
+        &["server", "--interval", "100ms", "--tick", "200ms"],
+        "--tick",
+    );
+    refused(
+        &[
+            "server",
+            "--max-frame",
+            "1000000",
+            "--max-buffered",
+            "500000",
+        ],
+        "--max-buffered",
+    );
+    let mut args = connect.to_vec();
+    args.extend(["--source-addrs", "127.0.0.2,::1"]);
+    refused(&args, "--source-addrs");
+}
+
+#[test]
+fn the_largest_accepted_values_run_without_panicking() {
+    // The far end of every range the server takes, at once.
+    let (mut server, addr) = Child::server(&[
+        "--interval",
+        "24h",
+        "--misses",
+        "10000",
+        "--tick",
+        "24h",
+        "--max-connections",
+        "100000000",
+        "--max-frame",
+        "2147483647",
+        "--max-backlog",
+        "1073741824",
+        "--max-buffered",
+        "1099511627776",
+        "--keepalive-idle",
+        "32767s",
+        "--keepalive-interval",
+        "32767s",
+        "--keepalive-count",
+        "127",
+        "--user-timeout",
+        "2147483647ms",
+        "--stats-every",
+        "24h",
+    ]);
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]).unwrap();
+    let mut reply = [0u8; 8];
+    conn.read_exact(&mut reply).unwrap();
+    assert_eq!(reply, [1, 0, 0, 0, 8, 0, 0, 0]);
+    assert_eq!(server.terminate(), Some(0), "{}", server.log());
+    // And the client at its far ends (it panicked on a 2,000,000 h
+    // interval times 4,294,967,295 misses before these were ranges).
+    let mut client = Child::spawn(&[
+        "client",
+        "--connect",
+        &addr.to_string(),
+        "--interval",
+        "24h",
+        "--misses",
+        "10000",
+        "--backoff-min",
+        "10ms",
+        "--backoff-max",
+        "24h",
+        "--connect-timeout",
+        "24h",
+    ]);
+    client.expect_line("client: heartbeat to", Duration::from_secs(5));
+    assert_eq!(client.terminate(), Some(0), "{}", client.log());
 }
 
 #[test]

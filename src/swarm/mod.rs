@@ -326,6 +326,38 @@ mod tests {
     }
 
     #[test]
+    fn every_field_is_range_checked_by_name() {
+        let base = SwarmConfig::default();
+        assert_eq!(base.validate(), Ok(()));
+        let long = SwarmConfig {
+            exchange: Exchange::Fixed {
+                request: vec![0],
+                reply: vec![0; MAX_EXCHANGE_LEN + 1],
+            },
+            ..base.clone()
+        };
+        assert_eq!(long.validate().unwrap_err().field, "reply_hex");
+        let empty = SwarmConfig {
+            exchange: Exchange::Fixed {
+                request: Vec::new(),
+                reply: vec![0],
+            },
+            ..base.clone()
+        };
+        assert_eq!(empty.validate().unwrap_err().field, "request_hex");
+        let v6_from_v4 = SwarmConfig {
+            sources: vec!["::1".parse().unwrap()],
+            ..base.clone()
+        };
+        assert_eq!(v6_from_v4.validate().unwrap_err().field, "source_addrs");
+        let misses = SwarmConfig {
+            misses: u32::MAX,
+            ..base
+        };
+        assert_eq!(misses.validate().unwrap_err().field, "misses");
+    }
+
+    #[test]
     fn reads_the_port_range() {
         if let Some(n) = ephemeral_ports() {
             assert!(n > 0);
