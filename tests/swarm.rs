@@ -331,3 +331,122 @@ fn source_addrs_spread_connections_over_local_addresses() {
         .collect();
     assert_eq!(peers, ["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
 }
+
+#[test]
+fn a_server_that_answers_twice_is_not_amplified_and_fails_the_run() {
+    // Two replies for every request. In flood mode only the first may send
+    // the next request; the second answers nothing and must be counted.
+    let twice: &'static [u8] = &[1, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 8, 0, 0, 0];
+    let server = Answerer::start(free_port(), None, 8, twice);
+    for mode in [&["--flood", "1"][..], &["--interval", "50ms"][..]] {
+        let mut args = vec![
+            "--connect",
+            &server.addr.to_string(),
+            "--clients",
+            "10",
+            "--duration",
+            "1s",
+            "--json",
+            "-",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+        args.extend(mode.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = swarm(&args);
+        let json = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{mode:?}: {json}\n{stderr}");
+        check_consistent(&json);
+        let (sent, replies, unexpected) = (
+            field(&json, "heartbeats_sent"),
+            field(&json, "replies"),
+            field(&json, "unexpected_replies"),
+        );
+        // Every request got its reply, and one more that nobody asked for.
+        assert!(replies >= 10.0, "{mode:?}: {json}");
+        assert!(sent <= replies + 10.0, "{mode:?}: amplified: {json}");
+        assert!(
+            (unexpected - replies).abs() <= 10.0,
+            "{mode:?}: every extra reply counted: {json}"
+        );
+        assert!(json.contains("\"ok\":false"), "{json}");
+        assert!(stderr.contains("no request asked for"), "{stderr}");
+    }
+}
+
+#[test]
+fn lost_connections_are_counted_by_reason() {
+    // A server at its connection limit accepts and closes at once: the
+    // clients over it are rejected, over and over.
+    let (_full, addr) = Child::server(&["--max-connections", "4"]);
+    let out = swarm(&[
+        "--connect",
+        &addr.to_string(),
+        "--clients",
+        "8",
+        "--interval",
+        "100ms",
+        "--backoff-min",
+        "50ms",
+        "--backoff-max",
+        "100ms",
+        "--duration",
+        "1s",
+        "--json",
+        "-",
+    ]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(field(&json, "rejected") >= 4.0, "{json}");
+    assert_eq!(field(&json, "silent"), 0.0, "{json}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rejected "),
+        "the summary names the reason"
+    );
+
+    // A server that never answers: its clients give up on silence.
+    let quiet = Answerer::silent(free_port());
+    let out = swarm(&[
+        "--connect",
+        &quiet.addr.to_string(),
+        "--clients",
+        "5",
+        "--interval",
+        "50ms",
+        "--misses",
+        "2",
+        "--backoff-min",
+        "50ms",
+        "--backoff-max",
+        "100ms",
+        "--duration",
+        "1s",
+        "--json",
+        "-",
+    ]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(field(&json, "silent") >= 5.0, "{json}");
+    assert_eq!(field(&json, "rejected"), 0.0, "{json}");
+
+    // Nobody listening: connect failures, by reason.
+    let out = swarm(&[
+        "--connect",
+        &free_port().to_string(),
+        "--clients",
+        "3",
+        "--backoff-min",
+        "50ms",
+        "--duration",
+        "300ms",
+        "--json",
+        "-",
+    ]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(field(&json, "refused") >= 3.0, "{json}");
+    assert_eq!(
+        field(&json, "refused"),
+        field(&json, "connect_failures"),
+        "{json}"
+    );
+}
