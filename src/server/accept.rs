@@ -59,48 +59,53 @@ impl<H: Handler> Server<H> {
                     return;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if is_resource_exhaustion(&e) => {
-                    self.stats.accept_pauses += 1;
-                    let pauses = self.accept_paused.get_or_insert(0);
-                    *pauses += 1;
-                    if *pauses == 1 {
-                        warn!(
-                            "accept paused: {e} (open connections {}); retrying every {}",
-                            self.conns.len(),
-                            crate::duration::format(self.config.accept_pause)
-                        );
-                    }
-                    self.retry_accept(now);
-                    return;
-                }
-                // The peer gave up between SYN and accept (ECONNABORTED) or
-                // similar per-connection trouble: that one is gone, go on.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
-                    ) =>
-                {
-                    debug!("accept failed: {e}");
-                    self.stats.io_errors += 1;
-                }
-                // Anything else (a firewall's EPERM, a protocol error) may
-                // or may not recur: retry on a timer rather than at once,
-                // which could spin, or never, which — edge-triggered, and
-                // during a descriptor pause with listener events ignored —
-                // would leave the backlog unserved for good.
                 Err(e) => {
-                    warn!(
-                        "accept failed: {e}; retrying in {}",
-                        crate::duration::format(self.config.accept_pause)
-                    );
-                    self.stats.io_errors += 1;
-                    self.retry_accept(now);
-                    return;
+                    if !self.accept_failed(e, now) {
+                        return;
+                    }
                 }
             }
         }
         self.accept_unfinished = true;
+    }
+
+    /// Handles an accept error; returns whether to go on accepting now.
+    /// Whenever it says no, a retry is scheduled: edge-triggered, nothing
+    /// else would come back to connections already waiting, and during a
+    /// descriptor pause listener events are ignored altogether.
+    pub(super) fn accept_failed(&mut self, e: std::io::Error, now: Now) -> bool {
+        if is_resource_exhaustion(&e) {
+            self.stats.accept_pauses += 1;
+            let pauses = self.accept_paused.get_or_insert(0);
+            *pauses += 1;
+            if *pauses == 1 {
+                warn!(
+                    "accept paused: {e} (open connections {}); retrying every {}",
+                    self.conns.len(),
+                    crate::duration::format(self.config.accept_pause)
+                );
+            }
+            self.retry_accept(now);
+            return false;
+        }
+        self.stats.io_errors += 1;
+        // The peer gave up between SYN and accept (ECONNABORTED) or similar
+        // per-connection trouble: that one is gone, go on.
+        if matches!(
+            e.kind(),
+            ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+        ) {
+            debug!("accept failed: {e}");
+            return true;
+        }
+        // Anything else (a firewall's EPERM, a protocol error) may or may
+        // not recur: retry on a timer rather than at once, which could spin.
+        warn!(
+            "accept failed: {e}; retrying in {}",
+            crate::duration::format(self.config.accept_pause)
+        );
+        self.retry_accept(now);
+        false
     }
 
     /// Makes sure one retry of the listener is scheduled.

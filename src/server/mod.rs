@@ -34,6 +34,8 @@ mod conn;
 mod handler;
 mod io;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::net::SocketAddr;
