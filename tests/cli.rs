@@ -48,7 +48,9 @@ fn sigterm_and_sigint_exit_zero_after_closing_connections() {
 
 #[test]
 fn a_silent_connection_is_evicted_after_about_interval_times_misses_and_logged() {
-    let (mut server, addr) = Child::server(&["--interval", "100ms", "--misses", "3"]);
+    // 100 ms on a 7 ms tick: off the tick grid, as every eviction test.
+    let (mut server, addr) =
+        Child::server(&["--interval", "100ms", "--misses", "3", "--tick", "7ms"]);
     let started = Instant::now();
     let mut conn = TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

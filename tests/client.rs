@@ -72,7 +72,13 @@ impl Handler for Reasons {
 #[test]
 fn a_silent_server_is_given_up_after_interval_times_misses_not_before() {
     let server = Answerer::silent(free_port());
-    let mut client = Client::new(config(server.addr, 50, 4), Reasons::default()).unwrap();
+    // 50 ms × 4 on a 15 ms tick: the interval is 3 1/3 ticks; rounding it
+    // before multiplying would give up after 240 ms instead of 200 ms.
+    let config = ClientConfig {
+        tick: Duration::from_millis(15),
+        ..config(server.addr, 50, 4)
+    };
+    let mut client = Client::new(config, Reasons::default()).unwrap();
     let start = Instant::now();
     while client.stats().connects == 0 && start.elapsed() < Duration::from_secs(5) {
         client.poll_once(Some(Duration::from_millis(10))).unwrap();
@@ -84,7 +90,8 @@ fn a_silent_server_is_given_up_after_interval_times_misses_not_before() {
     let (at, reason) = client.handler().0[0];
     assert!(matches!(reason, Reason::Silent { .. }), "{reason:?}");
     let after = at.duration_since(connected_at);
-    // 50 ms × 4 = 200 ms: never earlier; later only by scheduling noise.
+    // 50 ms × 4 = 200 ms: never earlier; later only by a tick and
+    // scheduling noise.
     assert!(
         after >= Duration::from_millis(195),
         "gave up after {after:?}"

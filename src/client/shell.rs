@@ -281,7 +281,9 @@ impl<H: Handler> Client<H> {
                     }
                     self.stats.connects += 1;
                     log::info!("connected to {}", self.config.connect);
-                    self.machine.handle_connected(now);
+                    // Stamped rounded up, as every proof of life: the silence
+                    // limit counts from no earlier than the real connect.
+                    self.machine.handle_connected(seen);
                     let mut out = Outbox {
                         buf: &mut self.outbuf,
                         max_frame: self.config.max_frame,

@@ -81,10 +81,13 @@ pub fn try_start<H: Handler + Send + 'static>(
     })
 }
 
-/// Fast settings for timing tests: 50 ms × 3.
+/// Fast settings for timing tests: 50 ms × 3, on a 7 ms tick so that the
+/// interval is not a whole number of ticks (7 1/7): a limit computed by
+/// rounding the interval first would be 168 ms, not 150 ms.
 pub fn fast(config: &mut Config) {
     config.interval = Duration::from_millis(50);
     config.misses = 3;
+    config.tick = Some(Duration::from_millis(7));
 }
 
 pub fn connect(addr: SocketAddr) -> TcpStream {

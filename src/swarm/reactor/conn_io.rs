@@ -45,7 +45,7 @@ impl Swarm {
                         self.counters.peak_connected =
                             self.counters.peak_connected.max(self.counters.connected);
                         log::debug!("client {slot}: connected");
-                        conn.machine.handle_connected(now);
+                        conn.machine.handle_connected(seen);
                         if let Some(depth) = self.config.flood {
                             self.queue_requests(slot, depth, now_us);
                         }
