@@ -450,3 +450,38 @@ fn lost_connections_are_counted_by_reason() {
         "{json}"
     );
 }
+
+#[test]
+fn churn_closes_idle_connections_on_purpose_and_costs_no_reply() {
+    let server = Lubdub::any_port();
+    let out = swarm(&[
+        "--connect",
+        &server.addr.to_string(),
+        "--clients",
+        "200",
+        "--interval",
+        "100ms",
+        "--churn",
+        "10",
+        "--backoff-min",
+        "50ms",
+        "--backoff-max",
+        "100ms",
+        "--duration",
+        "2500ms",
+        "--json",
+        "-",
+    ]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    // 10 % of 200 each second, from the first second on: 20 at 1 s and 2 s.
+    let churned = field(&json, "churned");
+    assert_eq!(churned, 40.0, "{json}");
+    assert_eq!(field(&json, "reconnects"), 0.0, "{json}");
+    assert_eq!(field(&json, "missing_replies"), 0.0, "{json}");
+    let stats = server.stop();
+    assert_eq!(stats.accepted, 200 + churned as u64, "{stats}");
+    // Churned or closed at the end of the run: all by the swarm, none evicted.
+    assert_eq!(stats.closed_by_peer, stats.accepted, "{stats}");
+    assert_eq!(stats.evicted, 0, "{stats}");
+}

@@ -40,6 +40,11 @@ pub struct SwarmArgs {
     /// heartbeating (1..=4096).
     #[arg(long, value_name = "DEPTH")]
     pub flood: Option<u32>,
+    /// Close this percent of the clients on purpose every second, each to
+    /// reconnect after its backoff (a fleet of devices coming and going);
+    /// only idle connections are chosen, so no reply is lost.
+    #[arg(long, default_value_t = 0.0, value_name = "PERCENT")]
+    pub churn: f64,
     /// Write the final report as one JSON object to PATH, or to stdout with `-`.
     #[arg(long, value_name = "PATH|-")]
     pub json: Option<PathBuf>,
@@ -121,6 +126,7 @@ pub fn run(args: SwarmArgs) -> i32 {
         duration: args.duration,
         sources: args.source_addrs.map(|s| s.0).unwrap_or_default(),
         flood: args.flood,
+        churn: args.churn,
         lenient: args.lenient,
         exchange,
         connect_timeout: args.connect_timeout,

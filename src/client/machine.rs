@@ -129,6 +129,9 @@ pub enum Reason {
     Protocol(DecodeError),
     /// The server sent bytes other than the expected fixed reply.
     UnexpectedReply,
+    /// The shell closed the connection on purpose (a swarm churning its
+    /// connections); it reconnects like after any other loss.
+    Requested,
 }
 
 impl fmt::Display for Reason {
@@ -141,6 +144,7 @@ impl fmt::Display for Reason {
             Reason::Io(kind) => write!(f, "connection error: {kind}"),
             Reason::Protocol(e) => write!(f, "protocol error: {e}"),
             Reason::UnexpectedReply => f.write_str("unexpected bytes instead of the reply"),
+            Reason::Requested => f.write_str("closed on purpose"),
         }
     }
 }

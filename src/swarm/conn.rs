@@ -35,6 +35,8 @@ pub(super) struct Conn {
     /// Whether the server has sent anything on this connection: a server
     /// that closes before that rejected the connection.
     pub answered: bool,
+    /// Closed on purpose (churn) and not yet back.
+    pub churned: bool,
 }
 
 /// Recognises replies in the byte stream.

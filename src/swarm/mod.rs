@@ -75,6 +75,11 @@ pub struct SwarmConfig {
     pub sources: Vec<IpAddr>,
     /// Keep this many requests in flight per connection instead of heartbeating.
     pub flood: Option<u32>,
+    /// Percent of the clients closed on purpose every second, each to
+    /// reconnect after its backoff, as a fleet of devices that come and go
+    /// (0: none). Only connections with no request in flight are chosen, so
+    /// churn never costs a reply.
+    pub churn: f64,
     /// Any received bytes prove liveness; unparseable bytes are dropped.
     pub lenient: bool,
     /// Request and reply.
@@ -116,6 +121,7 @@ impl Default for SwarmConfig {
             duration: None,
             sources: Vec::new(),
             flood: None,
+            churn: 0.0,
             lenient: false,
             exchange: Exchange::Heartbeat,
             connect_timeout: Duration::from_secs(10),
@@ -211,6 +217,21 @@ impl SwarmConfig {
         }
         if let Some(depth) = self.flood {
             check::number("flood", depth, 1, MAX_FLOOD_DEPTH)?;
+        }
+        if !(0.0..=100.0).contains(&self.churn) {
+            return Err(ConfigError::new(
+                "churn",
+                format!(
+                    "must be a percentage between 0 and 100 (got {})",
+                    self.churn
+                ),
+            ));
+        }
+        if self.churn > 0.0 && self.flood.is_some() {
+            return Err(ConfigError::new(
+                "churn",
+                "needs interval mode: in flood mode every connection always has requests in flight",
+            ));
         }
         if let Exchange::Fixed { request, reply } = &self.exchange {
             check::number("request_hex", request.len(), 1, MAX_EXCHANGE_LEN)?;

@@ -68,6 +68,11 @@ pub struct Swarm {
     counters: Counters,
     /// Requests outstanding over all connections.
     in_flight: u64,
+    /// Picks the connections to churn.
+    churn_rng: Rng,
+    /// Churn owed but not yet done: the fraction of a connection carried
+    /// from one second to the next.
+    churn_due: f64,
     phase: Phase,
 }
 
@@ -124,6 +129,7 @@ impl Swarm {
                 unsent: 0,
                 write_pos: 0,
                 answered: false,
+                churned: false,
             });
         }
         let ticks_per_second = clock.ticks(Duration::from_secs(1));
@@ -140,6 +146,8 @@ impl Swarm {
             hist: rtt_histogram(),
             counters: Counters::default(),
             in_flight: 0,
+            churn_rng: rng.split(),
+            churn_due: 0.0,
             phase: Phase::Running,
             next_source: 0,
             conns,
@@ -178,7 +186,9 @@ impl Swarm {
         let status_every = self.clock.ticks(self.config.status_every).max(1);
         let mut next_status = status_every;
         let mut last_status = (0u64, start);
-        let mut connected_at_end = 0;
+        let second = self.clock.ticks(Duration::from_secs(1));
+        let mut next_churn = (self.config.churn > 0.0).then_some(second);
+        let (mut connected_at_end, mut churn_pending) = (0, 0);
         for slot in 0..self.conns.len() {
             self.conns[slot].machine.start(0);
             self.settle(slot, 0, 0);
@@ -190,6 +200,11 @@ impl Swarm {
                 && (self.shutdown.is_requested() || end.is_some_and(|end| now >= end))
             {
                 connected_at_end = self.counters.connected;
+                churn_pending = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.churned && c.link != Link::Up)
+                    .count() as u64;
                 self.stop_sending(now);
             }
             if let Phase::Draining { until } = self.phase {
@@ -199,6 +214,10 @@ impl Swarm {
             }
             self.fire_timers(now);
             if self.phase == Phase::Running {
+                if let Some(at) = next_churn.filter(|&at| now >= at) {
+                    self.churn(now);
+                    next_churn = Some(at.max(now) + second);
+                }
                 self.start_connects(now);
             }
             if now >= next_status {
@@ -220,13 +239,20 @@ impl Swarm {
                 next_status = now + status_every;
             }
 
-            let mut wake = [Some(next_status), self.wheel.next_deadline(), None, None];
+            let mut wake = [
+                Some(next_status),
+                self.wheel.next_deadline(),
+                None,
+                None,
+                None,
+            ];
             match self.phase {
                 Phase::Running => {
                     wake[2] = end;
                     if !self.ready.is_empty() {
                         wake[3] = Some(self.pacer.next_ready(now));
                     }
+                    wake[4] = next_churn;
                 }
                 Phase::Draining { until } => wake[2] = Some(until),
             }
@@ -261,6 +287,7 @@ impl Swarm {
         Ok(Report {
             target: self.config.clients as u64,
             connected: connected_at_end,
+            churn_pending,
             mode: if self.config.flood.is_some() {
                 "flood"
             } else {
@@ -349,6 +376,34 @@ impl Swarm {
         }
     }
 
+    /// Closes `churn` percent of the clients on purpose — this second's
+    /// share, with the fraction carried over — each to reconnect after its
+    /// backoff. Only idle connections (nothing in flight, nothing unsent)
+    /// are chosen, so churn never costs a reply.
+    fn churn(&mut self, now: Tick) {
+        self.churn_due += self.config.clients as f64 * self.config.churn / 100.0;
+        let want = self.churn_due.floor();
+        self.churn_due -= want;
+        let want = want as usize;
+        let now_us = self.rtt_clock.now() as u32;
+        let (mut closed, mut tries) = (0, 0);
+        // Random picks; a few misses per pick are expected (connections
+        // down or busy), a fleet with none idle gives up after a bounded
+        // number of tries.
+        while closed < want && tries < want * 8 + 64 {
+            tries += 1;
+            let slot = self.churn_rng.below(self.conns.len() as u64) as usize;
+            let conn = &mut self.conns[slot];
+            if conn.link != Link::Up || conn.inflight.outstanding() > 0 || conn.unsent > 0 {
+                continue;
+            }
+            conn.churned = true;
+            conn.machine.handle_closed(now, Reason::Requested);
+            self.settle(slot, now, now_us);
+            closed += 1;
+        }
+    }
+
     /// Starts as many waiting connects as the pacer allows.
     fn start_connects(&mut self, now: Tick) {
         let now_us = self.rtt_clock.now() as u32;
@@ -408,6 +463,7 @@ impl Swarm {
                     Action::Disconnect { reason, retry_in } => {
                         let conn = &self.conns[slot];
                         match conn.link {
+                            _ if reason == Reason::Requested => self.counters.churned += 1,
                             Link::Up => {
                                 self.counters.reconnects += 1;
                                 count_lost(
@@ -417,6 +473,9 @@ impl Swarm {
                                 );
                             }
                             _ => {
+                                // A churned connection that cannot come
+                                // back is down for real now.
+                                self.conns[slot].churned = false;
                                 self.counters.connect_failures += 1;
                                 count_failed(&mut self.counters.connect_failures_by, &reason);
                             }
@@ -470,7 +529,9 @@ fn count_lost(by: &mut LostBy, reason: &Reason, answered: bool) {
         Reason::Io(ConnectionReset | BrokenPipe | ConnectionAborted) => &mut by.reset,
         Reason::Silent { .. } => &mut by.silent,
         Reason::Protocol(_) | Reason::UnexpectedReply => &mut by.protocol,
-        Reason::Io(_) | Reason::ConnectFailed(_) | Reason::ConnectTimeout => &mut by.io,
+        Reason::Io(_) | Reason::ConnectFailed(_) | Reason::ConnectTimeout | Reason::Requested => {
+            &mut by.io
+        }
     };
     *slot += 1;
 }

@@ -92,6 +92,9 @@ pub struct Counters {
     pub reconnects: u64,
     /// Lost connections, by reason.
     pub reconnects_by: LostBy,
+    /// Connections the swarm closed on purpose (`churn`), each followed by
+    /// a reconnect; not counted in `reconnects`.
+    pub churned: u64,
     /// Requests (heartbeats, or the fixed request) queued for sending.
     pub heartbeats_sent: u64,
     /// Replies received and matched to a request.
@@ -209,6 +212,9 @@ pub struct Report {
     pub target: u64,
     /// Connections open when sending stopped.
     pub connected: u64,
+    /// Connections closed on purpose (churn) and still waiting to reconnect
+    /// when sending stopped: down, but not for the server's fault.
+    pub churn_pending: u64,
     /// `"interval"` or `"flood"`.
     pub mode: &'static str,
     /// Heartbeat interval in milliseconds (the liveness unit in flood mode).
@@ -236,10 +242,10 @@ impl Report {
 
     /// One line saying why the run missed its target, if it did.
     pub fn failure(&self) -> Option<String> {
-        if self.connected < self.target {
+        if self.connected + self.churn_pending < self.target {
             Some(format!(
                 "only {} of {} connections were open at the end (peak {}, {} connect failures)",
-                self.connected,
+                self.connected + self.churn_pending,
                 self.target,
                 self.counters.peak_connected,
                 self.counters.connect_failures
@@ -283,7 +289,8 @@ impl Report {
             concat!(
                 "{{\"target\":{},\"connected\":{},\"peak_connected\":{},",
                 "\"connect_failures\":{},\"connect_failures_by_reason\":{},",
-                "\"reconnects\":{},\"reconnects_by_reason\":{},\"heartbeats_sent\":{},",
+                "\"reconnects\":{},\"reconnects_by_reason\":{},\"churned\":{},\"churn_pending\":{},",
+                "\"heartbeats_sent\":{},",
                 "\"replies\":{},\"untimed_replies\":{},\"unexpected_replies\":{},",
                 "\"missing_replies\":{},\"late_replies\":{},",
                 "\"protocol_errors\":{},\"dropped_reads\":{},\"other_frames\":{},",
@@ -300,6 +307,8 @@ impl Report {
             json_object(&c.connect_failures_by.fields()),
             c.reconnects,
             json_object(&c.reconnects_by.fields()),
+            c.churned,
+            self.churn_pending,
             c.heartbeats_sent,
             c.replies,
             c.untimed_replies,
@@ -344,6 +353,13 @@ impl Report {
             c.reconnects,
             human_list(&c.reconnects_by.fields()),
         );
+        if c.churned > 0 {
+            let _ = writeln!(
+                out,
+                "churn:       {} connections closed on purpose to reopen, {} of them still reopening at the end",
+                c.churned, self.churn_pending
+            );
+        }
         let _ = writeln!(
             out,
             "requests:    {} sent, {} replies ({:.1}/s over {:.1}s), {} missing, {} late",
@@ -421,6 +437,7 @@ mod tests {
         Report {
             target: 10,
             connected: 10,
+            churn_pending: 0,
             mode: "interval",
             interval_ms: 1000,
             flood_depth: 0,

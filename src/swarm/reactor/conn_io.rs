@@ -39,6 +39,7 @@ impl Swarm {
                     {
                         conn.link = Link::Up;
                         conn.answered = false;
+                        conn.churned = false;
                         self.counters.connecting -= 1;
                         self.counters.connected += 1;
                         self.counters.connects += 1;
