@@ -11,6 +11,8 @@
 //! target (`fuzz/fuzz_targets/decoder.rs`) includes it by path, so the
 //! property tests and the fuzzer share one oracle.
 
+use std::fmt;
+
 use super::{
     field, DecodeError, Decoder, FrameType, Kind, Payloads, HEADER_LEN, HEARTBEAT_REQUEST,
 };
@@ -150,7 +152,8 @@ macro_rules! ensure {
 /// lengths, each with its own payload policy (a length past the end is
 /// clamped; bytes left after the last chunk are fed as one more chunk under
 /// the last chunk's policy, or [`Payloads::Deliver`] if there is none), then,
-/// if the decoder failed, a heartbeat and an empty feed. After every feed it checks, against [`reference`]:
+/// if the decoder failed, a heartbeat and an empty feed. After every feed it
+/// checks, against [`reference`]:
 ///
 /// - the feed returned exactly the frames whose last byte it brought, in
 ///   order, each with the reference's kind, and with its payload if and only
@@ -200,7 +203,12 @@ pub fn check(stream: &[u8], feeds: &[(usize, Payloads)], max_frame: usize) -> Re
     let mut failed = None;
     let mut got = Vec::new();
     for (i, &(from, to, policy)) in chunks.iter().enumerate() {
-        let feed = format!("feed {i} (bytes {from}..{to}, {policy:?})");
+        let feed = Feed {
+            i,
+            from,
+            to,
+            policy,
+        };
         got.clear();
         let result = dec.feed_with(&stream[from..to], max_frame, policy, |f| {
             got.push(Got {
@@ -253,13 +261,7 @@ pub fn check(stream: &[u8], feeds: &[(usize, Payloads)], max_frame: usize) -> Re
             },
         };
         let pending = to - start;
-        let state = format!(
-            "pending {}, mid-frame {}, heap {}, error {:?}",
-            dec.pending(),
-            dec.is_mid_frame(),
-            dec.heap_bytes(),
-            dec.error()
-        );
+        let state = Report(&dec);
         ensure!(
             dec.pending() == pending
                 && dec.is_mid_frame() == (pending > 0)
@@ -312,11 +314,46 @@ fn check_failed(dec: &Decoder, error: DecodeError) -> Result<(), String> {
             && dec.pending() == 0
             && !dec.is_mid_frame()
             && dec.heap_bytes() == 0,
-        "failed with {error:?}, but error {:?}, pending {}, mid-frame {}, heap {}",
-        dec.error(),
-        dec.pending(),
-        dec.is_mid_frame(),
-        dec.heap_bytes()
+        "failed with {error:?}, but {}",
+        Report(dec)
     );
     Ok(())
+}
+
+/// Names a feed in a failure message (formatted only on failure: the fuzz
+/// target runs this check millions of times).
+struct Feed {
+    i: usize,
+    from: usize,
+    to: usize,
+    policy: Payloads,
+}
+
+impl fmt::Display for Feed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Feed {
+            i,
+            from,
+            to,
+            policy,
+        } = self;
+        write!(f, "feed {i} (bytes {from}..{to}, {policy:?})")
+    }
+}
+
+/// What a decoder says about itself, for a failure message.
+struct Report<'a>(&'a Decoder);
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        write!(
+            f,
+            "pending {}, mid-frame {}, heap {}, error {:?}",
+            d.pending(),
+            d.is_mid_frame(),
+            d.heap_bytes(),
+            d.error()
+        )
+    }
 }
