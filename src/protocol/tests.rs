@@ -650,3 +650,8 @@ fn error_messages_are_one_human_line() {
         assert_eq!(line.trim(), line);
     }
 }
+
+/// Properties over generated streams, against a whole-stream reference decoder.
+mod props;
+/// The reference decoder and the per-feed check (shared with the fuzz target).
+mod reference;

@@ -504,3 +504,7 @@ fn matches_a_reference_model_under_random_operations() {
         run_model(seed, 4000);
     }
 }
+
+/// The same model, driven by proptest: arbitrary operation sequences, shrunk
+/// to a minimal one on failure.
+mod props;
