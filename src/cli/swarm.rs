@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use log::LevelFilter;
-use lubdub::swarm::{Exchange, Snapshot, Swarm, SwarmConfig, SwarmError};
+use lubdub::swarm::{Criteria, Exchange, Snapshot, Swarm, SwarmConfig, SwarmError};
 
 /// Exit code when the run did not meet its target (connections or replies).
 pub const TARGET_MISSED: i32 = 3;
@@ -69,6 +69,27 @@ pub struct SwarmArgs {
     /// At the end, how long to wait for replies still in flight.
     #[arg(long, default_value = "2s", value_parser = super::duration)]
     pub grace: Duration,
+    /// One status line this often, each covering the time since the one
+    /// before [default: 1s on a terminal, 5s otherwise].
+    #[arg(long, value_parser = super::duration, value_name = "DUR")]
+    pub status_every: Option<Duration>,
+    /// The run fails when the p99 round trip is over this.
+    #[arg(long, default_value = "200ms", value_parser = super::duration, value_name = "DUR")]
+    pub max_p99: Duration,
+    /// The run fails when any one reply takes longer than this (a stall;
+    /// in flood mode the only figure that shows one).
+    #[arg(long, default_value = "1s", value_parser = super::duration, value_name = "DUR")]
+    pub max_stall: Duration,
+    /// The run fails with more late replies than this (a heartbeat still
+    /// unanswered when the next falls due).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_late: u64,
+    /// The run fails with more failed connects than this.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_connect_failures: u64,
+    /// The run fails with more lost connections than this (churn aside).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_reconnects: u64,
     #[command(flatten)]
     keepalive: super::KeepaliveArgs,
     /// Log level: off, error, warn, info, debug (one line per connect and reconnect), trace.
@@ -110,6 +131,8 @@ fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
 }
 
 pub fn run(args: SwarmArgs) -> i32 {
+    // Debug logging writes lines of its own, so the status gets lines too.
+    let tty = std::io::stderr().is_terminal() && args.log_level <= LevelFilter::Info;
     let exchange = match (args.request_hex, args.reply_hex) {
         (Some(request), Some(reply)) => Exchange::Fixed {
             request: request.0,
@@ -134,12 +157,36 @@ pub fn run(args: SwarmArgs) -> i32 {
         backoff_max: args.backoff_max,
         grace: args.grace,
         keepalive: args.keepalive.config(),
+        criteria: Criteria {
+            max_p99: args.max_p99,
+            max_stall: args.max_stall,
+            max_late: args.max_late,
+            max_connect_failures: args.max_connect_failures,
+            max_reconnects: args.max_reconnects,
+        },
+        // A terminal gets one line rewritten every second; a log file or
+        // pipe a plain line every five seconds. Either way each line covers
+        // exactly the time since the line before it.
+        status_every: args
+            .status_every
+            .unwrap_or(Duration::from_secs(if tty { 1 } else { 5 })),
         ..SwarmConfig::default()
     };
     // Judge the values first, so a usage error is the only line printed.
     if let Err(e) = config.validate() {
         return super::usage_error(&e);
     }
+    // Where the report goes is checked now, not after the whole run.
+    let mut json_file = match args.json.as_deref() {
+        Some(path) if path.as_os_str() != "-" => match std::fs::File::create(path) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                eprintln!("error: --json: cannot write {}: {e}", path.display());
+                return 2;
+            }
+        },
+        _ => None,
+    };
     super::init_logging(args.log_level);
     let ramp_warning = ramp_warning(&config);
     let mut swarm = match Swarm::new(config) {
@@ -155,17 +202,13 @@ pub fn run(args: SwarmArgs) -> i32 {
         log::warn!("{warning}");
     }
 
-    // A terminal gets one line rewritten every second; a log file or pipe
-    // gets a plain line every five, so it stays readable.
-    // Debug logging writes lines of its own, so the status gets lines too.
-    let tty = std::io::stderr().is_terminal() && args.log_level <= LevelFilter::Info;
-    let mut snapshots = 0u64;
     let mut status = |s: &Snapshot| {
-        snapshots += 1;
         let mut err = std::io::stderr().lock();
         if tty {
-            let _ = write!(err, "\r{s}\x1b[K");
-        } else if snapshots % 5 == 0 {
+            // Rewritten in place; the last one stays, and what is logged
+            // after it starts on a line of its own.
+            let _ = write!(err, "\r{s}\x1b[K{}", if s.last { "\n" } else { "" });
+        } else {
             let _ = writeln!(err, "{s}");
         }
         let _ = err.flush();
@@ -175,17 +218,14 @@ pub fn run(args: SwarmArgs) -> i32 {
         Err(e) => return super::fail(format!("swarm: {e}")),
     };
     super::log_stop_signal();
-    if tty {
-        eprintln!();
-    }
     eprint!("{}", report.summary());
-    if let Some(path) = args.json {
-        let json = report.to_json();
-        if path.as_os_str() == "-" {
-            println!("{json}");
-        } else if let Err(e) = std::fs::write(&path, format!("{json}\n")) {
-            return super::fail(format!("swarm: cannot write {}: {e}", path.display()));
+    let json = report.to_json();
+    if let Some(file) = json_file.as_mut() {
+        if let Err(e) = writeln!(file, "{json}") {
+            return super::fail(format!("swarm: cannot write the report: {e}"));
         }
+    } else if args.json.is_some() {
+        println!("{json}");
     }
     match report.failure() {
         None => 0,

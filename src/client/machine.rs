@@ -154,8 +154,22 @@ impl fmt::Display for Reason {
 pub enum Action {
     /// Open a connection, then call [`Machine::handle_connect_started`].
     Connect,
-    /// Send one heartbeat request.
-    SendHeartbeat,
+    /// Send one heartbeat request. `due` is the tick it was meant for — the
+    /// connect, or its grid point — which may be earlier than now when the
+    /// shell itself was late: a round trip is measured from `due`, so the
+    /// shell's own lateness is never hidden from it.
+    SendHeartbeat {
+        /// The tick this heartbeat was due at.
+        due: Tick,
+    },
+    /// The shell fell more than an interval behind: this many grid points
+    /// passed with no heartbeat. Only the latest is sent (a heartbeat says
+    /// "alive now"; a burst of stale ones would say nothing more); the
+    /// others are reported, never silently dropped.
+    SkippedHeartbeats {
+        /// Grid points passed over.
+        count: u32,
+    },
     /// A heartbeat was still unanswered when the next one fell due.
     MissedReply {
         /// Heartbeats outstanding before the one about to be sent.
@@ -185,7 +199,8 @@ pub struct Machine {
 #[derive(Debug, Clone, Copy, Default)]
 struct Pending {
     missed: Option<u32>,
-    heartbeat: bool,
+    skipped: Option<u32>,
+    heartbeat: Option<Tick>,
     disconnect: Option<(Reason, Tick)>,
     connect: bool,
 }
@@ -260,7 +275,7 @@ impl Machine {
         if self.config.heartbeats {
             // The first heartbeat goes out at once: it tells within one
             // round trip whether the server is really there.
-            self.pending.heartbeat = true;
+            self.pending.heartbeat = Some(now);
             link.unanswered = 1;
             link.next_heartbeat = self.next_heartbeat_after(now, now);
         }
@@ -351,8 +366,11 @@ impl Machine {
                     let idle = now - link.last_seen;
                     self.give_up(now, Reason::Silent { idle });
                 } else if self.config.heartbeats && now >= link.next_heartbeat {
-                    let next = self.next_heartbeat_after(now, link.since);
-                    let interval = self.config.interval;
+                    // `next_heartbeat` is on the grid; so is the latest grid
+                    // point at or before `now`, the one this heartbeat serves.
+                    let interval = self.config.interval.max(1);
+                    let behind = (now - link.next_heartbeat) / interval;
+                    let due = link.next_heartbeat + behind * interval;
                     if let State::Connected(link) = &mut self.state {
                         // Missed: unanswered for a whole interval. The one
                         // sent on connect may be younger when the first grid
@@ -362,8 +380,11 @@ impl Machine {
                         }
                         link.unanswered = link.unanswered.saturating_add(1);
                         link.last_sent = now;
-                        link.next_heartbeat = next;
-                        self.pending.heartbeat = true;
+                        link.next_heartbeat = due.saturating_add(interval);
+                        self.pending.heartbeat = Some(due);
+                        if behind > 0 {
+                            self.pending.skipped = Some(behind.min(u32::MAX as Tick) as u32);
+                        }
                     }
                 }
             }
@@ -405,8 +426,11 @@ impl Machine {
         if let Some(unanswered) = self.pending.missed.take() {
             return Some(Action::MissedReply { unanswered });
         }
-        if std::mem::take(&mut self.pending.heartbeat) {
-            return Some(Action::SendHeartbeat);
+        if let Some(count) = self.pending.skipped.take() {
+            return Some(Action::SkippedHeartbeats { count });
+        }
+        if let Some(due) = self.pending.heartbeat.take() {
+            return Some(Action::SendHeartbeat { due });
         }
         if std::mem::take(&mut self.pending.connect) {
             return Some(Action::Connect);

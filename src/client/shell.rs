@@ -77,6 +77,9 @@ pub struct ClientStats {
     pub replies: u64,
     /// Heartbeats still unanswered when the next one fell due.
     pub missed_replies: u64,
+    /// Heartbeats not sent because the client itself fell more than an
+    /// interval behind its schedule (a stall of its own).
+    pub skipped_heartbeats: u64,
     /// Data frames received.
     pub data_frames: u64,
     /// Connections closed for bytes that are not lubdub frames.
@@ -390,7 +393,13 @@ impl<H: Handler> Client<H> {
         while let Some(action) = self.machine.poll_action() {
             match action {
                 Action::Connect => self.connect(now),
-                Action::SendHeartbeat => {
+                Action::SkippedHeartbeats { count } => {
+                    self.stats.skipped_heartbeats += u64::from(count);
+                    log::debug!(
+                        "{count} heartbeat(s) skipped: the client fell behind its schedule"
+                    );
+                }
+                Action::SendHeartbeat { .. } => {
                     self.stats.heartbeats_sent += 1;
                     log::trace!("heartbeat");
                     self.outbuf.extend_from_slice(&HEARTBEAT_REQUEST);

@@ -34,12 +34,18 @@ use crate::client::{Timing, MAX_WAIT};
 use crate::keepalive::{KeepaliveConfig, SocketOptions};
 
 mod conn;
+pub mod counters;
 pub mod pace;
 mod reactor;
 pub mod report;
+pub mod status;
+pub mod verdict;
 
+pub use counters::{Counters, FailedBy, LostBy, Rtt};
 pub use reactor::Swarm;
-pub use report::{Counters, Report, Rtt, Snapshot};
+pub use report::Report;
+pub use status::Snapshot;
+pub use verdict::Criteria;
 
 /// What a request and its reply are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,8 +98,11 @@ pub struct SwarmConfig {
     pub backoff_max: Duration,
     /// How long to wait at the end for replies still in flight.
     pub grace: Duration,
-    /// How often the status callback runs.
+    /// How often the status callback runs; each snapshot covers the window
+    /// since the previous one.
     pub status_every: Duration,
+    /// What makes the run fail.
+    pub criteria: Criteria,
     /// Socket options applied on connect; the kernel keepalive's idle time
     /// follows the swarm's silence limit unless set.
     pub keepalive: KeepaliveConfig,
@@ -129,6 +138,7 @@ impl Default for SwarmConfig {
             backoff_max: Duration::from_secs(120),
             grace: Duration::from_secs(2),
             status_every: Duration::from_secs(1),
+            criteria: Criteria::default(),
             keepalive: KeepaliveConfig::default(),
             max_frame: crate::protocol::DEFAULT_MAX_FRAME,
             tick: Duration::from_millis(1),
@@ -245,6 +255,18 @@ impl SwarmConfig {
             MAX_WAIT,
         )?;
         self.keepalive.validate()?;
+        check::duration(
+            "max_p99",
+            self.criteria.max_p99,
+            Duration::from_micros(1),
+            MAX_WAIT,
+        )?;
+        check::duration(
+            "max_stall",
+            self.criteria.max_stall,
+            Duration::from_micros(1),
+            MAX_WAIT,
+        )?;
         check::number(
             "max_frame",
             self.max_frame,

@@ -9,8 +9,10 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::conn::{Conn, Inflight, Link, Reader};
+use super::counters::{rtt_histogram, Counters, FailedBy, LostBy, Rtt, Rtts};
 use super::pace::Pacer;
-use super::report::{rtt_histogram, Counters, FailedBy, LostBy, Report, Rtt, Snapshot};
+use super::report::Report;
+use super::status::{Snapshot, Window};
 use super::{Exchange, SwarmConfig, SwarmError};
 use crate::client::describe;
 use crate::client::machine::{self, Action, Machine, Reason, State};
@@ -64,7 +66,10 @@ pub struct Swarm {
     template: Box<[u8]>,
     request_len: usize,
     reply: Box<[u8]>,
-    hist: Histogram<u64>,
+    /// Round trips, over the run and over the status window.
+    rtts: Rtts,
+    /// How late heartbeats went out against their schedule (µs).
+    lag: Histogram<u64>,
     counters: Counters,
     /// Requests outstanding over all connections.
     in_flight: u64,
@@ -143,7 +148,8 @@ impl Swarm {
             request_len: request.len(),
             reply: reply.into(),
             template,
-            hist: rtt_histogram(),
+            rtts: Rtts::new(),
+            lag: rtt_histogram(),
             counters: Counters::default(),
             in_flight: 0,
             churn_rng: rng.split(),
@@ -185,7 +191,7 @@ impl Swarm {
         let end = self.config.duration.map(|d| self.clock.ticks(d));
         let status_every = self.clock.ticks(self.config.status_every).max(1);
         let mut next_status = status_every;
-        let mut last_status = (0u64, start);
+        let mut window = Window::new(start);
         let second = self.clock.ticks(Duration::from_secs(1));
         let mut next_churn = (self.config.churn > 0.0).then_some(second);
         let (mut connected_at_end, mut churn_pending) = (0, 0);
@@ -199,6 +205,10 @@ impl Swarm {
             if self.phase == Phase::Running
                 && (self.shutdown.is_requested() || end.is_some_and(|end| now >= end))
             {
+                // The last line of the run's status, then the end of sending.
+                let mut last = self.snapshot(&mut window, start);
+                last.last = true;
+                on_status(&last);
                 connected_at_end = self.counters.connected;
                 churn_pending = self
                     .conns
@@ -220,22 +230,8 @@ impl Swarm {
                 }
                 self.start_connects(now);
             }
-            if now >= next_status {
-                let instant = Instant::now();
-                let secs = instant.duration_since(last_status.1).as_secs_f64();
-                let replies = self.counters.replies - last_status.0;
-                on_status(&Snapshot {
-                    elapsed: instant.duration_since(start),
-                    target: self.config.clients as u64,
-                    counters: self.counters,
-                    replies_per_s: if secs > 0.0 {
-                        replies as f64 / secs
-                    } else {
-                        0.0
-                    },
-                    rtt: Rtt::of(&self.hist),
-                });
-                last_status = (self.counters.replies, instant);
+            if now >= next_status && self.phase == Phase::Running {
+                on_status(&self.snapshot(&mut window, start));
                 next_status = now + status_every;
             }
 
@@ -282,6 +278,11 @@ impl Swarm {
         for slot in 0..self.conns.len() {
             if let Some(mut stream) = self.conns[slot].stream.take() {
                 let _ = self.poll.registry().deregister(&mut stream);
+                // An abortive close (RST): closing first with a FIN would
+                // leave every connection's port in TIME_WAIT here for a
+                // minute, and the next run towards the same server would
+                // find the ephemeral ports taken.
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
             }
         }
         Ok(Report {
@@ -297,14 +298,27 @@ impl Swarm {
             flood_depth: self.config.flood.unwrap_or(0),
             counters: self.counters,
             elapsed,
-            rtt: Rtt::of(&self.hist),
-            rtt_count: self.hist.len(),
-            rtt_mean_us: if self.hist.is_empty() {
+            rtt: Rtt::of(&self.rtts.total),
+            rtt_count: self.rtts.total.len(),
+            rtt_mean_us: if self.rtts.total.is_empty() {
                 0.0
             } else {
-                self.hist.mean()
+                self.rtts.total.mean()
             },
+            lag: Rtt::of(&self.lag),
+            criteria: self.config.criteria,
         })
+    }
+
+    /// The status for the window since the previous one.
+    fn snapshot(&mut self, window: &mut Window, start: Instant) -> Snapshot {
+        window.close(
+            Instant::now(),
+            start,
+            self.config.clients as u64,
+            self.counters,
+            &mut self.rtts,
+        )
     }
 
     /// Ends the run: no more requests, connects or reconnects; open
@@ -324,8 +338,7 @@ impl Swarm {
         self.phase = Phase::Draining {
             until: now + self.clock.ticks(self.config.grace),
         };
-        // debug, not info: on a terminal it would land on the status line.
-        log::debug!(
+        log::info!(
             "swarm: stopped sending; waiting up to {} for {} replies in flight",
             crate::duration::format(self.config.grace),
             self.in_flight
@@ -452,9 +465,21 @@ impl Swarm {
             while let Some(action) = self.conns[slot].machine.poll_action() {
                 match action {
                     Action::Connect => self.ready.push_back(slot),
-                    Action::SendHeartbeat => {
-                        log::trace!("client {slot}: heartbeat");
-                        self.queue_requests(slot, 1, now_us);
+                    Action::SendHeartbeat { due } => {
+                        // Stamped with when it was due, so a round trip
+                        // includes any lateness of the swarm's own; that
+                        // lateness is also recorded on its own.
+                        let due_us = self.clock.duration(due).as_micros() as u32;
+                        let late = now_us.wrapping_sub(due_us);
+                        // A due tick after `now_us` is the connect's own
+                        // heartbeat stamped ahead by the rounding: on time.
+                        let late = if late > u32::MAX / 2 { 0 } else { late };
+                        self.lag.saturating_record(u64::from(late));
+                        log::trace!("client {slot}: heartbeat due at tick {due}, {late}us late");
+                        self.queue_requests(slot, 1, now_us.wrapping_sub(late));
+                    }
+                    Action::SkippedHeartbeats { count } => {
+                        self.counters.skipped_sends += u64::from(count);
                     }
                     Action::MissedReply { unanswered } => {
                         self.counters.late_replies += 1;
@@ -477,7 +502,12 @@ impl Swarm {
                                 // back is down for real now.
                                 self.conns[slot].churned = false;
                                 self.counters.connect_failures += 1;
-                                count_failed(&mut self.counters.connect_failures_by, &reason);
+                                if count_failed(&mut self.counters.connect_failures_by, &reason) {
+                                    log::info!(
+                                        "connect to {} failed: {reason} (the first of its kind; every one is counted)",
+                                        self.config.connect
+                                    );
+                                }
                             }
                         }
                         self.drop_stream(slot);
@@ -536,8 +566,8 @@ fn count_lost(by: &mut LostBy, reason: &Reason, answered: bool) {
     *slot += 1;
 }
 
-/// Files a failed connect under its reason.
-fn count_failed(by: &mut FailedBy, reason: &Reason) {
+/// Files a failed connect under its reason; true for the first of its kind.
+fn count_failed(by: &mut FailedBy, reason: &Reason) -> bool {
     let slot = match reason {
         Reason::ConnectFailed(io::ErrorKind::ConnectionRefused) => &mut by.refused,
         Reason::ConnectTimeout | Reason::ConnectFailed(io::ErrorKind::TimedOut) => &mut by.timeout,
@@ -550,6 +580,7 @@ fn count_failed(by: &mut FailedBy, reason: &Reason) {
         _ => &mut by.other,
     };
     *slot += 1;
+    *slot == 1
 }
 
 /// Refuses a run this process or host cannot hold: more descriptors than

@@ -1,209 +1,10 @@
-//! What a swarm measured: live snapshots, the final report, and its JSON.
+//! What a swarm measured: the final report, its summary and its JSON.
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
-
-/// Round-trip times recorded from 1 µs to 60 s at 3 significant digits: a
-/// fixed-size array (~40 KiB) allocated once, so recording never allocates.
-pub fn rtt_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
-}
-
-/// Round-trip time percentiles in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Rtt {
-    /// Median.
-    pub p50: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest.
-    pub max: u64,
-}
-
-impl Rtt {
-    /// Percentiles of `hist` (all zero when it is empty).
-    pub fn of(hist: &Histogram<u64>) -> Rtt {
-        if hist.is_empty() {
-            return Rtt::default();
-        }
-        Rtt {
-            p50: hist.value_at_quantile(0.50),
-            p99: hist.value_at_quantile(0.99),
-            p999: hist.value_at_quantile(0.999),
-            max: hist.max(),
-        }
-    }
-}
-
-/// Why established connections were lost, by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LostBy {
-    /// The server closed (FIN) after it had answered.
-    pub closed: u64,
-    /// The server closed or reset before answering anything — what a
-    /// server at its connection limit does.
-    pub rejected: u64,
-    /// The server reset the connection (or the write found it broken).
-    pub reset: u64,
-    /// Nothing came for the silence limit.
-    pub silent: u64,
-    /// The server sent bytes that are neither frames nor the reply.
-    pub protocol: u64,
-    /// Any other read or write error (the kernel's keepalive or user
-    /// timeout giving up shows here).
-    pub io: u64,
-}
-
-/// Why connects failed, by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FailedBy {
-    /// Connection refused: nothing listens there.
-    pub refused: u64,
-    /// No answer within the connect timeout.
-    pub timeout: u64,
-    /// No route to the network or host.
-    pub unreachable: u64,
-    /// No local address or port to connect from (ephemeral ports used up).
-    pub no_port: u64,
-    /// The name did not resolve, or another error.
-    pub other: u64,
-}
-
-/// Running totals, updated by the swarm's loop.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Connections open now.
-    pub connected: u64,
-    /// Most connections open at once.
-    pub peak_connected: u64,
-    /// Connects in flight now.
-    pub connecting: u64,
-    /// Connects that succeeded.
-    pub connects: u64,
-    /// Connects that failed or timed out.
-    pub connect_failures: u64,
-    /// Connects that failed, by reason.
-    pub connect_failures_by: FailedBy,
-    /// Established connections that were lost (each is followed by a reconnect).
-    pub reconnects: u64,
-    /// Lost connections, by reason.
-    pub reconnects_by: LostBy,
-    /// Connections the swarm closed on purpose (`churn`), each followed by
-    /// a reconnect; not counted in `reconnects`.
-    pub churned: u64,
-    /// Requests (heartbeats, or the fixed request) queued for sending.
-    pub heartbeats_sent: u64,
-    /// Replies received and matched to a request.
-    pub replies: u64,
-    /// Replies matched to a request sent while its connection's stamp ring
-    /// was full: counted, not timed.
-    pub untimed_replies: u64,
-    /// Replies no request was waiting for (a server that answers twice):
-    /// counted, never answered with a new request, and a failed run.
-    pub unexpected_replies: u64,
-    /// Requests that will never be answered (lost with their connection, or
-    /// still unanswered after the end-of-run grace period).
-    pub missing_replies: u64,
-    /// Heartbeats still unanswered when the next one fell due.
-    pub late_replies: u64,
-    /// Connections closed for bytes that are neither frames nor the reply.
-    pub protocol_errors: u64,
-    /// Reads dropped whole when lenient.
-    pub dropped_reads: u64,
-    /// Frames other than replies (server heartbeat requests, data, reserved).
-    pub other_frames: u64,
-    /// Times the swarm found itself stalled (it woke later than its earliest
-    /// deadline by more than its pause threshold) and did not count the
-    /// stall as its servers' silence.
-    pub pauses: u64,
-    /// Total length of those stalls, in milliseconds.
-    pub paused_ms: u64,
-    /// Socket options the kernel refused on new connections (kept).
-    pub sockopt_errors: u64,
-}
-
-impl LostBy {
-    fn fields(&self) -> [(&'static str, u64); 6] {
-        [
-            ("closed", self.closed),
-            ("rejected", self.rejected),
-            ("reset", self.reset),
-            ("silent", self.silent),
-            ("protocol", self.protocol),
-            ("io", self.io),
-        ]
-    }
-}
-
-impl FailedBy {
-    fn fields(&self) -> [(&'static str, u64); 5] {
-        [
-            ("refused", self.refused),
-            ("timeout", self.timeout),
-            ("unreachable", self.unreachable),
-            ("no_port", self.no_port),
-            ("other", self.other),
-        ]
-    }
-}
-
-/// `{"a":1,"b":0}`.
-fn json_object(fields: &[(&'static str, u64)]) -> String {
-    let inner: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
-    format!("{{{}}}", inner.join(","))
-}
-
-/// `closed 1, reset 2` — the nonzero ones, or `none`.
-fn human_list(fields: &[(&'static str, u64)]) -> String {
-    let nonzero: Vec<String> = fields
-        .iter()
-        .filter(|(_, v)| *v > 0)
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect();
-    if nonzero.is_empty() {
-        "none".to_string()
-    } else {
-        nonzero.join(", ")
-    }
-}
-
-/// A live view, handed to the status callback about once a second.
-#[derive(Debug, Clone, Copy)]
-pub struct Snapshot {
-    /// Time since the start.
-    pub elapsed: Duration,
-    /// The connection target.
-    pub target: u64,
-    /// Totals so far.
-    pub counters: Counters,
-    /// Replies per second since the previous snapshot.
-    pub replies_per_s: f64,
-    /// Round-trip percentiles so far.
-    pub rtt: Rtt,
-}
-
-impl fmt::Display for Snapshot {
-    /// `12.0s  9876/10000 up  124 connecting  3 reconnects  10012 replies/s  0 missing  p99 412us`
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.counters;
-        write!(
-            f,
-            "{:>6.1}s  {}/{} up  {} connecting  {} reconnects  {:.0} replies/s  {} missing  p99 {}us",
-            self.elapsed.as_secs_f64(),
-            c.connected,
-            self.target,
-            c.connecting,
-            c.reconnects,
-            self.replies_per_s,
-            c.missing_replies,
-            self.rtt.p99
-        )
-    }
-}
+use super::counters::{human_list, json_object, Counters, Rtt};
+use super::verdict::Criteria;
 
 /// The end-of-run report.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,44 +26,45 @@ pub struct Report {
     pub counters: Counters,
     /// From start to the end of the grace period.
     pub elapsed: Duration,
-    /// Round-trip percentiles.
+    /// Round-trip percentiles. In interval mode each is measured from when
+    /// its heartbeat was due, so the swarm's own lateness is in it; in flood
+    /// mode (a closed loop) from when the request was sent.
     pub rtt: Rtt,
     /// Round trips recorded.
     pub rtt_count: u64,
     /// Mean round trip in microseconds.
     pub rtt_mean_us: f64,
+    /// How late the swarm sent its heartbeats against their schedule, in
+    /// microseconds: its own lag, to tell a slow server from a slow load
+    /// generator (zero in flood mode).
+    pub lag: Rtt,
+    /// What the run was judged by.
+    pub criteria: Criteria,
 }
 
 impl Report {
-    /// Whether the run met its target: every connection open at the end, no
-    /// reply missing and none unasked for.
+    /// Whether the run met its target: see [`Criteria`].
     pub fn ok(&self) -> bool {
-        self.failure().is_none()
+        self.failures().is_empty()
     }
 
-    /// One line saying why the run missed its target, if it did.
+    /// Every way the run missed its target, one line each.
+    pub fn failures(&self) -> Vec<String> {
+        self.criteria.failures(self)
+    }
+
+    /// Why the run missed its target, on one line, if it did.
     pub fn failure(&self) -> Option<String> {
-        if self.connected + self.churn_pending < self.target {
-            Some(format!(
-                "only {} of {} connections were open at the end (peak {}, {} connect failures)",
-                self.connected + self.churn_pending,
-                self.target,
-                self.counters.peak_connected,
-                self.counters.connect_failures
-            ))
-        } else if self.counters.missing_replies > 0 {
-            Some(format!(
-                "{} of {} requests got no reply",
-                self.counters.missing_replies, self.counters.heartbeats_sent
-            ))
-        } else if self.counters.unexpected_replies > 0 {
-            Some(format!(
-                "{} replies came that no request asked for",
-                self.counters.unexpected_replies
-            ))
-        } else {
-            None
-        }
+        let all = self.failures();
+        (!all.is_empty()).then(|| all.join("; "))
+    }
+
+    /// Whether round trips come from a closed loop (flood mode), where a
+    /// stalled server also holds back the requests behind it: then the
+    /// percentiles measure throughput's service time and understate a
+    /// stall, and only `max` (bounded by `max_stall`) shows it.
+    pub fn closed_loop(&self) -> bool {
+        self.mode == "flood"
     }
 
     /// Replies per second over the whole run.
@@ -290,14 +92,17 @@ impl Report {
                 "{{\"target\":{},\"connected\":{},\"peak_connected\":{},",
                 "\"connect_failures\":{},\"connect_failures_by_reason\":{},",
                 "\"reconnects\":{},\"reconnects_by_reason\":{},\"churned\":{},\"churn_pending\":{},",
-                "\"heartbeats_sent\":{},",
+                "\"heartbeats_sent\":{},\"skipped_sends\":{},",
                 "\"replies\":{},\"untimed_replies\":{},\"unexpected_replies\":{},",
                 "\"missing_replies\":{},\"late_replies\":{},",
                 "\"protocol_errors\":{},\"dropped_reads\":{},\"other_frames\":{},",
                 "\"pauses\":{},\"paused_ms\":{},\"sockopt_errors\":{},",
                 "\"elapsed_s\":{:.3},\"replies_per_s\":{:.1},",
                 "\"rtt_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{},\"mean\":{:.1},\"count\":{}}},",
+                "\"closed_loop\":{},\"swarm_lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},",
                 "\"mode\":\"{}\",\"interval_ms\":{},\"flood_depth\":{},",
+                "\"criteria\":{{\"max_p99_ms\":{},\"max_stall_ms\":{},\"max_late\":{},",
+                "\"max_connect_failures\":{},\"max_reconnects\":{}}},",
                 "\"ok\":{},\"failure\":{}}}"
             ),
             self.target,
@@ -310,6 +115,7 @@ impl Report {
             c.churned,
             self.churn_pending,
             c.heartbeats_sent,
+            c.skipped_sends,
             c.replies,
             c.untimed_replies,
             c.unexpected_replies,
@@ -329,10 +135,19 @@ impl Report {
             self.rtt.max,
             self.rtt_mean_us,
             self.rtt_count,
+            self.closed_loop(),
+            self.lag.p50,
+            self.lag.p99,
+            self.lag.max,
             self.mode,
             self.interval_ms,
             self.flood_depth,
-            self.ok(),
+            self.criteria.max_p99.as_millis(),
+            self.criteria.max_stall.as_millis(),
+            self.criteria.max_late,
+            self.criteria.max_connect_failures,
+            self.criteria.max_reconnects,
+            failure == "null",
             failure,
         );
         out
@@ -372,9 +187,26 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "round trip:  p50 {}us  p99 {}us  p99.9 {}us  max {}us  ({} samples)",
-            self.rtt.p50, self.rtt.p99, self.rtt.p999, self.rtt.max, self.rtt_count
+            "round trip:  p50 {}us  p99 {}us  p99.9 {}us  max {}us  ({} samples{})",
+            self.rtt.p50,
+            self.rtt.p99,
+            self.rtt.p999,
+            self.rtt.max,
+            self.rtt_count,
+            if self.closed_loop() {
+                "; closed loop: this measures throughput, not latency — a stall holds \
+                 back the requests behind it, and only max shows it"
+            } else {
+                ", each from when its heartbeat was due"
+            }
         );
+        if !self.closed_loop() {
+            let _ = writeln!(
+                out,
+                "swarm lag:   p50 {}us  p99 {}us  max {}us behind schedule, {} heartbeats skipped",
+                self.lag.p50, self.lag.p99, self.lag.max, c.skipped_sends
+            );
+        }
         if c.protocol_errors + c.dropped_reads + c.other_frames + c.unexpected_replies > 0 {
             let _ = writeln!(
                 out,
@@ -396,10 +228,13 @@ impl Report {
                 c.pauses, c.paused_ms
             );
         }
-        let _ = match self.failure() {
-            Some(reason) => writeln!(out, "result:      FAILED: {reason}"),
-            None => writeln!(out, "result:      ok"),
-        };
+        let failures = self.failures();
+        if failures.is_empty() {
+            let _ = writeln!(out, "result:      ok");
+        }
+        for reason in failures {
+            let _ = writeln!(out, "result:      FAILED: {reason}");
+        }
         out
     }
 }
@@ -428,6 +263,7 @@ fn json_string(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::swarm::counters::rtt_histogram;
 
     fn report() -> Report {
         let mut hist = rtt_histogram();
@@ -451,6 +287,8 @@ mod tests {
             rtt: Rtt::of(&hist),
             rtt_count: hist.len(),
             rtt_mean_us: hist.mean(),
+            lag: Rtt::default(),
+            criteria: Criteria::default(),
         }
     }
 

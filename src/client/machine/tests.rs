@@ -30,7 +30,7 @@ fn connected(config: Config, at: Tick) -> Machine {
     assert_eq!(actions(&mut m), [Action::Connect]);
     m.handle_connect_started(at);
     m.handle_connected(at);
-    assert_eq!(actions(&mut m), [Action::SendHeartbeat]);
+    assert_eq!(actions(&mut m), [Action::SendHeartbeat { due: at }]);
     m
 }
 
@@ -50,7 +50,8 @@ fn heartbeats_go_out_on_connect_and_then_every_interval_exactly() {
         let now = m.poll_timeout().unwrap();
         m.handle_timeout(now);
         for action in actions(&mut m) {
-            if action == Action::SendHeartbeat {
+            if let Action::SendHeartbeat { due } = action {
+                assert_eq!(due, now, "sent on time");
                 sent_at.push(now);
                 // The server answers within the tick.
                 m.handle_received(now, Proof::Reply);
@@ -146,12 +147,18 @@ fn missed_replies_are_counted_but_do_not_disconnect() {
     m.handle_timeout(5_000);
     assert_eq!(
         actions(&mut m),
-        [Action::MissedReply { unanswered: 1 }, Action::SendHeartbeat]
+        [
+            Action::MissedReply { unanswered: 1 },
+            Action::SendHeartbeat { due: 5_000 }
+        ]
     );
     m.handle_timeout(10_000);
     assert_eq!(
         actions(&mut m),
-        [Action::MissedReply { unanswered: 2 }, Action::SendHeartbeat]
+        [
+            Action::MissedReply { unanswered: 2 },
+            Action::SendHeartbeat { due: 10_000 }
+        ]
     );
     // Two late replies arrive; the next heartbeat still has one outstanding.
     m.handle_received(12_000, Proof::Reply);
@@ -159,12 +166,15 @@ fn missed_replies_are_counted_but_do_not_disconnect() {
     m.handle_timeout(15_000);
     assert_eq!(
         actions(&mut m),
-        [Action::MissedReply { unanswered: 1 }, Action::SendHeartbeat]
+        [
+            Action::MissedReply { unanswered: 1 },
+            Action::SendHeartbeat { due: 15_000 }
+        ]
     );
     m.handle_received(15_001, Proof::Reply);
     m.handle_received(15_001, Proof::Reply);
     m.handle_timeout(20_000);
-    assert_eq!(actions(&mut m), [Action::SendHeartbeat]);
+    assert_eq!(actions(&mut m), [Action::SendHeartbeat { due: 20_000 }]);
     assert!(m.is_connected());
 }
 
@@ -253,7 +263,8 @@ fn phase_puts_heartbeats_on_a_shared_grid() {
         let now = m.poll_timeout().unwrap();
         m.handle_timeout(now);
         for action in actions(&mut m) {
-            if action == Action::SendHeartbeat {
+            if let Action::SendHeartbeat { due } = action {
+                assert_eq!(due, now, "sent on time");
                 sent_at.push(now);
                 m.handle_received(now, Proof::Reply);
             }
@@ -278,7 +289,7 @@ fn phases_spread_a_swarm_evenly_over_the_interval() {
         let next = m.poll_timeout().unwrap();
         m.handle_timeout(next);
         // Within an interval of the connect heartbeat: not counted missed.
-        assert_eq!(actions(&mut m), [Action::SendHeartbeat]);
+        assert_eq!(actions(&mut m), [Action::SendHeartbeat { due: next }]);
         heartbeats.push(next);
     }
     heartbeats.sort();
@@ -287,13 +298,25 @@ fn phases_spread_a_swarm_evenly_over_the_interval() {
 }
 
 #[test]
-fn an_overslept_timer_skips_to_the_next_grid_point_without_a_burst() {
+fn an_overslept_timer_sends_the_latest_grid_point_late_and_reports_the_ones_skipped() {
     let mut m = connected(config(), 0);
     m.handle_received(1, Proof::Reply);
-    // The shell was stalled for 2.5 intervals.
+    // The shell was stalled for 2.5 intervals: the grid points at 5 s and
+    // 10 s passed. The one at 10 s goes out now, 2.5 s late, and says so;
+    // the one at 5 s is reported skipped; no burst.
     m.handle_timeout(12_500);
-    assert_eq!(actions(&mut m), [Action::SendHeartbeat]);
+    assert_eq!(
+        actions(&mut m),
+        [
+            Action::SkippedHeartbeats { count: 1 },
+            Action::SendHeartbeat { due: 10_000 }
+        ]
+    );
     assert_eq!(m.poll_timeout(), Some(15_000));
+    // Late by less than an interval: sent late, nothing skipped.
+    m.handle_received(12_501, Proof::Reply);
+    m.handle_timeout(16_000);
+    assert_eq!(actions(&mut m), [Action::SendHeartbeat { due: 15_000 }]);
 }
 
 #[test]
@@ -343,12 +366,15 @@ fn the_connect_heartbeat_is_not_called_missed_when_the_grid_comes_soon_after() {
     );
     assert_eq!(m.poll_timeout(), Some(1_001));
     m.handle_timeout(1_001);
-    assert_eq!(actions(&mut m), [Action::SendHeartbeat]);
+    assert_eq!(actions(&mut m), [Action::SendHeartbeat { due: 1_001 }]);
     // A whole interval later neither was answered: now one is missed.
     m.handle_timeout(6_001);
     assert_eq!(
         actions(&mut m),
-        [Action::MissedReply { unanswered: 2 }, Action::SendHeartbeat]
+        [
+            Action::MissedReply { unanswered: 2 },
+            Action::SendHeartbeat { due: 6_001 }
+        ]
     );
 }
 

@@ -92,7 +92,7 @@ impl Swarm {
                         let proof = match conn.inflight.pop() {
                             Matched::Stamped(sent) => {
                                 let rtt = now_us.wrapping_sub(sent).max(1);
-                                self.hist.saturating_record(rtt as u64);
+                                self.rtts.record(u64::from(rtt));
                                 answered += 1;
                                 Proof::Reply
                             }

@@ -1,0 +1,199 @@
+//! What a swarm counts while it runs: totals, reasons, round-trip times.
+
+use hdrhistogram::Histogram;
+
+/// Round-trip times recorded from 1 µs to 60 s at 3 significant digits: a
+/// fixed-size array (~40 KiB) allocated once, so recording never allocates.
+pub fn rtt_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
+}
+
+/// Round-trip time percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rtt {
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl Rtt {
+    /// Percentiles of `hist` (all zero when it is empty).
+    pub fn of(hist: &Histogram<u64>) -> Rtt {
+        if hist.is_empty() {
+            return Rtt::default();
+        }
+        Rtt {
+            p50: hist.value_at_quantile(0.50),
+            p99: hist.value_at_quantile(0.99),
+            p999: hist.value_at_quantile(0.999),
+            max: hist.max(),
+        }
+    }
+}
+
+/// Why established connections were lost, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LostBy {
+    /// The server closed (FIN) after it had answered.
+    pub closed: u64,
+    /// The server closed or reset before answering anything — what a
+    /// server at its connection limit does.
+    pub rejected: u64,
+    /// The server reset the connection (or the write found it broken).
+    pub reset: u64,
+    /// Nothing came for the silence limit.
+    pub silent: u64,
+    /// The server sent bytes that are neither frames nor the reply.
+    pub protocol: u64,
+    /// Any other read or write error (the kernel's keepalive or user
+    /// timeout giving up shows here).
+    pub io: u64,
+}
+
+/// Why connects failed, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailedBy {
+    /// Connection refused: nothing listens there.
+    pub refused: u64,
+    /// No answer within the connect timeout.
+    pub timeout: u64,
+    /// No route to the network or host.
+    pub unreachable: u64,
+    /// No local address or port to connect from (ephemeral ports used up).
+    pub no_port: u64,
+    /// The name did not resolve, or another error.
+    pub other: u64,
+}
+
+/// Running totals, updated by the swarm's loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections open now.
+    pub connected: u64,
+    /// Most connections open at once.
+    pub peak_connected: u64,
+    /// Connects in flight now.
+    pub connecting: u64,
+    /// Connects that succeeded.
+    pub connects: u64,
+    /// Connects that failed or timed out.
+    pub connect_failures: u64,
+    /// Connects that failed, by reason.
+    pub connect_failures_by: FailedBy,
+    /// Established connections that were lost (each is followed by a reconnect).
+    pub reconnects: u64,
+    /// Lost connections, by reason.
+    pub reconnects_by: LostBy,
+    /// Connections the swarm closed on purpose (`churn`), each followed by
+    /// a reconnect; not counted in `reconnects`.
+    pub churned: u64,
+    /// Requests (heartbeats, or the fixed request) queued for sending.
+    pub heartbeats_sent: u64,
+    /// Replies received and matched to a request.
+    pub replies: u64,
+    /// Replies matched to a request sent while its connection's stamp ring
+    /// was full: counted, not timed.
+    pub untimed_replies: u64,
+    /// Replies no request was waiting for (a server that answers twice):
+    /// counted, never answered with a new request, and a failed run.
+    pub unexpected_replies: u64,
+    /// Heartbeats not sent because the swarm itself fell more than an
+    /// interval behind its schedule: the load generator, not the server,
+    /// was the bottleneck. A failed run.
+    pub skipped_sends: u64,
+    /// Requests that will never be answered (lost with their connection, or
+    /// still unanswered after the end-of-run grace period).
+    pub missing_replies: u64,
+    /// Heartbeats still unanswered when the next one fell due.
+    pub late_replies: u64,
+    /// Connections closed for bytes that are neither frames nor the reply.
+    pub protocol_errors: u64,
+    /// Reads dropped whole when lenient.
+    pub dropped_reads: u64,
+    /// Frames other than replies (server heartbeat requests, data, reserved).
+    pub other_frames: u64,
+    /// Times the swarm found itself stalled (it woke later than its earliest
+    /// deadline by more than its pause threshold) and did not count the
+    /// stall as its servers' silence.
+    pub pauses: u64,
+    /// Total length of those stalls, in milliseconds.
+    pub paused_ms: u64,
+    /// Socket options the kernel refused on new connections (kept).
+    pub sockopt_errors: u64,
+}
+
+impl LostBy {
+    /// Each reason with its count, in a fixed order.
+    pub fn fields(&self) -> [(&'static str, u64); 6] {
+        [
+            ("closed", self.closed),
+            ("rejected", self.rejected),
+            ("reset", self.reset),
+            ("silent", self.silent),
+            ("protocol", self.protocol),
+            ("io", self.io),
+        ]
+    }
+}
+
+impl FailedBy {
+    /// Each reason with its count, in a fixed order.
+    pub fn fields(&self) -> [(&'static str, u64); 5] {
+        [
+            ("refused", self.refused),
+            ("timeout", self.timeout),
+            ("unreachable", self.unreachable),
+            ("no_port", self.no_port),
+            ("other", self.other),
+        ]
+    }
+}
+
+/// `{"a":1,"b":0}`.
+pub(super) fn json_object(fields: &[(&'static str, u64)]) -> String {
+    let inner: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// `closed 1, reset 2` — the nonzero ones, or `none`.
+pub(super) fn human_list(fields: &[(&'static str, u64)]) -> String {
+    let nonzero: Vec<String> = fields
+        .iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if nonzero.is_empty() {
+        "none".to_string()
+    } else {
+        nonzero.join(", ")
+    }
+}
+
+/// Round trips recorded twice: over the whole run, and over the window
+/// since the status line last printed (reset then). Both histograms are
+/// made once; recording never allocates.
+pub(super) struct Rtts {
+    pub total: Histogram<u64>,
+    pub window: Histogram<u64>,
+}
+
+impl Rtts {
+    pub fn new() -> Rtts {
+        Rtts {
+            total: rtt_histogram(),
+            window: rtt_histogram(),
+        }
+    }
+
+    /// One round trip of `us` microseconds (at least 1; longer than the
+    /// histogram's range counts as its largest value).
+    pub fn record(&mut self, us: u64) {
+        self.total.saturating_record(us.max(1));
+        self.window.saturating_record(us.max(1));
+    }
+}

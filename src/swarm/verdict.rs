@@ -1,0 +1,119 @@
+//! When a run has failed. The criteria are explicit: each is a field here
+//! and a flag on the command line, and the report names every one a run
+//! broke.
+//!
+//! Some failures need no threshold — a connection still down at the end, a
+//! request that never got its reply, a reply nobody asked for, a heartbeat
+//! the swarm itself was too late to send — and always fail. The others have
+//! a bound whose default a user can loosen or tighten.
+
+use std::time::Duration;
+
+use super::report::Report;
+
+/// The bounds a run must stay within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Criteria {
+    /// Largest p99 round trip over the run (default 200 ms).
+    pub max_p99: Duration,
+    /// Longest any single round trip may take (default 1 s). In flood mode,
+    /// where a stalled server also stops new requests from being sent, this
+    /// is what shows the stall.
+    pub max_stall: Duration,
+    /// Heartbeats allowed to be still unanswered when the next falls due
+    /// (default 0).
+    pub max_late: u64,
+    /// Connects allowed to fail (default 0).
+    pub max_connect_failures: u64,
+    /// Established connections allowed to be lost (default 0); connections
+    /// closed on purpose (churn) do not count.
+    pub max_reconnects: u64,
+}
+
+impl Default for Criteria {
+    /// A heartbeat that takes 200 ms at p99, or a second once, or any
+    /// connection trouble at all, is something a user load-testing a server
+    /// wants to hear about rather than read "ok" over.
+    fn default() -> Criteria {
+        Criteria {
+            max_p99: Duration::from_millis(200),
+            max_stall: Duration::from_secs(1),
+            max_late: 0,
+            max_connect_failures: 0,
+            max_reconnects: 0,
+        }
+    }
+}
+
+impl Criteria {
+    /// Every way `report` missed its target, one line each; empty when it
+    /// met it.
+    pub fn failures(&self, report: &Report) -> Vec<String> {
+        let c = &report.counters;
+        let mut out = Vec::new();
+        let open = report.connected + report.churn_pending;
+        if open < report.target {
+            out.push(format!(
+                "only {open} of {} connections were open at the end (peak {}, {} connect failures)",
+                report.target, c.peak_connected, c.connect_failures
+            ));
+        }
+        if c.missing_replies > 0 {
+            out.push(format!(
+                "{} of {} requests got no reply",
+                c.missing_replies, c.heartbeats_sent
+            ));
+        }
+        if c.unexpected_replies > 0 {
+            out.push(format!(
+                "{} replies came that no request asked for",
+                c.unexpected_replies
+            ));
+        }
+        if c.skipped_sends > 0 {
+            out.push(format!(
+                "the swarm itself fell behind: {} heartbeats skipped, its own lag up to {} ms — \
+                 the load generator, not the server, was the bottleneck",
+                c.skipped_sends,
+                report.lag.max / 1000
+            ));
+        }
+        let over = |what: &str, n: u64, max: u64, flag: &str| {
+            (n > max).then(|| format!("{n} {what} (at most {max} allowed by --{flag})"))
+        };
+        out.extend(over(
+            "connections lost",
+            c.reconnects,
+            self.max_reconnects,
+            "max-reconnects",
+        ));
+        out.extend(over(
+            "connects failed",
+            c.connect_failures,
+            self.max_connect_failures,
+            "max-connect-failures",
+        ));
+        out.extend(over(
+            "late replies",
+            c.late_replies,
+            self.max_late,
+            "max-late",
+        ));
+        let us = |d: Duration| d.as_micros() as u64;
+        if report.rtt.max > us(self.max_stall) {
+            out.push(format!(
+                "a reply took {} ms: a stall longer than --max-stall {} ms",
+                report.rtt.max / 1000,
+                self.max_stall.as_millis()
+            ));
+        }
+        if report.rtt.p99 > us(self.max_p99) {
+            out.push(format!(
+                "p99 round trip {} ms is over --max-p99 {} ms",
+                report.rtt.p99 / 1000,
+                self.max_p99.as_millis()
+            ));
+        }
+        out
+    }
+}
