@@ -227,3 +227,60 @@ fn the_end_of_sending_is_logged_and_a_bad_report_path_is_refused_before_the_run(
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(log.contains("[INFO] swarm: stopped sending"), "{log}");
 }
+
+#[test]
+fn back_to_back_runs_from_a_narrow_port_range_all_connect() {
+    use common::netns::{NetPair, Side};
+    let Some(pair) = NetPair::create("back_to_back_runs_from_a_narrow_port_range_all_connect")
+    else {
+        return;
+    };
+    // 200 ephemeral ports on the swarm's side, 150 clients a run.
+    let sysctl = pair
+        .command(Side::A, "sysctl")
+        .args(["-q", "-w", "net.ipv4.ip_local_port_range=50000 50199"])
+        .status()
+        .unwrap();
+    assert!(sysctl.success());
+    let (_server, addr) = pair.lubdub_server(Side::B, &[]);
+    let addr = addr.to_string();
+    let run = |clients: &str, source: Option<String>| {
+        let mut args = vec![
+            "swarm".to_string(),
+            "--connect".into(),
+            addr.clone(),
+            "--clients".into(),
+            clients.into(),
+            "--interval".into(),
+            "200ms".into(),
+            "--duration".into(),
+            "700ms".into(),
+            "--json".into(),
+            "-".into(),
+        ];
+        if let Some(ip) = source {
+            args.extend(["--source-addrs".into(), ip]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        finish(pair.lubdub(Side::A, &args))
+    };
+    let source = Some(pair.ip(Side::A).to_string());
+    for (i, from) in [None, None, source.clone(), source].into_iter().enumerate() {
+        let (code, json, log) = run("150", from);
+        assert_eq!(code, Some(0), "run {i}: {json}\n{log}");
+        assert_eq!(field(&json, "connected"), 150, "run {i}: {json}");
+        // The run closed abortively: nothing of it waits in TIME_WAIT.
+        let ss = pair
+            .command(Side::A, "ss")
+            .args(["-Htan", "state", "time-wait"])
+            .output()
+            .unwrap();
+        let waiting = String::from_utf8_lossy(&ss.stdout).lines().count();
+        assert_eq!(waiting, 0, "run {i} left {waiting} ports in TIME_WAIT");
+    }
+    // More clients than the range holds: refused before anything opens, in
+    // one line that says why.
+    let (code, _, log) = run("250", None);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("only 200 of the 200"), "{log}");
+}

@@ -36,6 +36,7 @@ use crate::keepalive::{KeepaliveConfig, SocketOptions};
 mod conn;
 pub mod counters;
 pub mod pace;
+pub mod ports;
 mod reactor;
 pub mod report;
 pub mod status;
@@ -341,14 +342,6 @@ pub fn parse_sources(text: &str) -> Result<Vec<IpAddr>, String> {
     Ok(out)
 }
 
-/// The Linux ephemeral port range (`net.ipv4.ip_local_port_range`) size, if readable.
-pub fn ephemeral_ports() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    let mut it = text.split_whitespace().map(|n| n.parse::<u64>().ok());
-    let (low, high) = (it.next()??, it.next()??);
-    Some(high.saturating_sub(low) + 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,12 +391,5 @@ mod tests {
             ..base
         };
         assert_eq!(misses.validate().unwrap_err().field, "misses");
-    }
-
-    #[test]
-    fn reads_the_port_range() {
-        if let Some(n) = ephemeral_ports() {
-            assert!(n > 0);
-        }
     }
 }

@@ -595,14 +595,16 @@ fn check_limits(config: &SwarmConfig) -> Result<(), SwarmError> {
             limit: after.hard,
         });
     }
-    if let Some(ports) = super::ephemeral_ports() {
-        let sources = config.sources.len().max(1) as u64;
-        if config.clients as u64 > ports * sources {
+    if let Some(free) = super::ports::free_ports(config.connect, &config.sources) {
+        let sources = config.sources.len().max(1);
+        if config.clients as u64 > free.available() {
             return Err(SwarmError::Ports(format!(
-                "{} clients need more than the {} ephemeral ports {} source address(es) can use towards one server; add --source-addrs",
+                "{} clients need as many local ports towards {}, but only {} of the {} that {sources} source address(es) have are free ({} taken, by open connections or ones in TIME_WAIT from an earlier run, which end within a minute); wait, or add --source-addrs",
                 config.clients,
-                ports * sources,
-                sources
+                config.connect,
+                free.available(),
+                free.total,
+                free.taken
             )));
         }
     }
