@@ -284,3 +284,31 @@ fn back_to_back_runs_from_a_narrow_port_range_all_connect() {
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("only 200 of the 200"), "{log}");
 }
+
+#[test]
+fn lenient_keeps_the_reply_that_shares_a_read_with_a_welcome_text() {
+    // The original Qt server: 36 bytes of unframed text on accept, then a
+    // reply to every heartbeat. The first reply usually arrives in the same
+    // read as the text.
+    let server = common::peers::Answerer::with_welcome(free_port());
+    for run in 0..3 {
+        let (code, json, log) = finish(swarm(&[
+            "--connect",
+            &server.addr.to_string(),
+            "--clients",
+            "20",
+            "--interval",
+            "100ms",
+            "--duration",
+            "1s",
+            "--lenient",
+            "--json",
+            "-",
+        ]));
+        assert_eq!(code, Some(0), "run {run}: {json}\n{log}");
+        assert_eq!(field(&json, "missing_replies"), 0, "run {run}: {json}");
+        assert_eq!(field(&json, "late_replies"), 0, "run {run}: {json}");
+        // Exactly the welcome texts were dropped, nothing more.
+        assert_eq!(field(&json, "dropped_bytes"), 20 * 36, "run {run}: {json}");
+    }
+}

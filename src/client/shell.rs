@@ -12,7 +12,7 @@ use crate::keepalive::SocketOptions;
 use crate::liveness;
 use crate::nonblocking::write_some;
 use crate::protocol::{
-    encode_frame, Decoder, Frame, FrameType, Kind, HEADER_LEN, HEARTBEAT_REQUEST,
+    encode_frame, Decoder, Frame, FrameType, Kind, Payloads, HEADER_LEN, HEARTBEAT_REQUEST,
     HEARTBEAT_RESPONSE,
 };
 use crate::rng::Rng;
@@ -84,8 +84,8 @@ pub struct ClientStats {
     pub data_frames: u64,
     /// Connections closed for bytes that are not lubdub frames.
     pub protocol_errors: u64,
-    /// Reads dropped whole, when lenient, for bytes that are not frames.
-    pub dropped_reads: u64,
+    /// Bytes discarded, when lenient, because they cannot start a frame.
+    pub dropped_bytes: u64,
     /// Times the client found itself stalled (it woke later than its
     /// earliest deadline by more than its pause threshold) and did not
     /// count the stall as the server's silence.
@@ -335,7 +335,7 @@ impl<H: Handler> Client<H> {
                 ..
             } = self;
             let max_frame = config.max_frame;
-            let result = decoder.feed(&scratch[..n], max_frame, |frame: Frame<'_>| {
+            let mut on_frame = |frame: Frame<'_>| {
                 let proof = match frame.kind {
                     Kind::Known(FrameType::HeartbeatResponse) => {
                         stats.replies += 1;
@@ -359,19 +359,27 @@ impl<H: Handler> Client<H> {
                     Kind::Reserved(_) => Proof::Frame,
                 };
                 machine.handle_received(seen, proof);
-            });
-            if let Err(e) = result {
-                if self.config.lenient {
-                    self.stats.dropped_reads += 1;
-                    // The original Qt server greets with unframed text: drop
-                    // what cannot be parsed and start framing afresh.
-                    log::debug!("dropping {n} unparseable bytes ({e})");
-                    self.decoder = Decoder::new();
-                } else {
-                    self.stats.protocol_errors += 1;
-                    self.machine.handle_closed(seen, Reason::Protocol(e));
-                    return;
+            };
+            if config.lenient {
+                // The original Qt server greets with unframed text: only
+                // the bytes that cannot start a frame go; the frames around
+                // them, in the same read too, are kept.
+                let dropped = decoder.feed_lenient(
+                    &scratch[..n],
+                    max_frame,
+                    Payloads::Deliver,
+                    &mut on_frame,
+                );
+                if dropped > 0 {
+                    stats.dropped_bytes += dropped as u64;
+                    log::debug!("dropped {dropped} bytes that are not frames");
                 }
+            } else if let Err(e) =
+                decoder.feed_with(&scratch[..n], max_frame, Payloads::Deliver, &mut on_frame)
+            {
+                self.stats.protocol_errors += 1;
+                self.machine.handle_closed(seen, Reason::Protocol(e));
+                return;
             }
         }
     }

@@ -18,8 +18,13 @@ pub struct Decoder {
 #[derive(Debug)]
 enum State {
     /// Between frames (`have == 0`) or inside a header: the first `have`
-    /// header bytes are kept inline; the eighth completes it.
-    Header { buf: [u8; HEADER_LEN - 1], have: u8 },
+    /// header bytes are kept inline; the eighth completes it. `resync`: fed
+    /// leniently, garbage was just discarded and no frame has parsed since.
+    Header {
+        buf: [u8; HEADER_LEN - 1],
+        have: u8,
+        resync: bool,
+    },
     /// A data frame whose payload began in an earlier read: `body` holds the
     /// part received so far (possibly none yet), out of `payload_len` bytes.
     /// Invariant: `body.len() < payload_len`. Boxed so that this rare state
@@ -57,6 +62,7 @@ struct Partial {
 const IDLE: State = State::Header {
     buf: [0; HEADER_LEN - 1],
     have: 0,
+    resync: false,
 };
 
 impl Decoder {
@@ -93,9 +99,46 @@ impl Decoder {
     /// it began.
     pub fn feed_with(
         &mut self,
+        input: &[u8],
+        max_frame: usize,
+        payloads: Payloads,
+        on_frame: impl FnMut(Frame<'_>),
+    ) -> Result<(), DecodeError> {
+        self.decode(input, max_frame, payloads, None, on_frame)
+    }
+
+    /// [`feed_with`](Self::feed_with) for a peer that mixes frames with
+    /// bytes that are not frames (the original Qt server greets with
+    /// unframed text): a malformed header costs only its first byte, and
+    /// decoding resumes at the next — so only the bytes that cannot start a
+    /// frame are discarded, and every whole frame around them is still
+    /// handed out, even in the same read. Returns how many bytes were
+    /// discarded. Never fails.
+    ///
+    /// Text resynchronises quickly: four ASCII bytes read as a length are
+    /// at least 0x2020_2020, far over any `max_frame`. A stray run of bytes
+    /// that does parse as a reserved frame is skipped as one.
+    pub fn feed_lenient(
+        &mut self,
+        input: &[u8],
+        max_frame: usize,
+        payloads: Payloads,
+        on_frame: impl FnMut(Frame<'_>),
+    ) -> usize {
+        let mut discarded = 0;
+        // Cannot fail: every header error is absorbed.
+        let _ = self.decode(input, max_frame, payloads, Some(&mut discarded), on_frame);
+        discarded
+    }
+
+    /// The decoder. With `discarded`, a malformed header drops its first
+    /// byte (counted there) instead of failing.
+    fn decode(
+        &mut self,
         mut input: &[u8],
         max_frame: usize,
         payloads: Payloads,
+        mut discarded: Option<&mut usize>,
         mut on_frame: impl FnMut(Frame<'_>),
     ) -> Result<(), DecodeError> {
         // HOT PATH: every heartbeat goes through here. Whole or split, a
@@ -107,8 +150,9 @@ impl Decoder {
         loop {
             match &mut self.state {
                 State::Failed(e) => return Err(**e),
-                State::Header { buf, have } => {
+                State::Header { buf, have, resync } => {
                     let held = usize::from(*have);
+                    let resyncing = *resync;
                     let mut bytes = [0u8; HEADER_LEN];
                     if held == 0 {
                         // Fast path for the overwhelmingly common input:
@@ -154,9 +198,33 @@ impl Decoder {
                         *have = 0;
                         input = rest;
                     }
-                    match Header::parse(&bytes, max_frame) {
+                    // While resynchronising after garbage, a header of a
+                    // reserved type is taken for more garbage: a random run
+                    // of bytes parses as one far more often than as a known
+                    // frame, and would swallow the real frames after it.
+                    let parsed = match Header::parse(&bytes, max_frame) {
+                        Ok(h) if resyncing && matches!(h.kind(), Kind::Reserved(_)) => {
+                            Err(DecodeError::LenTooSmall { len: 0 })
+                        }
+                        other => other,
+                    };
+                    match parsed {
                         Ok(header) => {
                             input = self.start_payload(header, input, payloads, &mut on_frame)
+                        }
+                        Err(_) if discarded.is_some() => {
+                            // Lenient: the first byte goes, the other seven
+                            // are the start of the next candidate header.
+                            if let Some(count) = discarded.as_deref_mut() {
+                                *count += 1;
+                            }
+                            let mut rest = [0u8; HEADER_LEN - 1];
+                            rest.copy_from_slice(&bytes[1..]);
+                            self.state = State::Header {
+                                buf: rest,
+                                have: (HEADER_LEN - 1) as u8,
+                                resync: true,
+                            };
                         }
                         Err(e) => {
                             self.state = State::Failed(Box::new(e));

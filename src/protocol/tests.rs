@@ -559,6 +559,39 @@ fn skipped_data_payloads_are_never_buffered_and_frames_still_counted() {
 }
 
 #[test]
+fn lenient_discards_only_what_cannot_start_a_frame_and_keeps_every_reply() {
+    // The original Qt server's welcome, and a reply in the same read; then
+    // garbage between two replies, split at every point.
+    let welcome = b"Welcome to the heartbeat server!!!\r\n";
+    let mut stream = welcome.to_vec();
+    stream.extend_from_slice(&HEARTBEAT_RESPONSE);
+    stream.extend_from_slice(b"\x00\x01junk");
+    stream.extend_from_slice(&HEARTBEAT_RESPONSE);
+    stream.extend_from_slice(&HEARTBEAT_REQUEST);
+    for cut in 0..=stream.len() {
+        let mut dec = Decoder::new();
+        let mut kinds = Vec::new();
+        let mut dropped = 0;
+        for piece in [&stream[..cut], &stream[cut..]] {
+            dropped += dec.feed_lenient(piece, DEFAULT_MAX_FRAME, Payloads::Skip, |f| {
+                kinds.push(f.kind)
+            });
+        }
+        assert_eq!(
+            kinds,
+            [
+                Kind::Known(FrameType::HeartbeatResponse),
+                Kind::Known(FrameType::HeartbeatResponse),
+                Kind::Known(FrameType::HeartbeatRequest)
+            ],
+            "cut at {cut}"
+        );
+        assert_eq!(dropped, welcome.len() + 6, "cut at {cut}");
+        assert!(!dec.is_mid_frame() && dec.error().is_none());
+    }
+}
+
+#[test]
 fn a_skipped_data_frame_is_reported_only_when_its_last_byte_is_in() {
     let mut s = Stream::default();
     s.data(20, 0);

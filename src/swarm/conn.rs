@@ -1,7 +1,7 @@
 //! One swarm connection's state, and the sans-IO pieces of its read path.
 
 use crate::client::machine::{Machine, Reason};
-use crate::protocol::{Decoder, FrameType, Kind};
+use crate::protocol::{Decoder, Frame, FrameType, Kind, Payloads};
 use crate::time::Tick;
 use crate::wheel::TimerId;
 
@@ -54,18 +54,67 @@ pub(super) struct ReadOutcome {
     pub replies: u32,
     /// Complete frames that are not replies.
     pub others: u32,
-    /// Whether bytes were dropped (lenient only).
-    pub dropped: bool,
+    /// Bytes discarded as neither frames nor replies (lenient only).
+    pub dropped: u64,
     /// Why the connection must close, if it must.
     pub error: Option<Reason>,
 }
 
+/// A fixed reply and its string-search automaton (Knuth–Morris–Pratt):
+/// `fallback[j]` is the length of the longest proper prefix of
+/// `reply[..=j]` that is also its suffix. After a mismatch a lenient reader
+/// falls back to it instead of starting over, so a reply that overlaps the
+/// garbage before it (`ABAC` inside `ABABAC`) is still found. Built once per
+/// swarm; a connection holds only how much it has matched.
+pub(super) struct Pattern {
+    reply: Box<[u8]>,
+    fallback: Box<[usize]>,
+}
+
+impl Pattern {
+    pub fn new(reply: &[u8]) -> Pattern {
+        let mut fallback = vec![0; reply.len()];
+        let mut k = 0;
+        for j in 1..reply.len() {
+            while k > 0 && reply[j] != reply[k] {
+                k = fallback[k - 1];
+            }
+            if reply[j] == reply[k] {
+                k += 1;
+            }
+            fallback[j] = k;
+        }
+        Pattern {
+            reply: reply.into(),
+            fallback: fallback.into_boxed_slice(),
+        }
+    }
+
+    /// The reply's length.
+    pub fn len(&self) -> usize {
+        self.reply.len()
+    }
+
+    /// The matched length after `byte`, from `matched`.
+    fn step(&self, mut matched: usize, byte: u8) -> usize {
+        while matched > 0 && self.reply[matched] != byte {
+            matched = self.fallback[matched - 1];
+        }
+        if self.reply[matched] == byte {
+            matched + 1
+        } else {
+            0
+        }
+    }
+}
+
 impl Reader {
-    /// A reader for lubdub frames, or for `reply` when given.
-    pub fn new(reply: Option<&[u8]>) -> Reader {
-        match reply {
-            Some(_) => Reader::Fixed { matched: 0 },
-            None => Reader::Frames(Decoder::new()),
+    /// A reader for lubdub frames, or for a fixed reply when `fixed`.
+    pub fn new(fixed: bool) -> Reader {
+        if fixed {
+            Reader::Fixed { matched: 0 }
+        } else {
+            Reader::Frames(Decoder::new())
         }
     }
 
@@ -78,46 +127,55 @@ impl Reader {
     }
 
     /// Parses one read. Hot path: no allocation, no formatting.
+    ///
+    /// Strict, anything but frames (or the exact reply, repeated) closes
+    /// the connection. Lenient, only what cannot be part of a frame (or of
+    /// the reply) is discarded, and every whole reply in the same read is
+    /// kept.
     pub fn read(
         &mut self,
         bytes: &[u8],
-        reply: &[u8],
+        pattern: &Pattern,
         max_frame: usize,
         lenient: bool,
     ) -> ReadOutcome {
         let mut out = ReadOutcome::default();
         match self {
             Reader::Frames(decoder) => {
-                let result = decoder.feed(bytes, max_frame, |frame| match frame.kind {
+                let mut frame = |frame: Frame<'_>| match frame.kind {
                     Kind::Known(FrameType::HeartbeatResponse) => out.replies += 1,
                     _ => out.others += 1,
-                });
-                if let Err(e) = result {
-                    if lenient {
-                        *decoder = Decoder::new();
-                        out.dropped = true;
-                    } else {
-                        out.error = Some(Reason::Protocol(e));
-                    }
+                };
+                if lenient {
+                    out.dropped =
+                        decoder.feed_lenient(bytes, max_frame, Payloads::Skip, &mut frame) as u64;
+                } else if let Err(e) =
+                    decoder.feed_with(bytes, max_frame, Payloads::Skip, &mut frame)
+                {
+                    out.error = Some(Reason::Protocol(e));
                 }
             }
             Reader::Fixed { matched } => {
+                let carried = *matched as u64;
                 for &b in bytes {
-                    if b == reply[*matched] {
-                        *matched += 1;
-                    } else if lenient {
-                        // Resynchronise on the first byte of the reply.
-                        out.dropped = true;
-                        *matched = usize::from(b == reply[0]);
+                    *matched = if lenient {
+                        pattern.step(*matched, b)
+                    } else if b == pattern.reply[*matched] {
+                        *matched + 1
                     } else {
                         out.error = Some(Reason::UnexpectedReply);
                         return out;
-                    }
-                    if *matched == reply.len() {
+                    };
+                    if *matched == pattern.len() {
                         out.replies += 1;
                         *matched = 0;
                     }
                 }
+                // Every byte is in a reply, in the partial match left over,
+                // or discarded.
+                out.dropped = (bytes.len() as u64 + carried)
+                    - u64::from(out.replies) * pattern.len() as u64
+                    - *matched as u64;
             }
         }
         out
@@ -215,48 +273,77 @@ mod tests {
 
     #[test]
     fn fixed_replies_split_and_joined() {
-        let mut r = Reader::new(Some(PONG));
-        assert_eq!(r.read(b"+PO", PONG, 0, false).replies, 0);
-        assert_eq!(r.read(b"NG\r\n+PONG\r\n+", PONG, 0, false).replies, 2);
-        assert_eq!(r.read(b"PONG\r\n", PONG, 0, false).replies, 1);
+        let pong = Pattern::new(PONG);
+        let mut r = Reader::new(true);
+        assert_eq!(r.read(b"+PO", &pong, 0, false).replies, 0);
+        assert_eq!(r.read(b"NG\r\n+PONG\r\n+", &pong, 0, false).replies, 2);
+        assert_eq!(r.read(b"PONG\r\n", &pong, 0, false).replies, 1);
     }
 
     #[test]
     fn fixed_mismatch_is_an_error_unless_lenient() {
-        let mut r = Reader::new(Some(PONG));
-        let out = r.read(b"-ERR\r\n", PONG, 0, false);
+        let pong = Pattern::new(PONG);
+        let mut r = Reader::new(true);
+        let out = r.read(b"-ERR\r\n", &pong, 0, false);
         assert_eq!(out.error, Some(Reason::UnexpectedReply));
-        let mut r = Reader::new(Some(PONG));
-        let out = r.read(b"hello there+PO+PONG\r\n", PONG, 0, true);
-        assert_eq!((out.replies, out.dropped, out.error), (1, true, None));
+        let mut r = Reader::new(true);
+        let out = r.read(b"hello there+PO+PONG\r\n", &pong, 0, true);
+        assert_eq!((out.replies, out.dropped, out.error), (1, 14, None));
+    }
+
+    #[test]
+    fn a_lenient_fixed_reply_is_found_where_it_overlaps_the_garbage_before_it() {
+        // ABAC inside ABABAC: after the mismatch at the second B the match
+        // must go on from AB, not start over at the first byte.
+        let abac = Pattern::new(b"ABAC");
+        for split in 0..=6 {
+            let mut r = Reader::new(true);
+            let text = b"ABABAC";
+            let a = r.read(&text[..split], &abac, 0, true);
+            let b = r.read(&text[split..], &abac, 0, true);
+            assert_eq!(a.replies + b.replies, 1, "split at {split}");
+            assert_eq!(a.dropped + b.dropped, 2, "split at {split}");
+        }
+        // And the naive restart-at-the-first-byte rule would miss this one.
+        let mut r = Reader::new(true);
+        assert_eq!(
+            r.read(b"AABAABAAC", &Pattern::new(b"AABAAC"), 0, true)
+                .replies,
+            1
+        );
     }
 
     #[test]
     fn frames_count_replies_and_others() {
-        let mut r = Reader::new(None);
+        let none = Pattern::new(&[]);
+        let mut r = Reader::new(false);
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&HEARTBEAT_RESPONSE);
         bytes.extend_from_slice(&HEARTBEAT_REQUEST);
         bytes.extend_from_slice(&HEARTBEAT_RESPONSE[..3]);
-        let out = r.read(&bytes, &[], 65536, false);
+        let out = r.read(&bytes, &none, 65536, false);
         assert_eq!((out.replies, out.others, out.error), (1, 1, None));
-        let out = r.read(&HEARTBEAT_RESPONSE[3..], &[], 65536, false);
+        let out = r.read(&HEARTBEAT_RESPONSE[3..], &none, 65536, false);
         assert_eq!(out.replies, 1);
     }
 
     #[test]
     fn frames_garbage_closes_unless_lenient() {
+        let none = Pattern::new(&[]);
         let text = b"Welcome to the heartbeat server!!!\r\n";
         assert_eq!(text.len(), 36);
-        let mut r = Reader::new(None);
+        let mut r = Reader::new(false);
         assert!(matches!(
-            r.read(text, &[], 65536, false).error,
+            r.read(text, &none, 65536, false).error,
             Some(Reason::Protocol(_))
         ));
-        let mut r = Reader::new(None);
-        let out = r.read(text, &[], 65536, true);
-        assert_eq!((out.dropped, out.error), (true, None));
-        assert_eq!(r.read(&HEARTBEAT_RESPONSE, &[], 65536, true).replies, 1);
+        // Lenient: the welcome goes, the reply in the same read stays.
+        let mut r = Reader::new(false);
+        let mut read = text.to_vec();
+        read.extend_from_slice(&HEARTBEAT_RESPONSE);
+        let out = r.read(&read, &none, 65536, true);
+        assert_eq!((out.replies, out.dropped, out.error), (1, 36, None));
+        assert_eq!(r.read(&HEARTBEAT_RESPONSE, &none, 65536, true).replies, 1);
     }
 
     #[test]

@@ -113,8 +113,8 @@ pub struct Counters {
     pub late_replies: u64,
     /// Connections closed for bytes that are neither frames nor the reply.
     pub protocol_errors: u64,
-    /// Reads dropped whole when lenient.
-    pub dropped_reads: u64,
+    /// Bytes discarded, when lenient, as neither frames nor replies.
+    pub dropped_bytes: u64,
     /// Frames other than replies (server heartbeat requests, data, reserved).
     pub other_frames: u64,
     /// Times the swarm found itself stalled (it woke later than its earliest

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::conn::{Conn, Inflight, Link, Reader};
+use super::conn::{Conn, Inflight, Link, Pattern, Reader};
 use super::counters::{rtt_histogram, Counters, FailedBy, LostBy, Rtt, Rtts};
 use super::pace::Pacer;
 use super::report::Report;
@@ -65,7 +65,8 @@ pub struct Swarm {
     /// The request repeated: any backlog is written straight from here.
     template: Box<[u8]>,
     request_len: usize,
-    reply: Box<[u8]>,
+    /// The fixed reply, and how to find it in a stream (unused for frames).
+    reply: Pattern,
     /// Round trips, over the run and over the status window.
     rtts: Rtts,
     /// How late heartbeats went out against their schedule (µs).
@@ -127,9 +128,7 @@ impl Swarm {
                 stream: None,
                 link: Link::Down,
                 timer: None,
-                reader: Reader::new(
-                    matches!(config.exchange, Exchange::Fixed { .. }).then_some(reply),
-                ),
+                reader: Reader::new(matches!(config.exchange, Exchange::Fixed { .. })),
                 inflight: Inflight::new(ring),
                 unsent: 0,
                 write_pos: 0,
@@ -146,7 +145,7 @@ impl Swarm {
             events: Events::with_capacity(1024),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             request_len: request.len(),
-            reply: reply.into(),
+            reply: Pattern::new(reply),
             template,
             rtts: Rtts::new(),
             lag: rtt_histogram(),

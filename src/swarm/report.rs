@@ -95,7 +95,7 @@ impl Report {
                 "\"heartbeats_sent\":{},\"skipped_sends\":{},",
                 "\"replies\":{},\"untimed_replies\":{},\"unexpected_replies\":{},",
                 "\"missing_replies\":{},\"late_replies\":{},",
-                "\"protocol_errors\":{},\"dropped_reads\":{},\"other_frames\":{},",
+                "\"protocol_errors\":{},\"dropped_bytes\":{},\"other_frames\":{},",
                 "\"pauses\":{},\"paused_ms\":{},\"sockopt_errors\":{},",
                 "\"elapsed_s\":{:.3},\"replies_per_s\":{:.1},",
                 "\"rtt_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{},\"mean\":{:.1},\"count\":{}}},",
@@ -122,7 +122,7 @@ impl Report {
             c.missing_replies,
             c.late_replies,
             c.protocol_errors,
-            c.dropped_reads,
+            c.dropped_bytes,
             c.other_frames,
             c.pauses,
             c.paused_ms,
@@ -207,11 +207,11 @@ impl Report {
                 self.lag.p50, self.lag.p99, self.lag.max, c.skipped_sends
             );
         }
-        if c.protocol_errors + c.dropped_reads + c.other_frames + c.unexpected_replies > 0 {
+        if c.protocol_errors + c.dropped_bytes + c.other_frames + c.unexpected_replies > 0 {
             let _ = writeln!(
                 out,
-                "protocol:    {} errors, {} dropped reads, {} other frames, {} unexpected replies",
-                c.protocol_errors, c.dropped_reads, c.other_frames, c.unexpected_replies
+                "protocol:    {} errors, {} bytes dropped, {} other frames, {} unexpected replies",
+                c.protocol_errors, c.dropped_bytes, c.other_frames, c.unexpected_replies
             );
         }
         if c.untimed_replies > 0 {

@@ -119,7 +119,7 @@ impl Swarm {
                         self.counters.other_frames += out.others as u64;
                         conn.machine.handle_received(seen, Proof::Frame);
                     }
-                    self.counters.dropped_reads += out.dropped as u64;
+                    self.counters.dropped_bytes += out.dropped;
                     if flood && answered > 0 {
                         self.queue_requests(slot, answered, now_us);
                     }
