@@ -32,6 +32,12 @@ impl ShutdownHandle {
         let _ = self.waker.wake();
     }
 
+    /// The loop's waker, for anything else that must wake it (mio allows one
+    /// waker per poll; the loop checks every source when it wakes).
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
     /// Whether [`shutdown`](Self::shutdown) has been called.
     pub fn is_requested(&self) -> bool {
         self.requested.load(Ordering::Acquire)

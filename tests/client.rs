@@ -11,7 +11,7 @@ use lubdub::client::{Client, ClientConfig, Handler, Outbox, Reason};
 
 fn config(addr: std::net::SocketAddr, interval_ms: u64, misses: u32) -> ClientConfig {
     ClientConfig {
-        connect: addr,
+        connect: addr.into(),
         interval: Duration::from_millis(interval_ms),
         misses,
         backoff_min: Duration::from_millis(50),
@@ -295,4 +295,88 @@ fn data_frames_flow_both_ways_through_the_library_api() {
         client.send_data(b"x"),
         Err(lubdub::client::SendError::NotConnected)
     );
+}
+
+#[test]
+fn a_name_is_resolved_for_every_connect_and_each_address_tried() {
+    // `dual.lubdub.test` is ::1 and 127.0.0.1, as `localhost` is on a
+    // standard Debian; the server listens on IPv4 only.
+    let server = common::peers::Lubdub::any_port();
+    let target = format!("dual.lubdub.test:{}", server.addr.port());
+    let hosts = "::1 dual.lubdub.test\n127.0.0.1 dual.lubdub.test\n";
+    let Some(mut client) = common::with_hosts(
+        "a_name_is_resolved_for_every_connect_and_each_address_tried",
+        hosts,
+        &["client", "--connect", &target, "--interval", "100ms"],
+    ) else {
+        return;
+    };
+    let line = client.expect_line("connected to", Duration::from_secs(5));
+    assert!(
+        line.contains(&format!("(127.0.0.1:{})", server.addr.port())),
+        "{line}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(client.terminate(), Some(0));
+    assert!(
+        !client.log().contains("reconnecting"),
+        "the IPv6 address cost a failed attempt:\n{}",
+        client.log()
+    );
+}
+
+#[test]
+fn a_name_that_does_not_resolve_is_connection_trouble_not_the_end() {
+    let mut client = common::peers::Child::spawn(&[
+        "client",
+        "--connect",
+        "no-such-host.invalid:8898",
+        "--backoff-min",
+        "50ms",
+        "--backoff-max",
+        "100ms",
+    ]);
+    let line = client.expect_line("reconnecting", Duration::from_secs(10));
+    assert!(line.contains("the name did not resolve"), "{line}");
+    client.expect_line("reconnecting", Duration::from_secs(10));
+    assert_eq!(client.terminate(), Some(0), "{}", client.log());
+}
+
+#[test]
+fn a_dns_change_is_followed_at_the_next_reconnect() {
+    use common::peers::Lubdub;
+    let first = Lubdub::start("127.0.0.2:0".parse().unwrap(), Duration::from_secs(5), 6);
+    let port = first.addr.port();
+    let second_addr: std::net::SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
+    let second = Lubdub::start(second_addr, Duration::from_secs(5), 6);
+    let test = "a_dns_change_is_followed_at_the_next_reconnect";
+    let target = format!("moving.lubdub.test:{port}");
+    let Some(mut client) = common::with_hosts(
+        test,
+        "127.0.0.2 moving.lubdub.test\n",
+        &[
+            "client",
+            "--connect",
+            &target,
+            "--interval",
+            "100ms",
+            "--backoff-min",
+            "50ms",
+            "--backoff-max",
+            "100ms",
+        ],
+    ) else {
+        return;
+    };
+    let line = client.expect_line("connected to", Duration::from_secs(5));
+    assert!(line.contains("(127.0.0.2:"), "{line}");
+    // The name moves (the file is rewritten in place, so the bind mount
+    // shows it), then the old server goes away.
+    let hosts = std::env::temp_dir().join(format!("lubdub-hosts-{}-{test}", std::process::id()));
+    std::fs::write(&hosts, "127.0.0.3 moving.lubdub.test\n").unwrap();
+    first.stop();
+    let line = client.expect_line("connected to", Duration::from_secs(5));
+    assert!(line.contains("(127.0.0.3:"), "{line}\n{}", client.log());
+    assert_eq!(client.terminate(), Some(0));
+    assert!(second.stop().accepted >= 1);
 }

@@ -184,7 +184,7 @@ fn accepted_and_connected_sockets_get_keepalive_that_follows_the_heartbeat() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut client = lubdub::client::Client::new(
         lubdub::client::ClientConfig {
-            connect: listener.local_addr().unwrap(),
+            connect: listener.local_addr().unwrap().into(),
             interval: Duration::from_secs(20),
             misses: 3,
             ..Default::default()

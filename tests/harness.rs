@@ -312,3 +312,33 @@ fn lenient_keeps_the_reply_that_shares_a_read_with_a_welcome_text() {
         assert_eq!(field(&json, "dropped_bytes"), 20 * 36, "run {run}: {json}");
     }
 }
+
+#[test]
+fn a_swarm_finds_the_address_of_a_name_that_listens_without_failing_a_connect() {
+    let (_server, addr) = Child::server(&[]);
+    let target = format!("dual.lubdub.test:{}", addr.port());
+    let hosts = "::1 dual.lubdub.test\n127.0.0.1 dual.lubdub.test\n";
+    let Some(load) = common::with_hosts(
+        "a_swarm_finds_the_address_of_a_name_that_listens_without_failing_a_connect",
+        hosts,
+        &[
+            "swarm",
+            "--connect",
+            &target,
+            "--clients",
+            "20",
+            "--interval",
+            "100ms",
+            "--duration",
+            "1s",
+            "--json",
+            "-",
+        ],
+    ) else {
+        return;
+    };
+    let (code, json, log) = finish(load);
+    assert_eq!(code, Some(0), "{json}\n{log}");
+    assert_eq!(field(&json, "connected"), 20, "{json}");
+    assert_eq!(field(&json, "connect_failures"), 0, "{json}");
+}

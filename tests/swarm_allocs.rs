@@ -45,7 +45,7 @@ fn steady_state_allocs(config: SwarmConfig) -> (usize, u64) {
 
 fn config(addr: std::net::SocketAddr) -> SwarmConfig {
     SwarmConfig {
-        connect: addr,
+        connect: addr.into(),
         clients: 200,
         interval: Duration::from_millis(20),
         // 1 s of silence tolerated: a stall on a loaded machine must not

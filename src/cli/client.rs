@@ -1,18 +1,18 @@
 //! `lubdub client`: one reconnecting heartbeat client.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
 use log::LevelFilter;
-use lubdub::client::{Client, ClientConfig, ClientError};
+use lubdub::client::{Client, ClientConfig, ClientError, Target};
 
 /// Flags of `lubdub client`.
 #[derive(Args, Debug)]
 pub struct ClientArgs {
-    /// Server address (HOST:PORT).
-    #[arg(long, default_value = "127.0.0.1:8898", value_parser = super::socket_addr)]
-    pub connect: SocketAddr,
+    /// Server (HOST:PORT); a name is looked up again for every connect, and
+    /// each of its addresses tried in turn.
+    #[arg(long, default_value = "127.0.0.1:8898", value_parser = super::target)]
+    pub connect: Target,
     /// Time between heartbeats (1ms..=24h).
     #[arg(long, default_value = "5s", value_parser = super::duration)]
     pub interval: Duration,
@@ -42,7 +42,7 @@ pub struct ClientArgs {
 
 pub fn run(args: ClientArgs) -> i32 {
     let config = ClientConfig {
-        connect: args.connect,
+        connect: args.connect.clone(),
         interval: args.interval,
         misses: args.misses,
         connect_timeout: args.connect_timeout,

@@ -117,14 +117,20 @@ impl KeepaliveArgs {
     }
 }
 
-/// clap value parser for `HOST:PORT`, resolving names (the first address;
-/// the client and swarm resolve again on every connect).
+/// clap value parser for an address to listen on: `HOST:PORT`, a name
+/// resolved once, to its first address.
 pub fn socket_addr(text: &str) -> Result<std::net::SocketAddr, String> {
     use std::net::ToSocketAddrs;
     text.to_socket_addrs()
         .map_err(|e| format!("`{text}`: {e}"))?
         .next()
         .ok_or_else(|| format!("`{text}` resolves to no address"))
+}
+
+/// clap value parser for a server to connect to: `HOST:PORT`, resolved
+/// later and again for every connect.
+pub fn target(text: &str) -> Result<lubdub::client::Target, String> {
+    text.parse()
 }
 
 /// clap value parser for human durations (`250ms`, `5s`, `2m`).

@@ -1,12 +1,13 @@
 //! `lubdub swarm`: many idle heartbeating clients in one poll loop.
 
 use std::io::{IsTerminal, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use log::LevelFilter;
+use lubdub::client::Target;
 use lubdub::swarm::{Criteria, Exchange, Snapshot, Swarm, SwarmConfig, SwarmError};
 
 /// Exit code when the run did not meet its target (connections or replies).
@@ -15,9 +16,10 @@ pub const TARGET_MISSED: i32 = 3;
 /// Flags of `lubdub swarm`.
 #[derive(Args, Debug)]
 pub struct SwarmArgs {
-    /// Server address (HOST:PORT).
-    #[arg(long, value_parser = super::socket_addr)]
-    pub connect: SocketAddr,
+    /// Server (HOST:PORT); a name is looked up again at most once a second
+    /// while connecting, and each of its addresses tried in turn.
+    #[arg(long, value_parser = super::target)]
+    pub connect: Target,
     /// Connections to open and hold.
     #[arg(long)]
     pub clients: usize,

@@ -137,6 +137,9 @@ pub enum Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Reason::ConnectFailed(io::ErrorKind::NotFound) => {
+                f.write_str("connect failed: the name did not resolve")
+            }
             Reason::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
             Reason::ConnectTimeout => f.write_str("connect timed out"),
             Reason::Silent { idle } => write!(f, "server silent for {idle} ticks"),

@@ -25,7 +25,7 @@
 //! }
 //!
 //! let config = ClientConfig {
-//!     connect: "127.0.0.1:8898".parse().unwrap(),
+//!     connect: "localhost:8898".parse().unwrap(),
 //!     ..ClientConfig::default()
 //! };
 //! let mut client = Client::new(config, Echo)?;
@@ -49,15 +49,17 @@ pub mod backoff;
 pub mod machine;
 mod shell;
 pub mod socket;
+pub mod target;
 
 pub use machine::Reason;
 pub use shell::{Client, ClientStats, Handler, Outbox};
+pub use target::Target;
 
 /// Everything a [`Client`] needs, in human units.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The server.
-    pub connect: SocketAddr,
+    /// The server: an address, or a name looked up again for every connect.
+    pub connect: Target,
     /// Local address to connect from (`None`: the kernel chooses).
     pub bind: Option<IpAddr>,
     /// Time between heartbeats (default 5 s, the Qt original's).
@@ -90,7 +92,7 @@ impl Default for ClientConfig {
     /// unreachable server is noticed before a silent one would be.
     fn default() -> Self {
         ClientConfig {
-            connect: SocketAddr::from(([127, 0, 0, 1], 8898)),
+            connect: Target::Addr(SocketAddr::from(([127, 0, 0, 1], 8898))),
             bind: None,
             interval: Duration::from_secs(5),
             misses: 6,

@@ -1,12 +1,14 @@
 //! The mio shell around one [`Machine`]: the socket, the decoder and the clock.
 
 use std::io::{self, Read};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
 use super::machine::{Action, Machine, Proof, Reason, State};
 use super::socket::{connect_progress, start_connect, ConnectProgress};
+use super::target::{Lookup, Resolver, Target};
 use super::{describe, ClientConfig, ClientError, SendError};
 use crate::keepalive::SocketOptions;
 use crate::liveness;
@@ -105,6 +107,13 @@ pub struct Client<H: Handler = ()> {
     shutdown: ShutdownHandle,
     machine: Machine,
     stream: Option<mio::net::TcpStream>,
+    resolver: Resolver,
+    /// A connect is due and waits for its name lookup.
+    resolving: bool,
+    /// Addresses still to try in this connect attempt, next last.
+    untried: Vec<SocketAddr>,
+    /// The address of the last connection that came up: tried first.
+    good: Option<SocketAddr>,
     decoder: Decoder,
     scratch: Box<[u8]>,
     outbuf: Vec<u8>,
@@ -119,6 +128,7 @@ impl<H: Handler> Client<H> {
         config.validate().map_err(ClientError::Config)?;
         let poll = Poll::new().map_err(ClientError::Setup)?;
         let shutdown = ShutdownHandle::new(poll.registry(), WAKER).map_err(ClientError::Setup)?;
+        let resolver = Resolver::new(shutdown.waker());
         let clock = Clock::start(config.tick);
         let mut machine = Machine::new(config.machine_config(&clock), Rng::from_entropy());
         machine.start(0);
@@ -131,6 +141,10 @@ impl<H: Handler> Client<H> {
             shutdown,
             machine,
             stream: None,
+            resolver,
+            resolving: false,
+            untried: Vec::new(),
+            good: None,
             decoder: Decoder::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             outbuf: Vec::with_capacity(256),
@@ -235,6 +249,12 @@ impl<H: Handler> Client<H> {
             // Events for the waker need nothing: the loop re-checks the flag.
             stream_ready |= event.token() == STREAM;
         }
+        if self.resolving {
+            if let Some(answer) = self.resolver.answer() {
+                self.resolving = false;
+                self.resolved(now, answer);
+            }
+        }
         // Evidence before verdict: read before the machine may call the
         // server silent, even without an event (the event may have been
         // consumed before a stall, or the data arrived during one).
@@ -272,7 +292,9 @@ impl<H: Handler> Client<H> {
             match connect_progress(stream) {
                 ConnectProgress::Pending => return,
                 ConnectProgress::Failed(e) => {
-                    self.machine.handle_connect_failed(now, e.kind());
+                    log::debug!("connect to {:?} failed: {e}", stream.peer_addr());
+                    self.drop_stream();
+                    self.try_addresses(now, e);
                     return;
                 }
                 ConnectProgress::Connected => {
@@ -283,7 +305,14 @@ impl<H: Handler> Client<H> {
                         log::warn!("connected to {}, but {e}", self.config.connect);
                     }
                     self.stats.connects += 1;
-                    log::info!("connected to {}", self.config.connect);
+                    self.good = stream.peer_addr().ok();
+                    self.untried.clear();
+                    match (&self.config.connect, self.good) {
+                        (Target::Name { .. }, Some(addr)) => {
+                            log::info!("connected to {} ({addr})", self.config.connect)
+                        }
+                        _ => log::info!("connected to {}", self.config.connect),
+                    }
                     // Stamped rounded up, as every proof of life: the silence
                     // limit counts from no earlier than the real connect.
                     self.machine.handle_connected(seen);
@@ -435,20 +464,61 @@ impl<H: Handler> Client<H> {
         }
     }
 
+    /// A connect is due: look the name up first, or go straight to the
+    /// address.
     fn connect(&mut self, now: Tick) {
-        self.machine.handle_connect_started(now);
-        let result = start_connect(self.config.connect, self.config.bind).and_then(|mut stream| {
-            self.poll.registry().register(
-                &mut stream,
-                STREAM,
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            Ok(stream)
-        });
-        match result {
-            Ok(stream) => self.stream = Some(stream),
-            Err(e) => self.machine.handle_connect_failed(now, e.kind()),
+        match &self.config.connect {
+            Target::Addr(addr) => self.resolved(now, Ok(vec![*addr])),
+            Target::Name { host, port } => {
+                self.resolver.request(host, *port);
+                self.resolving = true;
+            }
         }
+    }
+
+    /// The addresses for this attempt are known (or the name did not
+    /// resolve, which is connection trouble like any other).
+    fn resolved(&mut self, now: Tick, answer: Lookup) {
+        self.machine.handle_connect_started(now);
+        let mut addrs = match answer {
+            Ok(addrs) => addrs,
+            Err(e) => {
+                log::debug!("cannot resolve {}: {e}", self.config.connect);
+                self.machine.handle_connect_failed(now, e.kind());
+                return;
+            }
+        };
+        // A chosen local address can reach only its own family.
+        if let Some(bind) = self.config.bind {
+            addrs.retain(|a| a.is_ipv4() == bind.is_ipv4());
+        }
+        // Tried in the order the resolver gave, but the one that worked
+        // last time first; popped from the back.
+        addrs.sort_by_key(|a| Some(*a) == self.good);
+        addrs.reverse();
+        self.untried = addrs;
+        let nothing = io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to try");
+        self.try_addresses(now, nothing);
+    }
+
+    /// Starts a connect to the next untried address of this attempt; with
+    /// none left, the attempt has failed with `last`.
+    fn try_addresses(&mut self, now: Tick, mut last: io::Error) {
+        while let Some(addr) = self.untried.pop() {
+            let registry = self.poll.registry();
+            let started = start_connect(addr, self.config.bind).and_then(|mut stream| {
+                registry.register(&mut stream, STREAM, Interest::READABLE | Interest::WRITABLE)?;
+                Ok(stream)
+            });
+            match started {
+                Ok(stream) => {
+                    self.stream = Some(stream);
+                    return;
+                }
+                Err(e) => last = e,
+            }
+        }
+        self.machine.handle_connect_failed(now, last.kind());
     }
 
     fn drop_stream(&mut self) {

@@ -37,6 +37,10 @@ pub(super) struct Conn {
     pub answered: bool,
     /// Closed on purpose (churn) and not yet back.
     pub churned: bool,
+    /// Addresses tried in the current connect attempt, and the index of
+    /// the last one.
+    pub tried: u8,
+    pub at: u16,
 }
 
 /// Recognises replies in the byte stream.

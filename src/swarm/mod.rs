@@ -30,7 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::check::{self, ConfigError};
-use crate::client::{Timing, MAX_WAIT};
+use crate::client::{Target, Timing, MAX_WAIT};
 use crate::keepalive::{KeepaliveConfig, SocketOptions};
 
 mod conn;
@@ -66,8 +66,10 @@ pub enum Exchange {
 /// Everything a [`Swarm`] needs, in human units.
 #[derive(Debug, Clone)]
 pub struct SwarmConfig {
-    /// The server.
-    pub connect: SocketAddr,
+    /// The server: an address, or a name looked up again (at most once a
+    /// second) while connects are being made, each of its addresses tried
+    /// in turn.
+    pub connect: Target,
     /// Connections to hold.
     pub clients: usize,
     /// Connects (and reconnects) per second; 0 means unpaced.
@@ -123,7 +125,7 @@ impl Default for SwarmConfig {
     /// if the server stalls for a second.
     fn default() -> Self {
         SwarmConfig {
-            connect: SocketAddr::from(([127, 0, 0, 1], 8898)),
+            connect: Target::Addr(SocketAddr::from(([127, 0, 0, 1], 8898))),
             clients: 1,
             connect_rate: 2000,
             interval: Duration::from_secs(5),
@@ -291,15 +293,16 @@ impl SwarmConfig {
                     "mixes IPv4 and IPv6 addresses; a connection can only come from its server's family",
                 ));
             }
-            if first.is_ipv4() != self.connect.is_ipv4() {
-                return Err(ConfigError::new(
-                    "source_addrs",
-                    format!(
-                        "are {} but the server {} is not",
-                        if first.is_ipv4() { "IPv4" } else { "IPv6" },
-                        self.connect
-                    ),
-                ));
+            if let Some(server) = self.connect.addr() {
+                if first.is_ipv4() != server.is_ipv4() {
+                    return Err(ConfigError::new(
+                        "source_addrs",
+                        format!(
+                            "are {} but the server {server} is not",
+                            if first.is_ipv4() { "IPv4" } else { "IPv6" },
+                        ),
+                    ));
+                }
             }
         }
         Ok(())

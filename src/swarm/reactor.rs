@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -17,6 +18,7 @@ use super::{Exchange, SwarmConfig, SwarmError};
 use crate::client::describe;
 use crate::client::machine::{self, Action, Machine, Reason, State};
 use crate::client::socket::start_connect;
+use crate::client::target::{Lookup, Resolver, Target};
 use crate::keepalive::SocketOptions;
 use crate::limits::{raise_file_limit, FD_RESERVE};
 use crate::liveness;
@@ -29,6 +31,11 @@ use crate::wheel::Wheel;
 mod conn_io;
 
 const WAKER: Token = Token(usize::MAX);
+
+/// How long a name's addresses are used before they are looked up again:
+/// a DNS change is followed within a second, without a lookup for every
+/// one of thousands of connects.
+const RESOLVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Bytes per `read`; one buffer for the whole swarm.
 const SCRATCH: usize = 64 * 1024;
@@ -59,6 +66,10 @@ pub struct Swarm {
     wheel: Wheel<usize>,
     /// Slots whose machine asked to connect, waiting for the pacer.
     ready: VecDeque<usize>,
+    /// Where connects go: the server's addresses, looked up off-thread when
+    /// it is a name.
+    addrs: Addresses,
+    resolver: Resolver,
     pacer: Pacer,
     next_source: usize,
     scratch: Box<[u8]>,
@@ -93,6 +104,7 @@ impl Swarm {
         let rtt_clock = Clock::new(clock.instant(0), Duration::from_micros(1));
         let poll = Poll::new().map_err(SwarmError::Setup)?;
         let shutdown = ShutdownHandle::new(poll.registry(), WAKER).map_err(SwarmError::Setup)?;
+        let resolver = Resolver::new(shutdown.waker());
 
         let (request, reply): (&[u8], &[u8]) = match &config.exchange {
             Exchange::Heartbeat => (&HEARTBEAT_REQUEST, &[]),
@@ -134,11 +146,15 @@ impl Swarm {
                 write_pos: 0,
                 answered: false,
                 churned: false,
+                tried: 0,
+                at: 0,
             });
         }
         let ticks_per_second = clock.ticks(Duration::from_secs(1));
         Ok(Swarm {
             socket_options: config.socket_options(),
+            addrs: Addresses::new(&config.connect),
+            resolver,
             pacer: Pacer::new(config.connect_rate, ticks_per_second, 0),
             wheel: Wheel::with_capacity(0, config.clients),
             ready: VecDeque::with_capacity(config.clients),
@@ -259,6 +275,13 @@ impl Swarm {
                 Err(e) => return Err(SwarmError::Poll(e)),
             }
             self.excuse_stall(Instant::now());
+            if let Some(answer) = self.resolver.answer() {
+                let now = self.clock.now();
+                self.addrs.resolved(answer, now);
+                if self.addrs.list.is_empty() {
+                    self.fail_waiting_connects(now);
+                }
+            }
             let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
             for event in events.iter() {
                 if event.token() != WAKER {
@@ -418,6 +441,15 @@ impl Swarm {
 
     /// Starts as many waiting connects as the pacer allows.
     fn start_connects(&mut self, now: Tick) {
+        if let Target::Name { host, port } = &self.config.connect {
+            let every = self.clock.ticks(RESOLVE_EVERY);
+            if self.addrs.stale(now, every) && !self.resolver.is_pending() {
+                self.resolver.request(host, *port);
+            }
+            if self.addrs.list.is_empty() {
+                return; // the first answer is not in yet
+            }
+        }
         let now_us = self.rtt_clock.now() as u32;
         while let Some(&slot) = self.ready.front() {
             if !self.pacer.try_take(now) {
@@ -428,6 +460,22 @@ impl Swarm {
             if conn.machine.state() != State::Ready {
                 continue;
             }
+            conn.tried = 0;
+            conn.machine.handle_connect_started(now);
+            self.open(slot, now);
+            self.settle(slot, now, now_us);
+        }
+    }
+
+    /// Starts `slot`'s connect to the next address of this attempt that
+    /// can be tried; with none left, the attempt has failed. Within one
+    /// attempt every address is tried once, so a name whose first address
+    /// has nobody listening (`::1` for a server on IPv4 only) costs no
+    /// failed attempt and no backoff.
+    pub(super) fn open(&mut self, slot: usize, now: Tick) {
+        let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to try");
+        while usize::from(self.conns[slot].tried) < self.addrs.list.len().max(1) {
+            self.conns[slot].tried = self.conns[slot].tried.saturating_add(1);
             let source = match self.config.sources.len() {
                 0 => None,
                 n => {
@@ -435,25 +483,50 @@ impl Swarm {
                     Some(self.config.sources[self.next_source])
                 }
             };
-            conn.machine.handle_connect_started(now);
             let registry = self.poll.registry();
-            let result = start_connect(self.config.connect, source).and_then(|mut stream| {
-                registry.register(
-                    &mut stream,
-                    Token(slot),
-                    Interest::READABLE | Interest::WRITABLE,
-                )?;
-                Ok(stream)
-            });
-            match result {
+            let after = (self.conns[slot].tried > 1).then_some(self.conns[slot].at);
+            let started = self
+                .addrs
+                .pick(source, after)
+                .and_then(|(at, addr)| {
+                    self.conns[slot].at = at;
+                    start_connect(addr, source)
+                })
+                .and_then(|mut stream| {
+                    registry.register(
+                        &mut stream,
+                        Token(slot),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    Ok(stream)
+                });
+            match started {
                 Ok(stream) => {
+                    let conn = &mut self.conns[slot];
                     conn.stream = Some(stream);
                     conn.link = Link::Connecting;
                     self.counters.connecting += 1;
+                    return;
                 }
-                Err(e) => conn.machine.handle_connect_failed(now, e.kind()),
+                Err(e) => last = e,
             }
-            self.settle(slot, now, now_us);
+        }
+        self.conns[slot]
+            .machine
+            .handle_connect_failed(now, last.kind());
+    }
+
+    /// The name did not resolve and no earlier answer is there to use: the
+    /// connects waiting for it fail (and back off) like any other.
+    fn fail_waiting_connects(&mut self, now: Tick) {
+        let now_us = self.rtt_clock.now() as u32;
+        while let Some(slot) = self.ready.pop_front() {
+            let machine = &mut self.conns[slot].machine;
+            if machine.state() == State::Ready {
+                machine.handle_connect_started(now);
+                machine.handle_connect_failed(now, io::ErrorKind::NotFound);
+                self.settle(slot, now, now_us);
+            }
         }
     }
 
@@ -545,6 +618,88 @@ impl Swarm {
     }
 }
 
+/// The server's addresses, and which to use next.
+struct Addresses {
+    list: Vec<SocketAddr>,
+    /// When `list` was looked up (`None`: never; a plain address never is).
+    resolved_at: Option<Tick>,
+    needs_lookup: bool,
+    next: usize,
+    /// The address of the last connect that succeeded: used until one to
+    /// it fails, so a name that lists an address nobody listens on costs
+    /// a few failed connects, not one in every few.
+    good: Option<SocketAddr>,
+}
+
+impl Addresses {
+    fn new(target: &Target) -> Addresses {
+        Addresses {
+            list: target.addr().into_iter().collect(),
+            resolved_at: None,
+            needs_lookup: target.addr().is_none(),
+            next: 0,
+            good: None,
+        }
+    }
+
+    fn stale(&self, now: Tick, every: Tick) -> bool {
+        self.needs_lookup && self.resolved_at.is_none_or(|at| now >= at + every)
+    }
+
+    /// A lookup's answer. A failed one keeps the addresses already known
+    /// (a DNS hiccup is not the server going away).
+    fn resolved(&mut self, answer: Lookup, now: Tick) {
+        self.resolved_at = Some(now);
+        match answer {
+            Ok(list) => {
+                if self.good.is_some_and(|good| !list.contains(&good)) {
+                    self.good = None;
+                }
+                self.list = list;
+            }
+            Err(e) => log::debug!("lookup failed: {e}"),
+        }
+    }
+
+    /// The address for a connect from `source`, with its index: the one
+    /// after index `after` (a connect that just failed at it tries the
+    /// next), else the last good one, else each in turn — always of the
+    /// source's family.
+    fn pick(
+        &mut self,
+        source: Option<IpAddr>,
+        after: Option<u16>,
+    ) -> io::Result<(u16, SocketAddr)> {
+        let fits = |a: &SocketAddr| source.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4());
+        let n = self.list.len();
+        let start = match after {
+            Some(at) => usize::from(at) + 1,
+            None => {
+                if let Some(i) = self
+                    .good
+                    .and_then(|g| self.list.iter().position(|a| *a == g))
+                {
+                    if fits(&self.list[i]) {
+                        return Ok((i as u16, self.list[i]));
+                    }
+                }
+                self.next = self.next.wrapping_add(1);
+                self.next
+            }
+        };
+        (0..n)
+            .map(|k| (start + k) % n.max(1))
+            .find(|&i| fits(&self.list[i]))
+            .map(|i| (i as u16, self.list[i]))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    "no address of the source address's family",
+                )
+            })
+    }
+}
+
 /// Files a lost connection under its reason.
 fn count_lost(by: &mut LostBy, reason: &Reason, answered: bool) {
     use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
@@ -594,7 +749,15 @@ fn check_limits(config: &SwarmConfig) -> Result<(), SwarmError> {
             limit: after.hard,
         });
     }
-    if let Some(free) = super::ports::free_ports(config.connect, &config.sources) {
+    // Against the first address the server's name has now; a name that does
+    // not resolve yet is connection trouble for later, not a refusal.
+    let server = config
+        .connect
+        .resolve_blocking()
+        .ok()
+        .and_then(|addrs| addrs.into_iter().next());
+    if let Some(free) = server.and_then(|server| super::ports::free_ports(server, &config.sources))
+    {
         let sources = config.sources.len().max(1);
         if config.clients as u64 > free.available() {
             return Err(SwarmError::Ports(format!(

@@ -205,3 +205,24 @@ pub fn log_ms(line: &str) -> Option<u64> {
             + (secs * 1000.0) as u64,
     )
 }
+
+/// `lubdub ARGS` in a mount namespace of its own whose `/etc/hosts` is
+/// `hosts`: names resolve as a test needs, and nothing else on the machine
+/// sees it. `None` (after saying why) when not root.
+pub fn with_hosts(test: &str, hosts: &str, args: &[&str]) -> Option<peers::Child> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping {test}: a private /etc/hosts needs root (a mount namespace)");
+        return None;
+    }
+    let file = std::env::temp_dir().join(format!("lubdub-hosts-{}-{test}", std::process::id()));
+    std::fs::write(&file, hosts).unwrap();
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+        .arg(&file)
+        .arg(env!("CARGO_BIN_EXE_lubdub"))
+        .args(args);
+    Some(peers::Child::from_command(command))
+}

@@ -27,7 +27,19 @@ impl Swarm {
         if conn.link == Link::Connecting {
             match connect_progress(stream) {
                 ConnectProgress::Pending => return,
-                ConnectProgress::Failed(e) => conn.machine.handle_connect_failed(now, e.kind()),
+                ConnectProgress::Failed(e) => {
+                    // The address that worked may not any more: go back to
+                    // trying each in turn, starting with the next one now.
+                    self.addrs.good = None;
+                    self.drop_stream(slot);
+                    if usize::from(self.conns[slot].tried) < self.addrs.list.len() {
+                        self.open(slot, now);
+                    } else {
+                        self.conns[slot]
+                            .machine
+                            .handle_connect_failed(now, e.kind());
+                    }
+                }
                 ConnectProgress::Connected => {
                     if let Err(e) = self.socket_options.apply(stream) {
                         // Kept: the heartbeats still guard it. Logged once.
@@ -37,6 +49,7 @@ impl Swarm {
                         }
                     }
                     {
+                        self.addrs.good = stream.peer_addr().ok();
                         conn.link = Link::Up;
                         conn.answered = false;
                         conn.churned = false;
