@@ -134,3 +134,64 @@ fn flooding_heartbeats_without_reading_closes_the_flooder_and_spares_a_hundred_p
         stats.peak_buffered
     );
 }
+
+#[test]
+fn half_closing_after_a_heartbeat_still_gets_the_reply_then_eof() {
+    let _serial = one_at_a_time();
+    let server = start((), |c| c.interval = Duration::from_secs(5));
+    let mut s = connect(server.addr);
+    s.write_all(&REQUEST).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(read_n(&mut s, 8), RESPONSE);
+    let mut rest = [0u8; 8];
+    assert_eq!(read_once(&mut s, &mut rest).expect("EOF, not a reset"), 0);
+    assert!(eventually(Duration::from_secs(5), || {
+        server.stats_now().active == 0
+    }));
+    let stats = *server.stop().stats();
+    assert_eq!(closes(&stats), [("closed_by_peer", 1)]);
+    assert_eq!(stats.heartbeats, 1);
+    assert_eq!(stats.bytes_out, 8);
+}
+
+#[test]
+fn resetting_mid_frame_is_counted_as_closed_by_peer_and_frees_what_it_held() {
+    let _serial = one_at_a_time();
+    // A handler that wants payloads, so that a split body is buffered.
+    let server = start(WantsData::default(), |c| {
+        c.interval = Duration::from_secs(5)
+    });
+    let mut good = connect(server.addr);
+    ping(&mut good);
+    let mut half_header = connect(server.addr);
+    half_header.write_all(&REQUEST[..4]).unwrap();
+    let mut half_body = connect(server.addr);
+    let mut partial = header(DATA, 1008).to_vec();
+    partial.resize(8 + 500, 0x55);
+    half_body.write_all(&partial).unwrap();
+    // Both are mid-frame on the server before they reset: the body is held.
+    let read_all = (8 + 4 + partial.len()) as u64;
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let s = server.stats_now();
+            s.bytes_in == read_all && s.buffered >= 500
+        }),
+        "{:?}",
+        server.stats_now()
+    );
+    reset(half_header);
+    reset(half_body);
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let s = server.stats_now();
+            s.active == 1 && s.buffered == 0
+        }),
+        "{:?}",
+        server.stats_now()
+    );
+    ping(&mut good);
+    let stats = *server.stop().stats();
+    assert_eq!(closes(&stats), [("closed_by_peer", 2)]);
+    assert_eq!(stats.data_frames, 0);
+    assert_eq!(stats.heartbeats, 2);
+}

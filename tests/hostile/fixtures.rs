@@ -3,13 +3,13 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::common::{connect, ping, REQUEST, RESPONSE};
-use lubdub::server::Stats;
+use lubdub::server::{ConnId, Handler, Reply, Stats};
 
 /// Held for the whole of a test so that tests run one after another.
 pub fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -177,4 +177,41 @@ pub fn trickle(
         }
     }
     unreachable!()
+}
+
+/// Closes `s` abortively (`SO_LINGER` 0): the peer gets a reset instead of
+/// a FIN, as from a killed proxy or a host that rebooted.
+pub fn reset(s: TcpStream) {
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+}
+
+/// One `read`, retried when interrupted: a blocking read with a timeout
+/// fails with EINTR after the process is stopped and continued, even with
+/// no signal handler (signal(7)).
+pub fn read_once(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match s.read(buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
+/// A handler that wants data payloads (`WANTS_DATA` left at its default)
+/// and counts them and their bytes.
+#[derive(Default, Clone)]
+pub struct WantsData {
+    pub frames: Arc<AtomicU64>,
+    pub bytes: Arc<AtomicU64>,
+}
+
+impl Handler for WantsData {
+    fn on_data(&mut self, _id: ConnId, payload: &[u8], _reply: &mut Reply<'_>) {
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+    }
 }
