@@ -13,8 +13,11 @@ mod common;
 mod fixtures;
 
 use std::io::{ErrorKind, Write};
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::peers::Child;
 use common::*;
 use fixtures::*;
 use lubdub::server::Config;
@@ -194,4 +197,149 @@ fn resetting_mid_frame_is_counted_as_closed_by_peer_and_frees_what_it_held() {
     assert_eq!(closes(&stats), [("closed_by_peer", 2)]);
     assert_eq!(stats.data_frames, 0);
     assert_eq!(stats.heartbeats, 2);
+}
+
+const PINNED: usize = 1000;
+const MAX_FRAME: usize = 64 * 1024;
+const HALF_BODY: usize = 32 * 1024;
+
+#[test]
+fn pinning_max_size_bodies_costs_the_plain_server_no_memory() {
+    let _serial = one_at_a_time();
+    let _ = lubdub::limits::raise_file_limit();
+    let (mut server, addr) = Child::server(&["--stats-every", "100ms"]);
+    let pid = server.child.id();
+    let mut good = connect(addr);
+    ping(&mut good); // the read buffer and the reply path are touched
+    let idle = rss_kib(pid);
+    let announce = header(DATA, MAX_FRAME);
+    let body = vec![0x55u8; HALF_BODY];
+    let mut pinned: Vec<TcpStream> = (0..PINNED).map(|_| connect(addr)).collect();
+    for s in pinned.iter_mut() {
+        s.write_all(&announce).unwrap();
+        s.write_all(&body).unwrap();
+    }
+    // Then trickle: a byte more of every body, a few times over.
+    let trickles = 5;
+    for _ in 0..trickles {
+        std::thread::sleep(Duration::from_millis(50));
+        for s in pinned.iter_mut() {
+            s.write_all(&[0x55]).unwrap();
+        }
+        ping(&mut good);
+    }
+    // Wait for a stats line that shows every byte read.
+    let everything = (8 * (1 + trickles) + PINNED * (8 + HALF_BODY + trickles)) as u64;
+    let mut lines = Vec::new();
+    let started = Instant::now();
+    loop {
+        let line = server.expect_line("stats ", Duration::from_secs(5));
+        let done = field(&line, "bytes_in") == everything;
+        lines.push(line);
+        if done {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never read everything: {lines:#?}"
+        );
+    }
+    let pinned_rss = rss_kib(pid);
+    ping(&mut good);
+    let grown = pinned_rss.saturating_sub(idle);
+    eprintln!(
+        "RSS idle {idle} KiB, with {PINNED} pinned half bodies {pinned_rss} KiB (+{grown} KiB)"
+    );
+    assert!(
+        grown < 8 * 1024,
+        "{PINNED} peers pinning half of a max-size body grew the server by {grown} KiB"
+    );
+    // Nothing was buffered at any time, no frame completed, nobody was
+    // closed.
+    let last = lines.last().unwrap();
+    eprintln!("{last}");
+    for line in &lines {
+        assert_eq!(field(line, "buffered"), 0, "{line}");
+        assert_eq!(field(line, "peak_buffered"), 0, "{line}");
+    }
+    assert_eq!(field(last, "active"), PINNED as u64 + 1, "{last}");
+    assert_eq!(field(last, "data_frames"), 0, "{last}");
+    drop(pinned);
+}
+
+#[test]
+fn pinning_bodies_a_handler_wants_is_held_to_the_buffer_budget() {
+    let _serial = one_at_a_time();
+    let _ = lubdub::limits::raise_file_limit();
+    let max_buffered = 4 * 1024 * 1024;
+    let handler = WantsData::default();
+    let server = start(handler.clone(), |c| {
+        c.interval = Duration::from_secs(30);
+        c.max_frame = MAX_FRAME;
+        c.max_buffered = max_buffered;
+    });
+    let announce = header(DATA, MAX_FRAME);
+    let body = vec![0x55u8; HALF_BODY];
+    let mut pinned: Vec<TcpStream> = Vec::with_capacity(PINNED);
+    for _ in 0..PINNED {
+        let mut s = connect(server.addr);
+        // The rest of the body goes out in one write later; a send buffer
+        // that holds it whole lets it arrive in one segment, so finishing
+        // a frame does not grow its buffer first.
+        socket2::SockRef::from(&s)
+            .set_send_buffer_size(256 * 1024)
+            .unwrap();
+        // A peer already closed for the budget may see its write fail.
+        let _ = s.write_all(&announce).and_then(|()| s.write_all(&body));
+        pinned.push(s);
+    }
+    // The server has read all it will when its counters stop moving.
+    let mut last = server.stats_now();
+    let mut still = 0;
+    let started = Instant::now();
+    while still < 5 {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = server.stats_now();
+        still = if now == last && now.accepted == PINNED as u64 {
+            still + 1
+        } else {
+            0
+        };
+        last = now;
+        assert!(started.elapsed() < Duration::from_secs(10), "{now:?}");
+    }
+    let during = server.stats_now();
+    let (closed, mut open): (Vec<TcpStream>, Vec<TcpStream>) =
+        pinned.into_iter().partition(is_closed);
+    let closed = closed.len();
+    eprintln!("{closed} of {PINNED} closed for the budget: {during:?}");
+    // The overshoot is at most one read's worth.
+    assert!(
+        during.peak_buffered <= (max_buffered + MAX_FRAME) as u64,
+        "peak_buffered={} with a budget of {max_buffered}",
+        during.peak_buffered
+    );
+    assert!(during.over_budget > 0, "{during:?}");
+    assert_eq!(closes(&during), [("over_budget", closed as u64)]);
+    assert_eq!(during.active, (PINNED - closed) as u64);
+    // The rest finish their frames and are answered.
+    let mut rest = vec![0x55u8; MAX_FRAME - 8 - HALF_BODY];
+    rest.extend_from_slice(&REQUEST);
+    for s in open.iter_mut() {
+        s.write_all(&rest).unwrap();
+        assert_eq!(read_n(s, 8), RESPONSE);
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || server.stats_now().buffered == 0),
+        "{:?}",
+        server.stats_now()
+    );
+    let after = server.stats_now();
+    assert_eq!(after.active, open.len() as u64, "{after:?}");
+    assert_eq!(closes(&after), [("over_budget", closed as u64)]);
+    assert_eq!(handler.frames.load(Ordering::Relaxed), open.len() as u64);
+    assert_eq!(
+        handler.bytes.load(Ordering::Relaxed),
+        (open.len() * (MAX_FRAME - 8)) as u64
+    );
 }

@@ -200,6 +200,19 @@ pub fn read_once(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
     }
 }
 
+/// Whether the server has closed `s` (EOF or reset), without waiting.
+pub fn is_closed(mut s: &TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let closed = match s.read(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => panic!("unexpected bytes from the server"),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    };
+    s.set_nonblocking(false).unwrap();
+    closed
+}
+
 /// A handler that wants data payloads (`WANTS_DATA` left at its default)
 /// and counts them and their bytes.
 #[derive(Default, Clone)]
@@ -214,4 +227,23 @@ impl Handler for WantsData {
         self.bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
     }
+}
+
+/// Resident memory of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+}
+
+/// The value of `name=` in a log line (e.g. the stats line).
+pub fn field(line: &str, name: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name}= in {line}"))
 }
