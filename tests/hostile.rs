@@ -12,7 +12,7 @@ mod common;
 #[path = "hostile/fixtures.rs"]
 mod fixtures;
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -464,4 +464,101 @@ fn a_connect_backlog_is_accepted_at_most_a_budget_per_turn() {
     let _serial = one_at_a_time();
     let per_turn = per_turn(&accept_turns());
     assert!(per_turn.iter().all(|&n| n > 0 && n <= 256), "{per_turn:?}");
+}
+
+#[test]
+fn running_out_of_descriptors_pauses_accepting_without_spinning_and_resumes() {
+    use std::os::unix::process::CommandExt;
+    let _serial = one_at_a_time();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lubdub"));
+    command.args([
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-connections",
+        "1000",
+        "--interval",
+        "30s",
+    ]);
+    // SAFETY: setrlimit is async-signal-safe; the child gets a hard limit of
+    // 48 descriptors that it cannot raise.
+    unsafe {
+        command.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 48,
+                rlim_max: 48,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (mut server, addr) = Child::listening(command);
+    let pid = server.child.id();
+    // 80 connections: the kernel completes them all (backlog), the server
+    // can take only about 40.
+    let mut conns: Vec<TcpStream> = (0..80).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let (paused_at, paused) = server
+        .wait_for_line("accept paused", Duration::from_secs(10))
+        .expect("accepting never paused");
+    assert!(paused.contains("open connections"), "{paused}");
+    // Paused with connections waiting in the backlog: retrying every
+    // accept_pause (100 ms), not spinning on them.
+    let cpu_before = cpu_time(pid);
+    let wall = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu = cpu_time(pid) - cpu_before;
+    let wall = wall.elapsed();
+    eprintln!("paused: {cpu:?} of CPU in {wall:?}");
+    assert!(
+        cpu < wall / 4,
+        "paused, the server used {cpu:?} of CPU in {wall:?}"
+    );
+    let mut answered = 0;
+    for c in conns.iter_mut() {
+        c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        if c.write_all(&REQUEST).is_ok() && c.read_exact(&mut [0u8; 8]).is_ok() {
+            answered += 1;
+        }
+    }
+    assert!(answered > 20 && answered < 80, "answered {answered}");
+    // Free more descriptors than are still queued: the server resumes and
+    // serves every connection that is left.
+    conns.drain(..45);
+    let resumed_at = server
+        .wait_for("accepting again", Duration::from_secs(10))
+        .expect("accepting never resumed");
+    let mut served_late = 0;
+    for c in conns.iter_mut() {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = c.write_all(&REQUEST);
+        match c.read_exact(&mut [0u8; 8]) {
+            Ok(()) => served_late += 1,
+            Err(e) => eprintln!("not served: {e}"),
+        }
+    }
+    assert_eq!(
+        served_late, 35,
+        "after resuming, every remaining connection is served"
+    );
+    server.signal(libc::SIGTERM);
+    let stopped = server.expect_line("stopped", Duration::from_secs(5));
+    // A pause is one retry period: the count follows the clock, not the
+    // connections waiting.
+    let episode = resumed_at - paused_at;
+    let pauses = field(&stopped, "accept_pauses");
+    eprintln!("{pauses} pauses in {episode:?}");
+    let periods = episode.as_millis() as u64 / 100;
+    assert!(
+        (1..=periods + 3).contains(&pauses),
+        "{pauses} pauses in {episode:?}"
+    );
+    // One line for the whole episode, however many retries it took.
+    let lines = server
+        .seen
+        .iter()
+        .filter(|(_, l)| l.contains("accept paused"))
+        .count();
+    assert_eq!(lines, 1, "{}", server.log());
 }

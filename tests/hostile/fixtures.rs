@@ -240,6 +240,25 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no VmRSS in {status}"))
 }
 
+/// CPU time (user + system) process `pid` has used so far, to the kernel's
+/// clock tick (10 ms on most systems).
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name (which may hold spaces and
+    // parentheses) begin with the state, field 3; utime and stime are
+    // fields 14 and 15.
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let ticks: u64 = after_comm
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse::<u64>().unwrap())
+        .sum();
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
 /// The value of `name=` in a log line (e.g. the stats line).
 pub fn field(line: &str, name: &str) -> u64 {
     line.split_whitespace()
