@@ -55,8 +55,9 @@ fn a_silent_connection_is_evicted_after_about_interval_times_misses_and_logged()
     let mut conn = TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 8];
-    // A signal to this test process (other tests start and stop children)
-    // interrupts a read; that is not the server closing.
+    // A read with a timeout fails with EINTR when this process is stopped
+    // and continued, even with no signal handler (signal(7)): that is not
+    // the server closing the connection.
     let read = loop {
         match conn.read(&mut buf) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -283,85 +284,6 @@ fn stats_are_logged_on_request() {
     conn.read_exact(&mut reply).unwrap();
     let line = server.expect_line("heartbeats=1 ", Duration::from_secs(5));
     assert!(line.contains("active=1"), "{line}");
-}
-
-#[test]
-fn running_out_of_descriptors_pauses_accepting_and_resumes() {
-    use std::os::unix::process::CommandExt;
-    let mut command = Command::new(BIN);
-    command.args([
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--max-connections",
-        "1000",
-        "--interval",
-        "30s",
-    ]);
-    // SAFETY: setrlimit is async-signal-safe; the child gets a hard limit of
-    // 48 descriptors that it cannot raise.
-    unsafe {
-        command.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 48,
-                rlim_max: 48,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let (mut server, addr) = Child::listening(command);
-    // 80 connections: the kernel completes them all (backlog), the server
-    // can take only about 40.
-    let mut conns: Vec<TcpStream> = (0..80).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    let paused = server.expect_line("accept paused", Duration::from_secs(10));
-    assert!(
-        paused.contains("open") || paused.contains("descriptors") || paused.contains("files"),
-        "{paused}"
-    );
-    // Only one line per episode, however many retries.
-    std::thread::sleep(Duration::from_millis(500));
-    let mut answered = 0;
-    for c in conns.iter_mut() {
-        c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-        if c.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]).is_ok() && c.read_exact(&mut [0u8; 8]).is_ok() {
-            answered += 1;
-        }
-    }
-    assert!(answered > 20 && answered < 80, "answered {answered}");
-    // Free more descriptors than are still queued: the server resumes and
-    // serves every connection that is left.
-    conns.drain(..45);
-    server.expect_line("accepting again", Duration::from_secs(10));
-    let mut served_late = 0;
-    for c in conns.iter_mut() {
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let _ = c.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]);
-        match c.read_exact(&mut [0u8; 8]) {
-            Ok(()) => served_late += 1,
-            Err(e) => eprintln!("not served: {e}"),
-        }
-    }
-    assert_eq!(
-        served_late, 35,
-        "after resuming, every remaining connection is served"
-    );
-    // Exactly one "accept paused" line in the whole run: one episode,
-    // however many retries it took.
-    server.signal(libc::SIGTERM);
-    let line = server.expect_line("stopped", Duration::from_secs(5));
-    assert!(line.contains("accept_pauses="), "{line}");
-    let pauses = server
-        .seen
-        .iter()
-        .filter(|(_, l)| l.contains("accept paused"))
-        .count();
-    assert_eq!(
-        pauses, 1,
-        "the pause was logged more than once in one episode"
-    );
 }
 
 #[test]

@@ -20,14 +20,12 @@ fn reserved(len: usize) -> Vec<u8> {
     f
 }
 
-#[test]
-fn a_fin_queued_behind_more_than_one_turn_of_reads_is_still_seen() {
-    let mut server = embedded(|c| c.interval = Duration::from_secs(60));
+/// A peer whose connection to `server` has been streamed over while the
+/// server read, so the kernel has grown its receive window far past one
+/// turn's read budget.
+fn warmed_up(server: &mut lubdub::server::Server<()>, frame: &[u8]) -> std::net::TcpStream {
     let peer = connect(server.local_addr());
-    let frame = reserved(4096);
-    // Warm up: streaming while the server reads makes the kernel grow the
-    // connection's receive window far past one turn's read budget.
-    let warm: Vec<u8> = frame.repeat(2048); // 8 MiB
+    let warm: Vec<u8> = frame.repeat(2048);
     let mut writer = peer.try_clone().unwrap();
     let warming = std::thread::spawn(move || writer.write_all(&warm).unwrap());
     let until = Instant::now() + Duration::from_secs(20);
@@ -35,6 +33,14 @@ fn a_fin_queued_behind_more_than_one_turn_of_reads_is_still_seen() {
         server.poll_once(Some(Duration::from_millis(1))).unwrap();
     }
     warming.join().unwrap();
+    peer
+}
+
+#[test]
+fn a_fin_queued_behind_more_than_one_turn_of_reads_is_still_seen() {
+    let mut server = embedded(|c| c.interval = Duration::from_secs(60));
+    let frame = reserved(4096);
+    let peer = warmed_up(&mut server, &frame);
     // The server now stalls while 600 KiB of frames and the FIN arrive.
     let burst = frame.repeat(150);
     let mut writer = peer.try_clone().unwrap();
@@ -55,6 +61,31 @@ fn a_fin_queued_behind_more_than_one_turn_of_reads_is_still_seen() {
         (1, 0, 0),
         "the FIN was missed: {stats}"
     );
+}
+
+#[test]
+fn a_flooding_peer_gets_one_read_budget_per_turn() {
+    let mut server = embedded(|c| c.interval = Duration::from_secs(60));
+    let frame = reserved(4096);
+    let peer = warmed_up(&mut server, &frame);
+    let before = server.stats().bytes_in;
+    // 600 KiB waits in the kernel when the server next looks.
+    let mut writer = peer.try_clone().unwrap();
+    writer.write_all(&frame.repeat(150)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut per_turn = Vec::new();
+    while server.stats().bytes_in - before < 150 * 4096 && per_turn.len() < 20 {
+        let at = server.stats().bytes_in;
+        server.poll_once(Some(Duration::from_millis(1))).unwrap();
+        per_turn.push(server.stats().bytes_in - at);
+    }
+    // Four reads of 64 KiB a turn, and the rest in later turns.
+    assert!(per_turn.len() >= 3, "{per_turn:?}");
+    assert!(
+        per_turn.iter().all(|&n| n <= 4 * 64 * 1024),
+        "more than one read budget in a turn: {per_turn:?}"
+    );
+    drop(peer);
 }
 
 /// Records the idle time each evicted peer was given.

@@ -39,21 +39,14 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// Reads again from connections that hit their read budget last turn.
-    pub(super) fn resume_unfinished(&mut self, seen: u64) {
-        if self.unfinished.is_empty() {
-            return;
-        }
-        let mut again = std::mem::replace(
-            &mut self.unfinished,
-            std::mem::take(&mut self.unfinished_spare),
-        );
+    /// Reads again from connections that hit their read budget last turn
+    /// (`again`, left empty); those that hit it again wait for the next.
+    pub(super) fn resume_unfinished(&mut self, again: &mut Vec<(ConnId, bool)>, seen: u64) {
         for (id, closed) in again.drain(..) {
             if self.is_open(id) {
                 self.read_ready(id.slot as usize, closed, seen);
             }
         }
-        self.unfinished_spare = again;
     }
 
     /// Reads what the kernel holds for `slot` (up to the read budget), hands

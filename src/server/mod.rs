@@ -332,6 +332,14 @@ impl<H: Handler> Server<H> {
             }
         }
         let now = self.wake(Instant::now());
+        // What ran out of budget last turn is resumed after this turn's
+        // events, once: a budget is per turn, and work left over from this
+        // turn waits for the next.
+        let resume_accept = self.accept_unfinished && self.accept_paused.is_none();
+        let mut resume_reads = std::mem::replace(
+            &mut self.unfinished,
+            std::mem::take(&mut self.unfinished_spare),
+        );
         // Take the events out so handling can borrow `self` mutably; the
         // empty stand-in allocates nothing.
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
@@ -339,7 +347,9 @@ impl<H: Handler> Server<H> {
             match event.token() {
                 // While paused for lack of descriptors, the resume timer
                 // retries; accepting on every new SYN would only fail again.
-                LISTENER if self.accept_paused.is_none() => self.accept(now),
+                // A listener already due a resume is accepted from once,
+                // below.
+                LISTENER if self.accept_paused.is_none() && !resume_accept => self.accept(now),
                 LISTENER => {}
                 WAKER => {}
                 Token(slot) => self.connection_ready(
@@ -352,8 +362,9 @@ impl<H: Handler> Server<H> {
             }
         }
         self.events = events;
-        self.resume_unfinished(now.nanos);
-        if self.accept_unfinished && self.accept_paused.is_none() {
+        self.resume_unfinished(&mut resume_reads, now.nanos);
+        self.unfinished_spare = resume_reads;
+        if resume_accept {
             self.accept(now);
         }
         if self.shutdown.is_requested() {

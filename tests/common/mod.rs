@@ -10,10 +10,11 @@ pub mod peers;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lubdub::server::{Config, Handler, Server};
+use lubdub::server::{Config, Handler, Server, Stats, Step};
 use lubdub::shutdown::ShutdownHandle;
 
 pub const REQUEST: [u8; 8] = [0, 0, 0, 0, 8, 0, 0, 0];
@@ -23,10 +24,18 @@ pub const RESPONSE: [u8; 8] = [1, 0, 0, 0, 8, 0, 0, 0];
 pub struct Running<H: Handler + Send + 'static> {
     pub addr: SocketAddr,
     stop: ShutdownHandle,
+    /// The counters as of the end of the server's last turn.
+    live: Arc<Mutex<Stats>>,
     thread: Option<JoinHandle<Server<H>>>,
 }
 
 impl<H: Handler + Send + 'static> Running<H> {
+    /// The counters while the server runs, as of the end of its last turn:
+    /// poll them (see [`eventually`]) rather than expect an effect at once.
+    pub fn stats_now(&self) -> Stats {
+        *self.live.lock().unwrap()
+    }
+
     pub fn stop(mut self) -> Server<H> {
         self.stop.shutdown();
         self.thread
@@ -70,13 +79,19 @@ pub fn try_start<H: Handler + Send + 'static>(
     tweak(&mut config);
     let mut server = Server::bind(config, handler)?;
     let (addr, stop) = (server.local_addr(), server.shutdown_handle());
+    let live = Arc::new(Mutex::new(Stats::default()));
+    let published = live.clone();
     let thread = std::thread::spawn(move || {
-        server.run().expect("run");
+        // `run`, publishing the counters after every turn.
+        while server.poll_once(None).expect("run") == Step::Running {
+            *published.lock().unwrap() = *server.stats();
+        }
         server
     });
     Ok(Running {
         addr,
         stop,
+        live,
         thread: Some(thread),
     })
 }
