@@ -160,7 +160,7 @@ impl<H: Handler> Server<H> {
             serial,
         };
         let deadline = self.clock.tick_after(self.rule.deadline(now.nanos));
-        let timer = self.wheel.schedule(deadline, Timer::Liveness(id));
+        let timer = self.wheel.schedule(deadline, Timer::Liveness(id.slot));
         entry.insert(Conn {
             stream,
             serial,

@@ -44,5 +44,7 @@ mod size {
     fn a_connection_stays_small() {
         let conn = std::mem::size_of::<Conn>();
         assert!(conn <= 64, "Conn grew to {conn} bytes");
+        let node = crate::wheel::node_size::<super::super::Timer>();
+        assert!(node <= 32, "a wheel node grew to {node} bytes");
     }
 }

@@ -89,11 +89,16 @@ struct Now {
     tick: Tick,
 }
 
-/// What the wheel holds.
+/// What the wheel holds: small, because it is in one wheel node per
+/// connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
-    /// A connection's liveness check.
-    Liveness(ConnId),
+    /// The liveness check of the connection in this slot. The slot alone is
+    /// enough: the timer's own id says which tenant it is for (a
+    /// connection's timer is cancelled when it closes, and the id of the
+    /// one that fired is checked against the tenant's), so the 64-bit
+    /// serial need not ride along in every node.
+    Liveness(u32),
     /// Log the counters.
     Stats,
     /// Try accepting again after running out of file descriptors.
@@ -442,9 +447,9 @@ impl<H: Handler> Server<H> {
     }
 
     fn fire_timers(&mut self, now: Now) {
-        while let Some((_, _, timer)) = self.wheel.poll(now.tick) {
+        while let Some((fired, _, timer)) = self.wheel.poll(now.tick) {
             match timer {
-                Timer::Liveness(id) => self.check_liveness(id, now),
+                Timer::Liveness(slot) => self.check_liveness(slot as usize, fired, now),
                 Timer::Stats => {
                     info!("stats {}", self.stats);
                     if let Some(every) = self.config.stats_every {
@@ -460,12 +465,15 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    fn check_liveness(&mut self, id: ConnId, now: Now) {
-        let slot = id.slot as usize;
-        let Some(conn) = self.conn(id) else {
-            // The connection closed after this timer fired but before we
-            // got here; close_conn cancels timers, so this is only a guard.
+    fn check_liveness(&mut self, slot: usize, fired: TimerId, now: Now) {
+        let Some(conn) = self.conns.get(slot).filter(|c| c.timer == fired) else {
+            // close_conn cancels a connection's timer, so a timer that
+            // fires belongs to the slot's tenant: this is only a guard.
             return;
+        };
+        let id = ConnId {
+            slot: slot as u32,
+            serial: conn.serial,
         };
         let mut verdict = self.rule.check(conn.last_seen, now.nanos);
         if let Verdict::Dead { .. } = verdict {
@@ -482,7 +490,7 @@ impl<H: Handler> Server<H> {
         match verdict {
             Verdict::Alive { next_deadline } => {
                 let at = self.clock.tick_after(next_deadline);
-                let timer = self.wheel.schedule(at, Timer::Liveness(id));
+                let timer = self.wheel.schedule(at, Timer::Liveness(id.slot));
                 if let Some(conn) = self.conns.get_mut(slot) {
                     conn.timer = timer;
                 }

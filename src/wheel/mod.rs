@@ -83,6 +83,12 @@ pub const LEVELS: usize = (u64::BITS as usize).div_ceil(SLOT_BITS as usize);
 /// "No node": ends a list. Also why at most `u32::MAX - 1` timers can be live.
 const NIL: u32 = u32::MAX;
 
+/// Bytes one scheduled timer of `T` takes in the wheel.
+#[cfg(test)]
+pub(crate) fn node_size<T>() -> usize {
+    mem::size_of::<Node<T>>()
+}
+
 /// Names one scheduled timer: a node index plus the node's generation at the
 /// time it was scheduled. Once the timer fires or is cancelled the id is
 /// stale for good, even after its node is reused.
