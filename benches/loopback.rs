@@ -1,4 +1,4 @@
-//! End-to-end loopback benchmark (issue 4): lubdub's server against a bare
+//! End-to-end loopback benchmark of lubdub's targets: its server against a bare
 //! mio floor, an idiomatic tokio server and Redis, under the same
 //! `lubdub swarm` load, in three scenarios — flood, idle, fill.
 //!

@@ -1,5 +1,5 @@
 //! What a scenario produces: rows (metrics), one column of figures per
-//! server, and the issue's targets judged from lubdub's ratios to the
+//! server, and the project's targets judged from lubdub's ratios to the
 //! baselines.
 
 use crate::servers::Kind;
@@ -53,7 +53,7 @@ impl Column {
     }
 }
 
-/// A target from the issue and how this run fared against it.
+/// One of the project's targets and how this run fared against it.
 pub struct Verdict {
     pub target: String,
     /// None when a figure it needs was not measured.

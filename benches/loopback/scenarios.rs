@@ -1,4 +1,4 @@
-//! The three scenarios of issue 4 — flood, idle, fill — each run against
+//! The three scenarios — flood, idle, fill — each run against
 //! every server in turn, and the targets each is judged by.
 
 use std::thread::sleep;
