@@ -80,13 +80,21 @@ fn bad(text: &str) -> io::Error {
     )
 }
 
-/// Clock ticks one CPU has spent busy, and of those in softirq, from
-/// `/proc/stat`. Over loopback, a sender's CPU runs the receiving side's TCP
-/// input in softirq; with IRQ time accounting that time is charged to the
-/// CPU, not to the sending process.
+/// Clock ticks one CPU has spent busy, idle, and (of the busy ones) in
+/// softirq, from `/proc/stat`.
+///
+/// Every tick of a CPU lands in exactly one `/proc/stat` column, so busy and
+/// idle add up to the wall clock. What they do *not* say is whose work a
+/// softirq tick was: over loopback, a sender's CPU runs the receiving side's
+/// TCP input in softirq. Without `CONFIG_IRQ_TIME_ACCOUNTING` (this kernel)
+/// a softirq tick is charged both to the softirq column and to the `stime`
+/// of whatever task was running, so a server's own CPU time already
+/// includes the softirq that ran while it was on the CPU — subtracting the
+/// softirq column from "busy" *and* the server's time counts it twice.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuTimes {
     busy: u64,
+    idle: u64,
     softirq: u64,
 }
 
@@ -98,7 +106,8 @@ pub fn cpu_times(cpu: &str) -> io::Result<CpuTimes> {
         .lines()
         .find(|l| l.starts_with(&prefix))
         .ok_or_else(|| bad(&stat))?;
-    // user nice system idle iowait irq softirq steal ...
+    // user nice system idle iowait irq softirq steal (guest time is already
+    // inside user and nice)
     let v: Vec<u64> = line
         .split_whitespace()
         .skip(1)
@@ -112,19 +121,35 @@ pub fn cpu_times(cpu: &str) -> io::Result<CpuTimes> {
     let total: u64 = v.iter().sum();
     Ok(CpuTimes {
         busy: total - idle,
+        idle,
         softirq: v[6],
     })
 }
 
+/// Seconds one CPU spent over a window.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSpent {
+    pub busy: f64,
+    pub idle: f64,
+    pub softirq: f64,
+}
+
 impl CpuTimes {
-    /// Busy and softirq seconds between `self` and a later sample.
-    pub fn seconds_until(&self, later: &CpuTimes) -> (f64, f64) {
+    /// What the CPU did between `self` and a later sample.
+    pub fn until(&self, later: &CpuTimes) -> CpuSpent {
         let hz = clock_ticks_per_second();
-        (
-            later.busy.saturating_sub(self.busy) as f64 / hz,
-            later.softirq.saturating_sub(self.softirq) as f64 / hz,
-        )
+        let s = |a: u64, b: u64| b.saturating_sub(a) as f64 / hz;
+        CpuSpent {
+            busy: s(self.busy, later.busy),
+            idle: s(self.idle, later.idle),
+            softirq: s(self.softirq, later.softirq),
+        }
     }
+}
+
+/// The resolution of `/proc/stat` and `/proc/PID/stat`, in seconds.
+pub fn tick_seconds() -> f64 {
+    1.0 / clock_ticks_per_second()
 }
 
 /// The host's count of connections dropped at a full listen queue

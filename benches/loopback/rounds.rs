@@ -5,7 +5,9 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use crate::outcome::Column;
-use crate::procstat::{cpu_seconds, cpu_times, listen_drops, open_fds, CpuTimes};
+use crate::procstat::{
+    cpu_seconds, cpu_times, listen_drops, open_fds, tick_seconds, CpuSpent, CpuTimes,
+};
 use crate::servers::{Kind, Server, Tools, SERVER_CPU};
 use crate::swarm::{Report, Swarm};
 
@@ -74,7 +76,11 @@ pub fn each_rounds(
 
 /// Figures whose per-round values are listed beside their median, with
 /// the decimals to show.
-const SPREAD: [(&str, usize); 2] = [("replies_per_s", 0), ("cpu_s_per_m", 3)];
+const SPREAD: [(&str, usize); 3] = [
+    ("replies_per_s", 0),
+    ("cpu_s_per_m", 3),
+    ("own_cpu_s_per_m", 3),
+];
 
 /// One column from several rounds: each figure's median over the rounds
 /// that measured it; every error and note kept, marked with its round.
@@ -130,10 +136,18 @@ fn median_column(kind: Kind, rounds: Vec<Column>) -> Column {
 }
 
 /// Measures a window: the server's CPU time and wall time, and what else
-/// the server's CPU did: softirq (mostly loopback TCP input run on behalf of
-/// the server's own sends, which the kernel does not charge to the server)
-/// and other tasks (neighbours on a shared machine, or steal by the host).
-/// A large "other tasks" figure means the figures beside it are noisy.
+/// the server's CPU did.
+///
+/// The accounting must add up, and is checked: CPU 0's busy and idle time
+/// make its wall clock, and the server (pinned to CPU 0) cannot have run
+/// longer than CPU 0 was busy. What is left of the busy time once the
+/// server's own is taken out is other tasks: neighbours on a shared
+/// machine, steal by the host, and softirq that ran while someone else (or
+/// no one) was on the CPU. The server's time includes the softirq that ran
+/// while it was on the CPU — on this kernel softirq is charged to whoever
+/// was running — which is loopback TCP work the same for every server; the
+/// "less softirq" figures take all of CPU 0's softirq out, a lower bound on
+/// the server's own work that separates servers more sharply.
 pub struct Meter {
     pid: u32,
     start: Instant,
@@ -144,6 +158,15 @@ pub struct Meter {
 pub struct Measured {
     pub server_cpu_s: f64,
     pub wall_s: f64,
+    /// CPU 0's softirq over the window, when it could be read.
+    pub softirq_s: Option<f64>,
+}
+
+impl Measured {
+    /// The server's CPU less all of CPU 0's softirq (never below zero).
+    pub fn server_less_softirq_s(&self) -> Option<f64> {
+        self.softirq_s.map(|q| (self.server_cpu_s - q).max(0.0))
+    }
 }
 
 impl Meter {
@@ -160,16 +183,46 @@ impl Meter {
         let server_cpu = cpu_seconds(self.pid).map_err(|e| e.to_string())?;
         let wall_s = self.start.elapsed().as_secs_f64();
         let server_cpu_s = server_cpu - self.server_cpu;
+        let mut softirq_s = None;
         if let (Some(b), Ok(a)) = (self.cpu_times, cpu_times(SERVER_CPU)) {
-            let (busy, softirq) = b.seconds_until(&a);
-            let others = (busy - softirq - server_cpu_s) / wall_s * 100.0;
-            col.set("softirq_pct", Some(softirq / wall_s * 100.0));
-            col.set("others_pct", Some(others.max(0.0)));
+            let cpu = b.until(&a);
+            check_adds_up(&cpu, server_cpu_s, wall_s)?;
+            let pct = |s: f64| Some(s / wall_s * 100.0);
+            col.set("softirq_pct", pct(cpu.softirq));
+            // Inside the tolerance a hair below zero is rounding: nothing.
+            col.set("others_pct", pct((cpu.busy - server_cpu_s).max(0.0)));
+            softirq_s = Some(cpu.softirq);
         }
         Ok(Measured {
             server_cpu_s,
             wall_s,
+            softirq_s,
         })
+    }
+}
+
+/// Fails loudly when the window's CPU figures cannot all be true: the
+/// parts may not exceed the whole by more than the counters' resolution.
+fn check_adds_up(cpu: &CpuSpent, server_s: f64, wall_s: f64) -> Result<(), String> {
+    // Each counter is sampled twice, each to one tick; the wall clock and
+    // the samples are a few syscalls apart.
+    let slack = 4.0 * tick_seconds() + 0.01 * wall_s;
+    let problem = if (cpu.busy + cpu.idle - wall_s).abs() > slack {
+        Some("CPU 0's busy and idle time do not make the wall clock")
+    } else if server_s > cpu.busy + slack {
+        Some("the server, pinned to CPU 0, ran longer than CPU 0 was busy")
+    } else if cpu.softirq > cpu.busy + slack {
+        Some("CPU 0's softirq exceeds its busy time")
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(what) => Err(format!(
+            "CPU accounting does not add up: {what} (wall {wall_s:.3} s, CPU 0 busy {:.3} s, \
+             idle {:.3} s, softirq {:.3} s, server {server_s:.3} s; slack {slack:.3} s)",
+            cpu.busy, cpu.idle, cpu.softirq
+        )),
     }
 }
 

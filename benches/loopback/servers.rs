@@ -293,9 +293,25 @@ pub fn find_or_install_redis(logs: &Path) -> Result<PathBuf, String> {
         return Err(format!("redis-server not found: {HOW}"));
     }
     eprintln!(
-        "redis-server not found; installing it with apt-get (log: {}/apt.log)",
+        "redis-server not found: installing Debian's redis-server package with apt-get, as \
+         root, with services kept from starting (the bench runs its own redis-server and \
+         stops it); set LUBDUB_BENCH_NO_INSTALL=1 to skip redis instead (log: {}/apt.log)",
         logs.display()
     );
+    // Debian's postinst would start a system redis-server and leave it
+    // running; a policy-rc.d that says no (exit 101) stops that. Only one
+    // made here is removed again.
+    const POLICY: &str = "/usr/sbin/policy-rc.d";
+    let own_policy = !Path::new(POLICY).exists()
+        && std::fs::write(
+            POLICY,
+            "#!/bin/sh\n# lubdub bench: no service starts\nexit 101\n",
+        )
+        .is_ok()
+        && {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(POLICY, std::fs::Permissions::from_mode(0o755)).is_ok()
+        };
     let apt = |args: &[&str]| -> bool {
         let Ok(log) = File::options()
             .create(true)
@@ -318,6 +334,9 @@ pub fn find_or_install_redis(logs: &Path) -> Result<PathBuf, String> {
     // A fresh machine may have no package lists yet: update once on failure.
     let installed = apt(&["install", "-y", "redis-server"])
         || (apt(&["update"]) && apt(&["install", "-y", "redis-server"]));
+    if own_policy {
+        let _ = std::fs::remove_file(POLICY);
+    }
     match which("redis-server") {
         Some(path) if installed => Ok(path),
         _ => Err(format!(

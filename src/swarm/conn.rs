@@ -394,3 +394,15 @@ mod tests {
         assert_eq!(f.pop(), Matched::Stamped(60));
     }
 }
+
+#[cfg(test)]
+mod size {
+    /// What one swarm connection costs, besides its ring of send stamps (4
+    /// bytes a request in flight): the docs state it, this keeps it true.
+    #[test]
+    fn a_swarm_connection_stays_within_its_stated_size() {
+        let conn = std::mem::size_of::<super::Conn>();
+        assert!(conn <= 320, "a swarm Conn grew to {conn} bytes");
+        eprintln!("swarm Conn: {conn} bytes");
+    }
+}
