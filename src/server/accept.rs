@@ -168,6 +168,8 @@ impl<H: Handler> Server<H> {
             timer,
             decoder: Decoder::new(),
             backlog: None,
+            unfinished: false,
+            peer_closed: false,
         });
         self.stats.accepted += 1;
         self.stats.active += 1;

@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read};
 
 use log::trace;
 
-use super::{held, push_heartbeat_replies, CloseReason, ConnId, Handler, Reply, Server};
+use super::{held, push_heartbeat_replies, CloseReason, ConnId, Handler, ReadCause, Reply, Server};
 use crate::nonblocking::write_some;
 use crate::protocol::{FrameType, Kind, Payloads};
 
@@ -35,25 +35,24 @@ impl<H: Handler> Server<H> {
             self.flush(slot, &[]);
         }
         if readable || closed {
-            self.read_ready(slot, closed, seen);
+            self.read_ready(slot, ReadCause::Event { closed }, seen);
         }
     }
 
     /// Reads again from connections that hit their read budget last turn
     /// (`again`, left empty); those that hit it again wait for the next.
-    pub(super) fn resume_unfinished(&mut self, again: &mut Vec<(ConnId, bool)>, seen: u64) {
-        for (id, closed) in again.drain(..) {
+    pub(super) fn resume_unfinished(&mut self, again: &mut Vec<ConnId>, seen: u64) {
+        for id in again.drain(..) {
             if self.is_open(id) {
-                self.read_ready(id.slot as usize, closed, seen);
+                self.read_ready(id.slot as usize, ReadCause::Resume, seen);
             }
         }
     }
 
     /// Reads what the kernel holds for `slot` (up to the read budget), hands
     /// out its frames, stamps it seen at `seen` if a frame completed, and
-    /// writes the replies. `closed`: the event also carried the peer's FIN
-    /// or an error, so a short read does not prove the socket drained.
-    pub(super) fn read_ready(&mut self, slot: usize, closed: bool, seen: u64) {
+    /// writes the replies.
+    pub(super) fn read_ready(&mut self, slot: usize, why: ReadCause, seen: u64) {
         let Server {
             conns,
             scratch,
@@ -66,6 +65,22 @@ impl<H: Handler> Server<H> {
         } = self;
         let Some(conn) = conns.get_mut(slot) else {
             return;
+        };
+        // With the FIN (or an error) signalled, a short read does not prove
+        // the socket drained: keep reading to see the EOF.
+        let closed = match why {
+            ReadCause::Event { closed } if conn.unfinished => {
+                // Already due a resume this turn: that read covers this
+                // event too, within the one budget a turn allows.
+                conn.peer_closed |= closed;
+                return;
+            }
+            ReadCause::Event { closed } => closed,
+            ReadCause::Resume => {
+                conn.unfinished = false;
+                conn.peer_closed
+            }
+            ReadCause::Evidence => conn.peer_closed,
         };
         let payloads = if H::WANTS_DATA {
             Payloads::Deliver
@@ -148,7 +163,11 @@ impl<H: Handler> Server<H> {
             if n == scratch.len() {
                 full_reads += 1;
                 if full_reads == super::READ_BUDGET {
-                    unfinished.push((id, closed));
+                    if !conn.unfinished {
+                        conn.unfinished = true;
+                        unfinished.push(id);
+                    }
+                    conn.peer_closed = closed;
                     break;
                 }
             }

@@ -81,6 +81,18 @@ const READ_BUDGET: u32 = 4;
 /// the loop from answering heartbeats.
 const ACCEPT_BUDGET: u32 = 256;
 
+/// Why a connection is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadCause {
+    /// A readiness event; `closed` if it also carried the peer's FIN or an
+    /// error.
+    Event { closed: bool },
+    /// Resumed after using up its read budget last turn.
+    Resume,
+    /// Before a verdict of silence: whatever the kernel holds.
+    Evidence,
+}
+
 /// The time of one wakeup, read once: nanoseconds for "seen" stamps and
 /// liveness checks, the tick (rounded down) for the wheel.
 #[derive(Debug, Clone, Copy)]
@@ -169,12 +181,11 @@ pub struct Server<H: Handler = ()> {
     /// Replies staged for one connection during one readiness event.
     out: Vec<u8>,
     /// Connections that used up their read budget with data still waiting
-    /// (edge-triggered: no new event will come for it), each with whether
-    /// its event also carried the peer's FIN or an error — that edge will
-    /// not come again either. A spare list to swap with while resuming them,
+    /// (edge-triggered: no new event will come for it), each listed once
+    /// (`Conn::unfinished`). A spare list to swap with while resuming them,
     /// so neither allocates in steady state.
-    unfinished: Vec<(ConnId, bool)>,
-    unfinished_spare: Vec<(ConnId, bool)>,
+    unfinished: Vec<ConnId>,
+    unfinished_spare: Vec<ConnId>,
     /// The listener used up its accept budget; accept again next turn.
     accept_unfinished: bool,
     next_serial: u64,
@@ -481,7 +492,7 @@ impl<H: Handler> Server<H> {
             // this peer is read first. After a stall, or with more ready
             // sockets than one batch of events, it may hold the very frames
             // that prove the peer alive, or its FIN.
-            self.read_ready(slot, false, now.nanos);
+            self.read_ready(slot, ReadCause::Evidence, now.nanos);
             let Some(conn) = self.conn(id) else {
                 return; // the read closed it, and counted why
             };
