@@ -84,12 +84,12 @@ fn bad(text: &str) -> io::Error {
 /// softirq, from `/proc/stat`.
 ///
 /// Idle time is exact: a tickless kernel accounts each idle period as it
-/// ends. Busy time is sampled by the timer tick, and on a CPU that flips
-/// between busy and idle thousands of times a second (a server answering a
-/// flood) ticks are deferred across idle periods and the busy columns
-/// undercount — seen here: 2.54 s busy and 0.33 s idle over a 3.06 s
-/// window. So busy is taken as the wall clock less idle, and the sampled
-/// columns only as a check. What none of them say is whose work a
+/// ends. Busy time is sampled by the timer tick, and wanders: on a CPU that
+/// flips between busy and idle under load it undercounts (2.54 s busy and
+/// 0.33 s idle over a 3.06 s window), on one that wakes briefly thousands
+/// of times a second it overcounts (8.39 s busy and 25.46 s idle over 30 s).
+/// So busy is taken as the wall clock less idle. What none of them say is
+/// whose work a
 /// softirq tick was: over loopback, a sender's CPU runs the receiving side's
 /// TCP input in softirq. Without `CONFIG_IRQ_TIME_ACCOUNTING` (this kernel)
 /// a softirq tick is charged both to the softirq column and to the `stime`

@@ -204,22 +204,24 @@ impl Meter {
 /// CPU 0's busy time over the window — the wall clock less its exact idle
 /// time — after checking that the parts do not exceed the whole beyond the
 /// counters' resolution; fails loudly when they do.
+///
+/// Only exact counters are checked against each other: the wall clock, the
+/// idle time (accounted as each idle period ends) and the server's CPU time
+/// (the scheduler's, to the nanosecond). The tick-sampled columns are not:
+/// on a CPU that wakes thousands of times a second each tick that finds it
+/// awake counts a whole tick busy — seen: 8.39 s "busy" beside 25.46 s idle
+/// in a 30 s window — and on one that flips between busy and idle under
+/// load they undercount. Softirq, sampled the same way, is shown but not
+/// trusted to add up.
 fn check_adds_up(cpu: &CpuSpent, server_s: f64, wall_s: f64) -> Result<f64, String> {
-    // Each counter is read twice, each to one tick; and the sampled busy
-    // columns wander a few percent either way of the truth on a CPU that
-    // flips between busy and idle (seen: −6 % and +3 % over 3 s windows).
-    // A double count of softirq — a third of the server's time — is far
-    // outside this; rounding is inside it.
-    let slack = 4.0 * tick_seconds() + 0.05 * wall_s;
+    // Each counter is read twice, each to one tick, a few syscalls apart;
+    // the wall clock is read around them.
+    let slack = 4.0 * tick_seconds() + 0.01 * wall_s;
     let busy = wall_s - cpu.idle;
     let problem = if cpu.idle > wall_s + slack {
         Some("CPU 0 was idle longer than the window")
-    } else if cpu.busy + cpu.idle > wall_s + slack {
-        Some("CPU 0's sampled busy and idle time exceed the wall clock")
     } else if server_s > busy + slack {
         Some("the server, pinned to CPU 0, ran longer than CPU 0 was busy")
-    } else if cpu.softirq > busy + slack {
-        Some("CPU 0's softirq exceeds its busy time")
     } else {
         None
     };
@@ -227,7 +229,7 @@ fn check_adds_up(cpu: &CpuSpent, server_s: f64, wall_s: f64) -> Result<f64, Stri
         None => Ok(busy.max(0.0)),
         Some(what) => Err(format!(
             "CPU accounting does not add up: {what} (wall {wall_s:.3} s, CPU 0 idle {:.3} s, \
-             sampled busy {:.3} s, softirq {:.3} s, server {server_s:.3} s; slack {slack:.3} s)",
+             server {server_s:.3} s; slack {slack:.3} s; sampled busy {:.3} s, softirq {:.3} s)",
             cpu.idle, cpu.busy, cpu.softirq
         )),
     }
