@@ -155,3 +155,87 @@ proptest! {
         check(&stream, &feeds, max).map_err(TestCaseError::fail)?;
     }
 }
+
+/// `stream` fed leniently in the pieces `cuts` makes of it: the frames
+/// delivered (kind and payload) and the bytes discarded.
+fn lenient(stream: &[u8], cuts: &[usize], max: usize) -> (Vec<(Kind, Vec<u8>)>, usize) {
+    let mut dec = Decoder::new();
+    let mut frames = Vec::new();
+    let mut dropped = 0;
+    let mut rest = stream;
+    for &cut in cuts.iter().chain(std::iter::once(&usize::MAX)) {
+        let (piece, tail) = rest.split_at(cut.min(rest.len()));
+        rest = tail;
+        dropped += dec.feed_lenient(piece, max, Payloads::Deliver, |f| {
+            frames.push((f.kind, f.payload.to_vec()))
+        });
+        assert!(dec.error().is_none(), "a lenient decoder never fails");
+    }
+    (frames, dropped)
+}
+
+/// The frames a strict decoder delivers for a stream it accepts whole.
+fn strict(stream: &[u8], max: usize) -> Option<Vec<(Kind, Vec<u8>)>> {
+    let mut frames = Vec::new();
+    Decoder::new()
+        .feed(stream, max, |f| frames.push((f.kind, f.payload.to_vec())))
+        .ok()?;
+    Some(frames)
+}
+
+proptest! {
+    /// Where a strict decoder accepts the stream, a lenient one agrees with
+    /// it frame for frame and discards nothing.
+    #[test]
+    fn lenient_agrees_with_strict_on_a_well_formed_stream(
+        pieces in vec(frame(), 0..12),
+        cuts in vec(0usize..40, 0..8),
+    ) {
+        let mut stream = Vec::new();
+        for p in &pieces {
+            p.write(&mut stream);
+        }
+        let expected = strict(&stream, DEFAULT_MAX_FRAME).expect("well formed");
+        let (frames, dropped) = lenient(&stream, &cuts, DEFAULT_MAX_FRAME);
+        prop_assert_eq!(frames, expected);
+        prop_assert_eq!(dropped, 0);
+    }
+
+    /// Text between known frames (the Qt welcome, or any ASCII) is dropped
+    /// byte for byte and every frame around it is kept, however it is split.
+    #[test]
+    fn lenient_drops_exactly_the_text_between_frames_and_keeps_every_frame(
+        parts in vec((proptest::string::string_regex("[ -~]{0,40}").unwrap(), any::<bool>(), body()), 0..8),
+        cuts in vec(0usize..60, 0..8),
+    ) {
+        let mut stream = Vec::new();
+        let mut expected = Vec::new();
+        let mut text_len = 0;
+        for (text, heartbeat, payload) in &parts {
+            stream.extend_from_slice(text.as_bytes());
+            text_len += text.len();
+            if *heartbeat {
+                Piece::Heartbeat(true).write(&mut stream);
+                expected.push((Kind::Known(FrameType::HeartbeatResponse), Vec::new()));
+            } else {
+                Piece::Data(payload.clone()).write(&mut stream);
+                expected.push((Kind::Known(FrameType::Data), payload.clone()));
+            }
+        }
+        let (frames, dropped) = lenient(&stream, &cuts, DEFAULT_MAX_FRAME);
+        prop_assert_eq!(frames, expected);
+        prop_assert_eq!(dropped, text_len);
+    }
+
+    /// Any bytes at all: no panic, no failure, and no more discarded than
+    /// was fed.
+    #[test]
+    fn lenient_never_fails_on_any_bytes(
+        stream in vec(any::<u8>(), 0..=256),
+        cuts in vec(0usize..64, 0..8),
+        max in max_frame(),
+    ) {
+        let (_, dropped) = lenient(&stream, &cuts, max);
+        prop_assert!(dropped <= stream.len());
+    }
+}
