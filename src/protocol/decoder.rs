@@ -18,13 +18,8 @@ pub struct Decoder {
 #[derive(Debug)]
 enum State {
     /// Between frames (`have == 0`) or inside a header: the first `have`
-    /// header bytes are kept inline; the eighth completes it. `resync`: fed
-    /// leniently, garbage was just discarded and no frame has parsed since.
-    Header {
-        buf: [u8; HEADER_LEN - 1],
-        have: u8,
-        resync: bool,
-    },
+    /// header bytes are kept inline; the eighth completes it.
+    Header { buf: [u8; HEADER_LEN - 1], have: u8 },
     /// A data frame whose payload began in an earlier read: `body` holds the
     /// part received so far (possibly none yet), out of `payload_len` bytes.
     /// Invariant: `body.len() < payload_len`. Boxed so that this rare state
@@ -62,7 +57,6 @@ struct Partial {
 const IDLE: State = State::Header {
     buf: [0; HEADER_LEN - 1],
     have: 0,
-    resync: false,
 };
 
 impl Decoder {
@@ -116,8 +110,14 @@ impl Decoder {
     /// discarded. Never fails.
     ///
     /// Text resynchronises quickly: four ASCII bytes read as a length are
-    /// at least 0x2020_2020, far over any `max_frame`. A stray run of bytes
-    /// that does parse as a reserved frame is skipped as one.
+    /// at least 0x2020_2020, far over any `max_frame`. A header of a
+    /// reserved type counts as garbage here: among bytes that are not all
+    /// frames, a run that parses as one (any type, a length under the
+    /// limit) is far more likely text than a frame, and taken for one it
+    /// would swallow the real frames after it. So a lenient reader of a
+    /// newer lubdub peer loses the framing of its reserved frames (their
+    /// bodies are scanned like any other bytes); lenient reading is for
+    /// peers that mix text with frames, which send none.
     pub fn feed_lenient(
         &mut self,
         input: &[u8],
@@ -150,9 +150,8 @@ impl Decoder {
         loop {
             match &mut self.state {
                 State::Failed(e) => return Err(**e),
-                State::Header { buf, have, resync } => {
+                State::Header { buf, have } => {
                     let held = usize::from(*have);
-                    let resyncing = *resync;
                     let mut bytes = [0u8; HEADER_LEN];
                     if held == 0 {
                         // Fast path for the overwhelmingly common input:
@@ -198,12 +197,11 @@ impl Decoder {
                         *have = 0;
                         input = rest;
                     }
-                    // While resynchronising after garbage, a header of a
-                    // reserved type is taken for more garbage: a random run
-                    // of bytes parses as one far more often than as a known
-                    // frame, and would swallow the real frames after it.
+                    // Read leniently, a header of a reserved type is taken for
+                    // garbage (see `feed_lenient`).
+                    let lenient = discarded.is_some();
                     let parsed = match Header::parse(&bytes, max_frame) {
-                        Ok(h) if resyncing && matches!(h.kind(), Kind::Reserved(_)) => {
+                        Ok(h) if lenient && matches!(h.kind(), Kind::Reserved(_)) => {
                             Err(DecodeError::LenTooSmall { len: 0 })
                         }
                         other => other,
@@ -223,7 +221,6 @@ impl Decoder {
                             self.state = State::Header {
                                 buf: rest,
                                 have: (HEADER_LEN - 1) as u8,
-                                resync: true,
                             };
                         }
                         Err(e) => {

@@ -50,6 +50,14 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     vec(any::<u8>(), 0..=24)
 }
 
+/// A heartbeat or data frame.
+fn known_frame() -> impl Strategy<Value = Piece> {
+    prop_oneof![
+        any::<bool>().prop_map(Piece::Heartbeat),
+        body().prop_map(Piece::Data),
+    ]
+}
+
 /// A well-formed frame of any kind (which `max_frame` may still reject).
 fn frame() -> impl Strategy<Value = Piece> {
     let reserved = any_type().prop_map(|t| if (0..=2).contains(&t) { t + 3 } else { t });
@@ -184,11 +192,12 @@ fn strict(stream: &[u8], max: usize) -> Option<Vec<(Kind, Vec<u8>)>> {
 }
 
 proptest! {
-    /// Where a strict decoder accepts the stream, a lenient one agrees with
-    /// it frame for frame and discards nothing.
+    /// Where a strict decoder accepts a stream of known frames, a lenient
+    /// one agrees with it frame for frame and discards nothing. (Reserved
+    /// frames are taken for garbage when reading leniently.)
     #[test]
     fn lenient_agrees_with_strict_on_a_well_formed_stream(
-        pieces in vec(frame(), 0..12),
+        pieces in vec(known_frame(), 0..12),
         cuts in vec(0usize..40, 0..8),
     ) {
         let mut stream = Vec::new();
@@ -205,14 +214,14 @@ proptest! {
     /// byte for byte and every frame around it is kept, however it is split.
     #[test]
     fn lenient_drops_exactly_the_text_between_frames_and_keeps_every_frame(
-        parts in vec((proptest::string::string_regex("[ -~]{0,40}").unwrap(), any::<bool>(), body()), 0..8),
+        parts in vec((vec(0x20u8..0x7f, 0..=40), any::<bool>(), body()), 0..8),
         cuts in vec(0usize..60, 0..8),
     ) {
         let mut stream = Vec::new();
         let mut expected = Vec::new();
         let mut text_len = 0;
         for (text, heartbeat, payload) in &parts {
-            stream.extend_from_slice(text.as_bytes());
+            stream.extend_from_slice(text);
             text_len += text.len();
             if *heartbeat {
                 Piece::Heartbeat(true).write(&mut stream);
