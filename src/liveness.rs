@@ -23,21 +23,26 @@
 //! judged on. The reactor reads whatever the kernel already holds for a peer
 //! before it acts on the verdict, and judges again.
 //!
-//! # The reactor's own pauses
+//! # The reactor's own stalls
 //!
 //! A reactor that does not run — a stopped process, a paused VM, a starved
 //! CPU, an embedding program that blocks — cannot read heartbeats, and its
-//! peers' silence during that time is not theirs. [`pause`] tells such a
-//! stall from ordinary scheduling jitter: the reactor woke later than its
-//! earliest deadline by more than a threshold. After a pause, every peer's
-//! stamp moves forward by the pause, and far enough that the peer still has
-//! one whole interval of watched time before its deadline (see
-//! [`Rule::excuse`]) — as Cassandra's failure detector convicts nobody on an
-//! interval that spans a long local pause. That interval matters when the
-//! whole host was paused: a remote peer's frames sent meanwhile were never
-//! acknowledged and arrive only when its TCP retransmits them, after the
-//! reactor is back. A peer that really went silent before the stall is
-//! still evicted, later by the pause.
+//! peers' silence during that time is not theirs. The shell measures how
+//! long its thread was kept from running (wall time less the CPU time it
+//! used and the sleep it asked for: its own work is never a stall, so a
+//! busy reactor is never excused). [`Excuses`] decides which stalls to
+//! excuse — longer than a threshold, and at most one per silence limit, so
+//! no pattern of stalls can postpone an eviction for ever — and for those,
+//! every peer's stamp moves forward as [`Rule::excuse`] says, as Cassandra's
+//! failure detector convicts nobody on an interval that spans a long local
+//! pause. A peer that really went silent before the stall is still evicted,
+//! later by the stall.
+//!
+//! Most stalls need no excuse to keep a live peer: its frames wait in the
+//! kernel and the read before the verdict finds them. The excuse is for the
+//! stall of a whole host — a paused VM — whose remote peers' frames were
+//! never acknowledged and arrive only when their TCP retransmits them, some
+//! time after the reactor is back.
 
 /// `interval` and `limit = interval × misses`, in the caller's time unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,32 +122,67 @@ impl Rule {
     }
 }
 
-/// The pause to excuse at a wakeup at `now`, if the reactor's earliest
-/// deadline `earliest` had passed by more than `threshold`: the whole
-/// lateness, so that after [`excuse`] the reactor stands where it would
-/// have stood had it woken on time.
-///
-/// Measured against a deadline rather than the previous wakeup, so it
-/// needs no record of how long the reactor meant to sleep and holds for
-/// every way of driving it: a blocking poll, a caller's loop that calls in
-/// late, or a burst of work between wakeups.
-pub fn pause(now: u64, earliest: Option<u64>, threshold: u64) -> Option<u64> {
-    let late = now.saturating_sub(earliest?);
-    (late > threshold).then_some(late)
-}
-
 impl Rule {
     /// A peer's last-seen stamp after the reactor stalled for `pause` and
-    /// woke at `now`: moved forward by the pause, and at least far enough
-    /// that its deadline is one interval away — no peer is evicted on the
-    /// evidence of the stall alone. Never moved back, never past `now`.
+    /// woke at `now`: moved forward by the pause; after a stall of an
+    /// interval or more, also far enough that its deadline is at least one
+    /// interval away — long enough for a paused host's remote peers to be
+    /// heard again once TCP retransmits. Never moved back, never past `now`.
     pub fn excuse(&self, last_seen: u64, pause: u64, now: u64) -> u64 {
-        let one_more_interval = now.saturating_sub(self.limit).saturating_add(self.interval);
+        let one_more_interval = if pause >= self.interval {
+            now.saturating_sub(self.limit).saturating_add(self.interval)
+        } else {
+            0
+        };
         last_seen
             .saturating_add(pause)
             .max(one_more_interval)
             .min(now)
             .max(last_seen)
+    }
+}
+
+/// Which stalls of the reactor are excused: those longer than `threshold`
+/// (shorter ones are scheduling jitter), and no more than one per `window`
+/// (the silence limit) of time the reactor was watching — running, or
+/// asleep in `poll` where any event would wake it. The second rule is what
+/// keeps the excuse honest: a reactor kept from running again and again (a
+/// CPU-throttled container) has at most one stall forgiven per limit it
+/// actually watched, so a dead peer is still evicted, however often and
+/// however long the reactor stalls.
+#[derive(Debug, Clone, Copy)]
+pub struct Excuses {
+    threshold: u64,
+    window: u64,
+    /// Watched time since the last excused stall (`None`: none yet).
+    watched: Option<u64>,
+}
+
+impl Excuses {
+    /// Excuses of stalls over `threshold`, one per `window` watched.
+    pub fn new(threshold: u64, window: u64) -> Excuses {
+        Excuses {
+            threshold,
+            window,
+            watched: None,
+        }
+    }
+
+    /// Since the last wakeup the reactor watched for `watched` and was kept
+    /// from running for `stall`: `None` when that was no stall, else
+    /// whether it is excused.
+    pub fn observe(&mut self, watched: u64, stall: u64) -> Option<bool> {
+        if let Some(w) = &mut self.watched {
+            *w = w.saturating_add(watched);
+        }
+        if stall <= self.threshold {
+            return None;
+        }
+        let excused = self.watched.is_none_or(|w| w >= self.window);
+        if excused {
+            self.watched = Some(0);
+        }
+        Some(excused)
     }
 }
 
@@ -250,12 +290,42 @@ mod tests {
     }
 
     #[test]
-    fn a_pause_is_lateness_past_the_threshold_against_the_earliest_deadline() {
-        assert_eq!(pause(1000, None, 50), None, "nothing was due");
-        assert_eq!(pause(1000, Some(2000), 50), None, "woke early");
-        assert_eq!(pause(1050, Some(1000), 50), None, "jitter");
-        assert_eq!(pause(1051, Some(1000), 50), Some(51));
-        assert_eq!(pause(2500, Some(1000), 50), Some(1500));
+    fn one_stall_per_window_watched_is_excused_and_short_ones_never() {
+        let mut excuses = Excuses::new(50, 300);
+        assert_eq!(excuses.observe(1000, 50), None, "jitter");
+        assert_eq!(excuses.observe(0, 51), Some(true));
+        assert_eq!(
+            excuses.observe(299, 500),
+            Some(false),
+            "watched too little since"
+        );
+        assert_eq!(excuses.observe(1, 500), Some(true));
+    }
+
+    #[test]
+    fn stalls_again_and_again_still_let_a_dead_peer_be_evicted() {
+        // A reactor kept from running for 90 of every 100 units (a
+        // throttled container) and running 10, interval 10 × 3. The dead
+        // peer, last seen at 0, is evicted once it has been watched silent
+        // for about a limit, however the stalls fall.
+        let rule = Rule::new(10, 3);
+        let mut excuses = Excuses::new(5, rule.limit());
+        let mut stamp = 0;
+        let mut evicted = None;
+        'run: for cycle in 1..100u64 {
+            let wake = cycle * 100;
+            if excuses.observe(10, 90) == Some(true) {
+                stamp = rule.excuse(stamp, 90, wake);
+            }
+            // Running for 10 units, timers checked as they come.
+            for now in wake..wake + 10 {
+                if matches!(rule.check(stamp, now), Verdict::Dead { .. }) {
+                    evicted = Some(now);
+                    break 'run;
+                }
+            }
+        }
+        assert!(evicted.is_some_and(|at| at <= 300), "{evicted:?}");
     }
 
     #[test]
@@ -266,11 +336,14 @@ mod tests {
         // Otherwise far enough that the deadline is one interval away.
         assert_eq!(rule.excuse(100, 50, 500), 480);
         assert_eq!(rule.check(480, 500), Verdict::Alive { next_deadline: 510 });
+        // A stall shorter than an interval moves the stamp by itself only.
+        assert_eq!(rule.excuse(100, 9, 500), 109);
         // Never into the future, never backwards, no overflow.
         assert_eq!(rule.excuse(990, 50, 1000), 1000);
         assert_eq!(rule.excuse(1200, 50, 1000), 1200);
         assert_eq!(rule.excuse(u64::MAX - 1, 50, u64::MAX), u64::MAX);
-        assert_eq!(Rule::new(10, 1).excuse(0, 5, 100), 100);
+        assert_eq!(Rule::new(10, 1).excuse(0, 5, 100), 5);
+        assert_eq!(Rule::new(10, 1).excuse(0, 10, 100), 100);
     }
 
     #[test]
@@ -281,18 +354,22 @@ mod tests {
         let rule = Rule::new(10, 3);
         let last_read = 100;
         let wake = 250;
-        let paused = pause(wake, Some(rule.deadline(last_read)), 5).unwrap();
-        assert_eq!(paused, 120, "late for the deadline at 130");
+        let paused = 145;
+        assert_eq!(Excuses::new(5, rule.limit()).observe(5, paused), Some(true));
         let stamp = rule.excuse(last_read, paused, wake);
+        // Moved by the whole stall: as if the reactor had never stopped.
+        assert_eq!(
+            rule.check(stamp, wake),
+            Verdict::Alive { next_deadline: 275 }
+        );
+        assert!(matches!(rule.check(stamp, 275), Verdict::Dead { .. }));
+        // A peer silent since 10 (its deadline at 40 long past when the
+        // stall began) gets one interval to be heard from, and no more.
+        let stamp = rule.excuse(10, paused, wake);
         assert_eq!(
             rule.check(stamp, wake),
             Verdict::Alive { next_deadline: 260 }
         );
-        // It has one interval to be heard from; if it is not, it is dead.
-        assert!(matches!(rule.check(stamp, 260), Verdict::Dead { .. }));
-        // A peer silent since 10 (its deadline at 40 long past when the
-        // stall began) is still dead once that interval has passed.
-        let stamp = rule.excuse(10, paused, wake);
         assert!(matches!(rule.check(stamp, 260), Verdict::Dead { .. }));
     }
 }

@@ -12,6 +12,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::liveness::Excuses;
+
 /// A point in time, counted in ticks since the [`Clock`]'s origin.
 pub type Tick = u64;
 
@@ -89,11 +91,11 @@ impl Clock {
         self.tick_ns
     }
 
-    /// The smallest lateness, in nanoseconds, that counts as a pause of the
-    /// reactor (see [`crate::liveness::pause`]): four ticks, and never under
-    /// 50 ms. A wakeup a tick or so late is the scheduler's ordinary jitter,
-    /// and on a busy machine so are a few tens of milliseconds; a wakeup
-    /// later than this is a stall that the peers did not cause.
+    /// The shortest time, in nanoseconds, the reactor must have been kept
+    /// from running to count as stalled (see [`Stalls`]): four ticks, and
+    /// never under 50 ms. Being kept off the CPU a tick or so is the
+    /// scheduler's ordinary jitter, and on a busy machine so are a few tens
+    /// of milliseconds; longer is a stall that the peers did not cause.
     pub fn pause_threshold(&self) -> u64 {
         self.tick_ns.saturating_mul(4).max(PAUSE_FLOOR_NS)
     }
@@ -124,6 +126,89 @@ impl Clock {
     fn nanos_since_origin(&self, instant: Instant) -> u64 {
         instant.saturating_duration_since(self.origin).as_nanos() as u64
     }
+}
+
+/// Measures how long a reactor's thread was kept from running — stopped,
+/// starved of CPU, blocked in a write to a full pipe, or held by an
+/// embedding program between calls — and says which of those stalls to
+/// excuse ([`crate::liveness::Excuses`]).
+///
+/// Between two wakeups, the stall is the wall time less the CPU time the
+/// thread used and less the sleep it asked `poll` for. The reactor's own
+/// work is CPU time, so however busy it is, work is never a stall (were it
+/// one, a reactor saturated by a flood would excuse every silent peer for
+/// ever); a stop, a starved CPU or a blocked thread uses no CPU and shows in
+/// full. One `clock_gettime(CLOCK_THREAD_CPUTIME_ID)` per wakeup.
+#[derive(Debug)]
+pub struct Stalls {
+    /// The last wakeup, and the thread's CPU time then.
+    last: Option<(Instant, Duration)>,
+    /// When the thread last went into `poll`, and the timeout it asked for.
+    sleep: Option<(Instant, Option<Duration>)>,
+    excuses: Excuses,
+}
+
+/// A stall found at a wakeup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stall {
+    /// How long the thread was kept from running, in nanoseconds.
+    pub nanos: u64,
+    /// Whether it is excused (the peers' stamps move by it).
+    pub excused: bool,
+}
+
+impl Stalls {
+    /// Stalls over `threshold` nanoseconds count; one per `window` (the
+    /// silence limit, in nanoseconds) of time watched is excused.
+    pub fn new(threshold: u64, window: u64) -> Stalls {
+        Stalls {
+            last: None,
+            sleep: None,
+            excuses: Excuses::new(threshold, window),
+        }
+    }
+
+    /// The thread is about to wait in `poll` for at most `timeout`.
+    pub fn before_poll(&mut self, timeout: Option<Duration>) {
+        self.sleep = Some((Instant::now(), timeout));
+    }
+
+    /// The thread woke at `now`: the stall since the last wakeup, if it was
+    /// one.
+    pub fn after_poll(&mut self, now: Instant) -> Option<Stall> {
+        let cpu = thread_cpu_time();
+        let (gap, stalled) = match (self.last, self.sleep.take()) {
+            (Some((last, last_cpu)), Some((entered, timeout))) => {
+                let gap = now.saturating_duration_since(last);
+                let slept = now.saturating_duration_since(entered);
+                let allowed = timeout.map_or(slept, |t| slept.min(t));
+                let stalled = gap
+                    .saturating_sub(cpu.saturating_sub(last_cpu))
+                    .saturating_sub(allowed);
+                (gap, stalled)
+            }
+            _ => (Duration::ZERO, Duration::ZERO),
+        };
+        self.last = Some((now, cpu));
+        let nanos = stalled.as_nanos() as u64;
+        let watched = gap.saturating_sub(stalled).as_nanos() as u64;
+        let excused = self.excuses.observe(watched, nanos)?;
+        Some(Stall { nanos, excused })
+    }
+}
+
+/// CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; the clock id is
+    // a constant every Linux supports.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 #[cfg(test)]
@@ -174,6 +259,36 @@ mod tests {
         assert_eq!(clock.pause_threshold(), 400_000_000);
         let fine = Clock::new(origin, Duration::from_millis(1));
         assert_eq!(fine.pause_threshold(), 50_000_000);
+    }
+
+    #[test]
+    fn a_blocked_thread_is_stalled_and_a_busy_one_is_not() {
+        let mut stalls = Stalls::new(20_000_000, 1_000_000_000);
+        // Asleep in poll as asked: no stall.
+        stalls.before_poll(Some(Duration::from_millis(5)));
+        std::thread::sleep(Duration::from_millis(5));
+        let now = Instant::now();
+        assert_eq!(stalls.after_poll(now), None);
+        // Working for 60 ms (CPU time): no stall.
+        let until = Instant::now() + Duration::from_millis(60);
+        while Instant::now() < until {}
+        stalls.before_poll(Some(Duration::ZERO));
+        let now = Instant::now();
+        assert_eq!(stalls.after_poll(now), None, "work is not a stall");
+        // Kept from running for 60 ms (here: asleep outside poll).
+        std::thread::sleep(Duration::from_millis(60));
+        stalls.before_poll(Some(Duration::ZERO));
+        let now = Instant::now();
+        let stall = stalls.after_poll(now).expect("a stall");
+        assert!(stall.nanos >= 55_000_000, "{stall:?}");
+        assert!(stall.excused);
+        // Over-sleeping what poll was asked for is a stall too; the second
+        // within the window is counted but not excused.
+        stalls.before_poll(Some(Duration::from_millis(1)));
+        std::thread::sleep(Duration::from_millis(60));
+        let now = Instant::now();
+        let stall = stalls.after_poll(now).expect("a stall");
+        assert!(!stall.excused, "{stall:?}");
     }
 
     #[test]

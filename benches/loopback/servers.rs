@@ -300,18 +300,9 @@ pub fn find_or_install_redis(logs: &Path) -> Result<PathBuf, String> {
     );
     // Debian's postinst would start a system redis-server and leave it
     // running; a policy-rc.d that says no (exit 101) stops that. Only one
-    // made here is removed again.
-    const POLICY: &str = "/usr/sbin/policy-rc.d";
-    let own_policy = !Path::new(POLICY).exists()
-        && std::fs::write(
-            POLICY,
-            "#!/bin/sh\n# lubdub bench: no service starts\nexit 101\n",
-        )
-        .is_ok()
-        && {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(POLICY, std::fs::Permissions::from_mode(0o755)).is_ok()
-        };
+    // made here is removed again — by a guard, so also when the install
+    // fails or panics.
+    let _policy = NoServiceStarts::install();
     let apt = |args: &[&str]| -> bool {
         let Ok(log) = File::options()
             .create(true)
@@ -334,14 +325,44 @@ pub fn find_or_install_redis(logs: &Path) -> Result<PathBuf, String> {
     // A fresh machine may have no package lists yet: update once on failure.
     let installed = apt(&["install", "-y", "redis-server"])
         || (apt(&["update"]) && apt(&["install", "-y", "redis-server"]));
-    if own_policy {
-        let _ = std::fs::remove_file(POLICY);
-    }
     match which("redis-server") {
         Some(path) if installed => Ok(path),
         _ => Err(format!(
             "redis-server could not be installed automatically: {HOW}"
         )),
+    }
+}
+
+/// While alive, `/usr/sbin/policy-rc.d` tells Debian's package scripts not
+/// to start services; it is removed on drop, if it was made here.
+struct NoServiceStarts(bool);
+
+impl NoServiceStarts {
+    const PATH: &'static str = "/usr/sbin/policy-rc.d";
+
+    fn install() -> NoServiceStarts {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // `create_new`: one that is already there (someone else's) is left
+        // alone, and not removed later.
+        let made = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .open(Self::PATH)
+            .and_then(|mut f| {
+                f.write_all(b"#!/bin/sh\n# lubdub bench: no service starts\nexit 101\n")
+            })
+            .is_ok();
+        NoServiceStarts(made)
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::fs::remove_file(Self::PATH);
+        }
     }
 }
 

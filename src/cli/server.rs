@@ -53,7 +53,7 @@ pub struct ServerArgs {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub fn run(args: ServerArgs) -> i32 {
-    let mut config = Config {
+    let config = Config {
         listen: args.listen,
         interval: args.interval,
         misses: args.misses,
@@ -93,7 +93,8 @@ pub fn run(args: ServerArgs) -> i32 {
             warn!("--max-connections {asked} is more than the open-files limit allows ({room}); accepting will pause when descriptors run out");
         }
     }
-    config.max_connections = config.max_connections.or(derived);
+    // Without --max-connections the server derives it from the limit just
+    // raised (kept within its own range).
     let mut server = match Server::bind(config, ()) {
         Ok(server) => server,
         Err(ServerError::Config(e)) => return super::usage_error(&e),

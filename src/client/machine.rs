@@ -325,17 +325,39 @@ impl Machine {
     /// before verdict.
     pub fn silence_due(&self, now: Tick) -> bool {
         match self.state {
-            State::Connected(link) => {
-                now >= link
-                    .last_seen
-                    .saturating_add(self.config.silence_limit.max(1))
-            }
+            State::Connected(link) => now >= self.silence_deadline(&link),
             _ => false,
         }
     }
 
+    /// Whether the connect in flight has run out of time at `now`. A shell
+    /// with other addresses left to try moves on to the next with
+    /// [`restart_connect`](Self::restart_connect) instead of letting
+    /// [`handle_timeout`](Self::handle_timeout) give the attempt up.
+    pub fn connect_due(&self, now: Tick) -> bool {
+        match self.state {
+            State::Connecting { since } => now >= since.saturating_add(self.config.connect_timeout),
+            _ => false,
+        }
+    }
+
+    /// The shell started over with another address of the same attempt:
+    /// the connect timeout counts from `now`.
+    pub fn restart_connect(&mut self, now: Tick) {
+        if let State::Connecting { since } = &mut self.state {
+            *since = now;
+        }
+    }
+
+    /// When a connection last heard from at `link.last_seen` is silent for
+    /// good.
+    fn silence_deadline(&self, link: &Link) -> Tick {
+        link.last_seen
+            .saturating_add(self.config.silence_limit.max(1))
+    }
+
     /// The shell itself was stalled for `pause` ticks (see
-    /// [`crate::liveness::pause`]): that time is not the server's silence,
+    /// [`crate::time::Stalls`]): that time is not the server's silence,
     /// nor its slowness to accept, so the liveness stamp moves as
     /// [`Rule::excuse`] says and a connect in flight moves by the pause.
     /// Heartbeats keep their grid.
@@ -356,16 +378,13 @@ impl Machine {
     pub fn handle_timeout(&mut self, now: Tick) {
         match self.state {
             State::Idle | State::Ready | State::Stopped => {}
-            State::Connecting { since } => {
-                if now >= since.saturating_add(self.config.connect_timeout) {
+            State::Connecting { .. } => {
+                if self.connect_due(now) {
                     self.give_up(now, Reason::ConnectTimeout);
                 }
             }
             State::Connected(link) => {
-                let deadline = link
-                    .last_seen
-                    .saturating_add(self.config.silence_limit.max(1));
-                if now >= deadline {
+                if now >= self.silence_deadline(&link) {
                     let idle = now - link.last_seen;
                     self.give_up(now, Reason::Silent { idle });
                 } else if self.config.heartbeats && now >= link.next_heartbeat {
@@ -408,9 +427,7 @@ impl Machine {
             State::Idle | State::Ready | State::Stopped => None,
             State::Connecting { since } => Some(since.saturating_add(self.config.connect_timeout)),
             State::Connected(link) => {
-                let silent = link
-                    .last_seen
-                    .saturating_add(self.config.silence_limit.max(1));
+                let silent = self.silence_deadline(&link);
                 if self.config.heartbeats {
                     Some(silent.min(link.next_heartbeat))
                 } else {

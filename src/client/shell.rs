@@ -1,17 +1,15 @@
 //! The mio shell around one [`Machine`]: the socket, the decoder and the clock.
 
 use std::io::{self, Read};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
 use super::machine::{Action, Machine, Proof, Reason, State};
 use super::socket::{connect_progress, start_connect, ConnectProgress};
-use super::target::{Lookup, Resolver, Target};
+use super::target::{Addresses, Resolver, Target};
 use super::{describe, ClientConfig, ClientError, SendError};
 use crate::keepalive::SocketOptions;
-use crate::liveness;
 use crate::nonblocking::write_some;
 use crate::protocol::{
     encode_frame, Decoder, Frame, FrameType, Kind, Payloads, HEADER_LEN, HEARTBEAT_REQUEST,
@@ -19,7 +17,7 @@ use crate::protocol::{
 };
 use crate::rng::Rng;
 use crate::shutdown::ShutdownHandle;
-use crate::time::{Clock, Tick};
+use crate::time::{Clock, Stalls, Tick};
 
 const STREAM: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -88,9 +86,9 @@ pub struct ClientStats {
     pub protocol_errors: u64,
     /// Bytes discarded, when lenient, because they cannot start a frame.
     pub dropped_bytes: u64,
-    /// Times the client found itself stalled (it woke later than its
-    /// earliest deadline by more than its pause threshold) and did not
-    /// count the stall as the server's silence.
+    /// Times the client was kept from running for longer than its stall
+    /// threshold (stopped, starved, blocked); an excused stall is not
+    /// counted as the server's silence.
     pub pauses: u64,
     /// Socket options the kernel refused on a new connection (the
     /// connection is kept).
@@ -106,14 +104,17 @@ pub struct Client<H: Handler = ()> {
     events: Events,
     shutdown: ShutdownHandle,
     machine: Machine,
+    stalls: Stalls,
     stream: Option<mio::net::TcpStream>,
     resolver: Resolver,
     /// A connect is due and waits for its name lookup.
     resolving: bool,
-    /// Addresses still to try in this connect attempt, next last.
-    untried: Vec<SocketAddr>,
-    /// The address of the last connection that came up: tried first.
-    good: Option<SocketAddr>,
+    /// The server's addresses (looked up again for every connect when it
+    /// is a name), and which of them this attempt has tried: `tried` of
+    /// them, the last at index `at`.
+    addrs: Addresses,
+    tried: u16,
+    at: u16,
     decoder: Decoder,
     scratch: Box<[u8]>,
     outbuf: Vec<u8>,
@@ -130,7 +131,15 @@ impl<H: Handler> Client<H> {
         let shutdown = ShutdownHandle::new(poll.registry(), WAKER).map_err(ClientError::Setup)?;
         let resolver = Resolver::new(shutdown.waker());
         let clock = Clock::start(config.tick);
-        let mut machine = Machine::new(config.machine_config(&clock), Rng::from_entropy());
+        let addrs = Addresses::new(&config.connect);
+        let machine_config = config.machine_config(&clock);
+        let stalls = Stalls::new(
+            clock.pause_threshold(),
+            machine_config
+                .silence_limit
+                .saturating_mul(clock.tick_nanos()),
+        );
+        let mut machine = Machine::new(machine_config, Rng::from_entropy());
         machine.start(0);
         Ok(Client {
             socket_options: config.socket_options(),
@@ -140,11 +149,13 @@ impl<H: Handler> Client<H> {
             events: Events::with_capacity(16),
             shutdown,
             machine,
+            stalls,
             stream: None,
             resolver,
             resolving: false,
-            untried: Vec::new(),
-            good: None,
+            addrs,
+            tried: 0,
+            at: 0,
             decoder: Decoder::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             outbuf: Vec::with_capacity(256),
@@ -212,6 +223,7 @@ impl<H: Handler> Client<H> {
     /// Closes the connection and stops reconnecting.
     pub fn close(&mut self) {
         self.machine.stop();
+        self.resolving = false;
         self.drop_stream();
     }
 
@@ -236,6 +248,7 @@ impl<H: Handler> Client<H> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        self.stalls.before_poll(wait);
         match self.poll.poll(&mut self.events, wait) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -249,11 +262,24 @@ impl<H: Handler> Client<H> {
             // Events for the waker need nothing: the loop re-checks the flag.
             stream_ready |= event.token() == STREAM;
         }
-        if self.resolving {
-            if let Some(answer) = self.resolver.answer() {
-                self.resolving = false;
-                self.resolved(now, answer);
+        if let Some(answer) = self.resolver.answer() {
+            // An answer for a connect no longer wanted (the client was
+            // closed meanwhile) is dropped.
+            if std::mem::take(&mut self.resolving) && self.machine.state() == State::Ready {
+                self.addrs.resolved(answer, now);
+                self.begin_attempt(now);
             }
+        }
+        // A connect out of time with addresses left tries the next one
+        // rather than giving the attempt up: a name whose first address
+        // swallows the SYN must not hide the one that answers.
+        if self.machine.connect_due(now)
+            && usize::from(self.tried) < self.addrs.usable(self.config.bind)
+        {
+            self.drop_stream();
+            self.addrs.failed(self.at);
+            self.machine.restart_connect(now);
+            self.open(now);
         }
         // Evidence before verdict: read before the machine may call the
         // server silent, even without an event (the event may have been
@@ -266,20 +292,20 @@ impl<H: Handler> Client<H> {
         Ok(())
     }
 
-    /// A wakeup later than the machine's earliest deadline by more than the
-    /// pause threshold means the client itself was stalled: the machine
-    /// moves its liveness stamp by the stall, and it is logged once.
+    /// If the client was kept from running since its last wakeup (see
+    /// [`Stalls`]) and the stall is excused, the machine moves its liveness
+    /// stamp by it; it is logged once.
     fn excuse_stall(&mut self, instant: Instant, now: Tick) {
-        let tick = self.clock.tick_nanos();
-        let earliest = self.machine.poll_timeout().map(|t| t.saturating_mul(tick));
-        let nanos = self.clock.nanos(instant);
-        if let Some(pause) = liveness::pause(nanos, earliest, self.clock.pause_threshold()) {
-            self.machine.excuse(pause / tick, now);
+        if let Some(stall) = self.stalls.after_poll(instant) {
             self.stats.pauses += 1;
-            log::warn!(
-                "client stalled for {}ms (woke that late for its own timers): not counted as the server's silence",
-                pause / 1_000_000
-            );
+            if stall.excused {
+                self.machine
+                    .excuse(stall.nanos / self.clock.tick_nanos(), now);
+                log::warn!(
+                    "client stalled for {}ms (kept from running): not counted as the server's silence",
+                    stall.nanos / 1_000_000
+                );
+            }
         }
     }
 
@@ -292,9 +318,14 @@ impl<H: Handler> Client<H> {
             match connect_progress(stream) {
                 ConnectProgress::Pending => return,
                 ConnectProgress::Failed(e) => {
-                    log::debug!("connect to {:?} failed: {e}", stream.peer_addr());
+                    log::debug!("connect failed: {e}");
                     self.drop_stream();
-                    self.try_addresses(now, e);
+                    self.addrs.failed(self.at);
+                    if usize::from(self.tried) < self.addrs.usable(self.config.bind) {
+                        self.open(now);
+                    } else {
+                        self.machine.handle_connect_failed(now, e.kind());
+                    }
                     return;
                 }
                 ConnectProgress::Connected => {
@@ -305,13 +336,15 @@ impl<H: Handler> Client<H> {
                         log::warn!("connected to {}, but {e}", self.config.connect);
                     }
                     self.stats.connects += 1;
-                    self.good = stream.peer_addr().ok();
-                    self.untried.clear();
-                    match (&self.config.connect, self.good) {
+                    let peer = stream.peer_addr().ok();
+                    match (&self.config.connect, peer) {
                         (Target::Name { .. }, Some(addr)) => {
                             log::info!("connected to {} ({addr})", self.config.connect)
                         }
                         _ => log::info!("connected to {}", self.config.connect),
+                    }
+                    if let Some(addr) = peer {
+                        self.addrs.succeeded(addr);
                     }
                     // Stamped rounded up, as every proof of life: the silence
                     // limit counts from no earlier than the real connect.
@@ -464,49 +497,43 @@ impl<H: Handler> Client<H> {
         }
     }
 
-    /// A connect is due: look the name up first, or go straight to the
-    /// address.
+    /// A connect is due: look the name up first (for every connect, so a
+    /// DNS change is followed), or go straight to the address.
     fn connect(&mut self, now: Tick) {
         match &self.config.connect {
-            Target::Addr(addr) => self.resolved(now, Ok(vec![*addr])),
             Target::Name { host, port } => {
                 self.resolver.request(host, *port);
                 self.resolving = true;
             }
+            Target::Addr(_) => self.begin_attempt(now),
         }
     }
 
-    /// The addresses for this attempt are known (or the name did not
-    /// resolve, which is connection trouble like any other).
-    fn resolved(&mut self, now: Tick, answer: Lookup) {
+    /// Starts an attempt over the addresses known now; none known (the
+    /// name did not resolve) is connection trouble like any other.
+    fn begin_attempt(&mut self, now: Tick) {
         self.machine.handle_connect_started(now);
-        let mut addrs = match answer {
-            Ok(addrs) => addrs,
-            Err(e) => {
-                log::debug!("cannot resolve {}: {e}", self.config.connect);
-                self.machine.handle_connect_failed(now, e.kind());
-                return;
-            }
-        };
-        // A chosen local address can reach only its own family.
-        if let Some(bind) = self.config.bind {
-            addrs.retain(|a| a.is_ipv4() == bind.is_ipv4());
+        self.tried = 0;
+        if self.addrs.is_empty() {
+            self.machine
+                .handle_connect_failed(now, io::ErrorKind::NotFound);
+            return;
         }
-        // Tried in the order the resolver gave, but the one that worked
-        // last time first; popped from the back.
-        addrs.sort_by_key(|a| Some(*a) == self.good);
-        addrs.reverse();
-        self.untried = addrs;
-        let nothing = io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to try");
-        self.try_addresses(now, nothing);
+        self.open(now);
     }
 
-    /// Starts a connect to the next untried address of this attempt; with
-    /// none left, the attempt has failed with `last`.
-    fn try_addresses(&mut self, now: Tick, mut last: io::Error) {
-        while let Some(addr) = self.untried.pop() {
+    /// Starts a connect to the next address of this attempt not yet tried;
+    /// with none left, the attempt has failed.
+    fn open(&mut self, now: Tick) {
+        let source = self.config.bind;
+        let mut last = io::ErrorKind::AddrNotAvailable;
+        while usize::from(self.tried) < self.addrs.usable(source) {
+            let after = (self.tried > 0).then_some(self.at);
+            self.tried += 1;
             let registry = self.poll.registry();
-            let started = start_connect(addr, self.config.bind).and_then(|mut stream| {
+            let started = self.addrs.pick(source, after).and_then(|(at, addr)| {
+                self.at = at;
+                let mut stream = start_connect(addr, source)?;
                 registry.register(&mut stream, STREAM, Interest::READABLE | Interest::WRITABLE)?;
                 Ok(stream)
             });
@@ -515,10 +542,13 @@ impl<H: Handler> Client<H> {
                     self.stream = Some(stream);
                     return;
                 }
-                Err(e) => last = e,
+                Err(e) => {
+                    self.addrs.failed(self.at);
+                    last = e.kind();
+                }
             }
         }
-        self.machine.handle_connect_failed(now, last.kind());
+        self.machine.handle_connect_failed(now, last);
     }
 
     fn drop_stream(&mut self) {

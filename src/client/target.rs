@@ -17,7 +17,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -119,6 +119,132 @@ fn lookup(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 /// The answer to one lookup.
 pub type Lookup = io::Result<Vec<SocketAddr>>;
 
+/// A target's addresses, and which to try next: shared by the client (one
+/// connection) and the swarm (all of its connections).
+///
+/// Within one connect attempt every address of the right family is tried
+/// once, in turn ([`pick`](Self::pick) with the index just tried); a new
+/// attempt starts at the address that last worked, else at the next one in
+/// rotation, so a swarm's connections spread over the addresses until one
+/// is known to work.
+#[derive(Debug)]
+pub(crate) struct Addresses {
+    list: Vec<SocketAddr>,
+    /// When `list` was looked up, in the caller's ticks (`None`: never; a
+    /// plain address never is).
+    resolved_at: Option<u64>,
+    needs_lookup: bool,
+    next: usize,
+    /// The address of the last connect that succeeded: used first until a
+    /// connect to it fails.
+    good: Option<SocketAddr>,
+}
+
+impl Addresses {
+    pub fn new(target: &Target) -> Addresses {
+        Addresses {
+            list: target.addr().into_iter().collect(),
+            resolved_at: None,
+            needs_lookup: target.addr().is_none(),
+            next: 0,
+            good: None,
+        }
+    }
+
+    /// Whether no address is known yet.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Whether a name's addresses are older than `every` ticks at `now`
+    /// (or were never looked up); never for a plain address.
+    pub fn stale(&self, now: u64, every: u64) -> bool {
+        self.needs_lookup
+            && self
+                .resolved_at
+                .is_none_or(|at| now >= at.saturating_add(every))
+    }
+
+    /// A lookup's answer. A failed one keeps the addresses already known (a
+    /// DNS hiccup is not the server going away).
+    pub fn resolved(&mut self, answer: Lookup, now: u64) {
+        self.resolved_at = Some(now);
+        match answer {
+            Ok(list) => {
+                if self.good.is_some_and(|good| !list.contains(&good)) {
+                    self.good = None;
+                }
+                self.list = list;
+            }
+            Err(e) => log::debug!("lookup failed: {e}"),
+        }
+    }
+
+    /// How many addresses a connect from `source` can use (those of its
+    /// family): the most tries one attempt makes.
+    pub fn usable(&self, source: Option<IpAddr>) -> usize {
+        self.list.iter().filter(|a| fits(source, a)).count()
+    }
+
+    /// The address for a connect from `source`, with its index: the next
+    /// usable one after index `after` (a connect that just failed there),
+    /// else the last good one, else the next in rotation.
+    pub fn pick(
+        &mut self,
+        source: Option<IpAddr>,
+        after: Option<u16>,
+    ) -> io::Result<(u16, SocketAddr)> {
+        let n = self.list.len();
+        let start = match after {
+            Some(at) => usize::from(at) + 1,
+            None => {
+                let good = self
+                    .good
+                    .and_then(|g| self.list.iter().position(|a| *a == g))
+                    .filter(|&i| fits(source, &self.list[i]));
+                if let Some(i) = good {
+                    return Ok((i as u16, self.list[i]));
+                }
+                self.next = self.next.wrapping_add(1);
+                self.next
+            }
+        };
+        (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| fits(source, &self.list[i]))
+            .map(|i| (i as u16, self.list[i]))
+            .ok_or_else(|| {
+                // Not a port shortage: counted with the other failures.
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "no address of the source address's family",
+                )
+            })
+    }
+
+    /// A connect to the address at index `at` failed: if it was the good
+    /// one, it is good no more.
+    pub fn failed(&mut self, at: u16) {
+        if self
+            .list
+            .get(usize::from(at))
+            .is_some_and(|a| Some(*a) == self.good)
+        {
+            self.good = None;
+        }
+    }
+
+    /// A connect to `addr` succeeded: try it first from now on.
+    pub fn succeeded(&mut self, addr: SocketAddr) {
+        self.good = Some(addr);
+    }
+}
+
+/// Whether a connect from `source` can reach `addr`.
+fn fits(source: Option<IpAddr>, addr: &SocketAddr) -> bool {
+    source.is_none_or(|ip| ip.is_ipv4() == addr.is_ipv4())
+}
+
 /// Looks names up on a helper thread and wakes the reactor when done. One
 /// lookup at a time: a reactor asks again only once it has the answer.
 pub struct Resolver {
@@ -200,6 +326,42 @@ mod tests {
         assert!("localhost:99999".parse::<Target>().is_err());
         assert!(":80".parse::<Target>().is_err());
         assert!("a b:80".parse::<Target>().is_err());
+    }
+
+    #[test]
+    fn every_usable_address_is_tried_once_per_attempt_the_good_one_first() {
+        let v6: SocketAddr = "[::1]:1".parse().unwrap();
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.2:1".parse().unwrap();
+        let mut addrs = Addresses::new(&"name.test:1".parse().unwrap());
+        assert!(addrs.is_empty() && addrs.stale(0, 10));
+        addrs.resolved(Ok(vec![v6, a, b]), 0);
+        assert!(!addrs.stale(9, 10) && addrs.stale(10, 10));
+        // From an IPv4 source only the two IPv4 addresses, each once.
+        let source = Some("127.0.0.9".parse().unwrap());
+        assert_eq!(addrs.usable(source), 2);
+        let (first, x) = addrs.pick(source, None).unwrap();
+        let (_, y) = addrs.pick(source, Some(first)).unwrap();
+        assert!(x != y && x.is_ipv4() && y.is_ipv4());
+        // The one that worked is tried first, until it fails.
+        addrs.succeeded(b);
+        assert_eq!(addrs.pick(None, None).unwrap().1, b);
+        addrs.failed(0); // a failure elsewhere changes nothing
+        assert_eq!(addrs.pick(None, None).unwrap().1, b);
+        addrs.failed(2);
+        let rotation: std::collections::BTreeSet<SocketAddr> =
+            (0..3).map(|_| addrs.pick(None, None).unwrap().1).collect();
+        assert_eq!(rotation.len(), 3, "back to taking turns");
+        // A failed lookup keeps what was known.
+        addrs.resolved(Err(io::Error::from(io::ErrorKind::NotFound)), 20);
+        assert_eq!(addrs.usable(None), 3);
+        // No address of the source's family: a plain failure, not a port one.
+        let v6_only = Some("::1".parse().unwrap());
+        addrs.resolved(Ok(vec![a]), 30);
+        assert_eq!(
+            addrs.pick(v6_only, None).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
     }
 
     #[test]

@@ -75,9 +75,12 @@ impl Default for Config {
     }
 }
 
+/// The most connections one reactor holds: far beyond any file limit seen
+/// in practice (a limit above it is used only up to it).
+pub const MAX_CONNECTIONS: usize = 100_000_000;
+
 /// Upper bounds that keep every counter and buffer sane; far beyond any
 /// real deployment.
-const MAX_CONNECTIONS: usize = 100_000_000;
 const MAX_BACKLOG: usize = 1 << 30;
 const MAX_BUFFERED: usize = 1 << 40;
 const MAX_EVENTS: usize = 1 << 20;

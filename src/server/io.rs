@@ -80,6 +80,10 @@ impl<H: Handler> Server<H> {
                 conn.unfinished = false;
                 conn.peer_closed
             }
+            // Due a resume already: it is being read, a budget a turn, and
+            // what it has sent so far completed no frame (or it would have
+            // been stamped). Reading more now would spend a second budget.
+            ReadCause::Evidence if conn.unfinished => return,
             ReadCause::Evidence => conn.peer_closed,
         };
         let payloads = if H::WANTS_DATA {
@@ -112,7 +116,14 @@ impl<H: Handler> Server<H> {
                 }
             };
             stats.bytes_in += n as u64;
-            let held_before = conn.decoder.heap_bytes() as u64;
+            // A split data payload the handler wants is the one thing a read
+            // can make the decoder hold (none at all when payloads are
+            // skipped: the whole accounting folds away then).
+            let held_before = if H::WANTS_DATA {
+                conn.decoder.heap_bytes()
+            } else {
+                0
+            };
             let result =
                 conn.decoder
                     .feed_with(&scratch[..n], config.max_frame, payloads, |frame| {
@@ -135,23 +146,19 @@ impl<H: Handler> Server<H> {
                             Kind::Reserved(_) => stats.reserved_frames += 1,
                         }
                     });
-            if let Err(e) = result {
-                close = Some(CloseReason::Protocol(e));
-                break;
-            }
-            // A split data payload the handler wants is the one thing a read
-            // can make the decoder hold; it counts against the budget shared
-            // by all connections, and the connection whose payload takes the
-            // total past it is the one closed (the overshoot is at most one
-            // read, freed at once).
-            let held_after = conn.decoder.heap_bytes() as u64;
-            stats.buffered = stats.buffered - held_before + held_after;
-            if held_after > held_before {
-                stats.peak_buffered = stats.peak_buffered.max(stats.buffered);
-                if stats.buffered > config.max_buffered as u64 {
+            // Accounted before the result is looked at: one feed can both
+            // complete (and free) a split payload and then fail on the next
+            // header.
+            if H::WANTS_DATA {
+                let held_after = conn.decoder.heap_bytes();
+                if account(stats, held_before, held_after, config.max_buffered) {
                     close = Some(CloseReason::OverBudget);
                     break;
                 }
+            }
+            if let Err(e) = result {
+                close = Some(CloseReason::Protocol(e));
+                break;
             }
             // A short read drained the socket: the next byte to arrive raises
             // a new edge, so the EAGAIN read that would follow is skipped —
@@ -235,13 +242,14 @@ impl<H: Handler> Server<H> {
                 backlog.extend_from_slice(rest);
             }
         }
-        let held_after = held(conn);
-        self.stats.buffered = self.stats.buffered - held_before + held_after;
-        if held_after > held_before {
-            self.stats.peak_buffered = self.stats.peak_buffered.max(self.stats.buffered);
-            if failure.is_none() && self.stats.buffered > self.config.max_buffered as u64 {
-                failure = Some(Failure::OverBudget);
-            }
+        let over = account(
+            &mut self.stats,
+            held_before,
+            held(conn),
+            self.config.max_buffered,
+        );
+        if over && failure.is_none() {
+            failure = Some(Failure::OverBudget);
         }
         match failure {
             None => {}
@@ -250,6 +258,19 @@ impl<H: Handler> Server<H> {
             Some(Failure::Io(kind)) => self.close_conn(slot, io_close_reason(kind)),
         }
     }
+}
+
+/// Moves the gauge of bytes buffered by one connection's change from
+/// `before` to `after` bytes held; true when that growth took the total past
+/// `budget` — the connection that grew is the one to close (the overshoot is
+/// at most that one read or write, freed at once with it).
+fn account(stats: &mut super::Stats, before: usize, after: usize, budget: usize) -> bool {
+    stats.buffered = stats.buffered - before as u64 + after as u64;
+    if after <= before {
+        return false;
+    }
+    stats.peak_buffered = stats.peak_buffered.max(stats.buffered);
+    stats.buffered > budget as u64
 }
 
 enum Failure {

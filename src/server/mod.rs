@@ -6,7 +6,7 @@
 //! One [`mio::Poll`], one [`slab::Slab`] of connections (the slot is the mio
 //! token), one [`Wheel`] holding one liveness timer per connection plus the
 //! reactor's own timers, one reactor-wide read buffer. The read path stamps
-//! "seen at tick T" and queues replies; timers decide evictions (see
+//! "seen at T" (nanoseconds) and queues replies; timers decide evictions (see
 //! [`crate::liveness`]).
 //!
 //! # Driving it
@@ -53,9 +53,9 @@ pub use crate::check::ConfigError;
 
 use self::conn::Conn;
 use crate::keepalive::SocketOptions;
-use crate::liveness::{self, Rule, Verdict};
+use crate::liveness::{Rule, Verdict};
 use crate::shutdown::ShutdownHandle;
-use crate::time::{Clock, Tick};
+use crate::time::{Clock, Stalls, Tick};
 use crate::wheel::{TimerId, Wheel};
 
 /// Token of the listener; connection tokens are slab slots, far below it.
@@ -173,6 +173,8 @@ pub struct Server<H: Handler = ()> {
     clock: Clock,
     /// The liveness rule in nanoseconds.
     rule: Rule,
+    /// The reactor's own stalls, measured and excused.
+    stalls: Stalls,
     config: Config,
     /// What accepted sockets get, resolved once from the configuration.
     socket_options: SocketOptions,
@@ -231,7 +233,7 @@ impl<H: Handler> Server<H> {
         let max_connections = match config.max_connections {
             Some(n) => n,
             None => crate::limits::file_limit()
-                .map(|l| l.max_connections())
+                .map(|l| l.max_connections().min(config::MAX_CONNECTIONS))
                 .unwrap_or(1024),
         };
         let mut wheel = Wheel::with_capacity(0, max_connections.min(1 << 16) + 2);
@@ -257,6 +259,7 @@ impl<H: Handler> Server<H> {
             local_addr,
             conns: Slab::new(),
             wheel,
+            stalls: Stalls::new(clock.pause_threshold(), rule.limit()),
             clock,
             rule,
             socket_options,
@@ -342,6 +345,7 @@ impl<H: Handler> Server<H> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        self.stalls.before_poll(wait);
         if let Err(e) = self.poll.poll(&mut self.events, wait) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(ServerError::Poll(e));
@@ -351,7 +355,10 @@ impl<H: Handler> Server<H> {
         // What ran out of budget last turn is resumed after this turn's
         // events, once: a budget is per turn, and work left over from this
         // turn waits for the next.
-        let resume_accept = self.accept_unfinished && self.accept_paused.is_none();
+        // Set only when the last accept call ran out of budget (not when it
+        // failed), so it holds even inside a descriptor-pause episode: the
+        // episode ends at the WouldBlock that drains the backlog.
+        let resume_accept = self.accept_unfinished;
         let mut resume_reads = std::mem::replace(
             &mut self.unfinished,
             std::mem::take(&mut self.unfinished_spare),
@@ -392,29 +399,31 @@ impl<H: Handler> Server<H> {
         Ok(Step::Running)
     }
 
-    /// Reads the clock for a wakeup. A wakeup later than the earliest
-    /// deadline by more than the pause threshold means the reactor itself
-    /// was stalled; that stall is not its peers' silence, so every
-    /// connection's last-seen stamp moves forward by it — one pass over the
-    /// connections, on a rare event — and it is logged once.
+    /// Reads the clock for a wakeup. If the reactor was kept from running
+    /// since the last one (stopped, starved, blocked: see [`Stalls`]), that
+    /// stall is not its peers' silence: when it is excused, every
+    /// connection's last-seen stamp moves as [`Rule::excuse`] says — one
+    /// pass over the connections, on a rare event — and it is logged once.
     fn wake(&mut self, instant: Instant) -> Now {
         let nanos = self.clock.nanos(instant);
-        let earliest = self
-            .wheel
-            .next_deadline()
-            .map(|t| t.saturating_mul(self.clock.tick_nanos()));
-        if let Some(pause) = liveness::pause(nanos, earliest, self.clock.pause_threshold()) {
-            for (_, conn) in self.conns.iter_mut() {
-                conn.last_seen = self.rule.excuse(conn.last_seen, pause, nanos);
-            }
-            let pause_ms = pause / 1_000_000;
+        if let Some(stall) = self.stalls.after_poll(instant) {
+            let stall_ms = stall.nanos / 1_000_000;
             self.stats.pauses += 1;
-            self.stats.paused_ms += pause_ms;
-            warn!(
-                "reactor stalled for {pause_ms}ms (woke that late for its own timers): \
-                 deadlines of {} connections moved by the stall",
-                self.conns.len()
-            );
+            self.stats.paused_ms += stall_ms;
+            if stall.excused {
+                for (_, conn) in self.conns.iter_mut() {
+                    conn.last_seen = self.rule.excuse(conn.last_seen, stall.nanos, nanos);
+                }
+                warn!(
+                    "reactor stalled for {stall_ms}ms (kept from running): deadlines of {} \
+                     connections moved by the stall",
+                    self.conns.len()
+                );
+            } else {
+                log::debug!(
+                    "reactor stalled for {stall_ms}ms; not excused (one stall per silence limit is)"
+                );
+            }
         }
         Now {
             nanos,
@@ -531,7 +540,7 @@ impl<H: Handler> Server<H> {
         };
         self.wheel.cancel(conn.timer);
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        self.stats.buffered -= held(&conn);
+        self.stats.buffered -= held(&conn) as u64;
         match reason {
             CloseReason::Evicted { .. } => self.stats.evicted += 1,
             CloseReason::PeerClosed => self.stats.closed_by_peer += 1,
@@ -625,9 +634,9 @@ impl fmt::Display for Peer<'_> {
 
 /// Heap bytes a connection holds: a split data payload and a write
 /// backlog, by capacity — what the buffer budget counts.
-fn held(conn: &Conn) -> u64 {
+fn held(conn: &Conn) -> usize {
     let backlog = conn.backlog.as_ref().map_or(0, |b| b.capacity());
-    (conn.decoder.heap_bytes() + backlog) as u64
+    conn.decoder.heap_bytes() + backlog
 }
 
 /// The replies to `n` heartbeat requests, appended to `out`.

@@ -36,9 +36,10 @@ pub struct Stats {
     /// Times accepting was paused because the process or system ran out of
     /// file descriptors (or memory) — each pause is one retry period.
     pub accept_pauses: u64,
-    /// Times the reactor found itself stalled — it woke later than its
-    /// earliest deadline by more than its pause threshold — and moved every
-    /// peer's deadline by the stall instead of blaming the peers.
+    /// Times the reactor was kept from running for longer than its stall
+    /// threshold (stopped, starved of CPU, blocked, or held by its caller).
+    /// An excused stall (at most one per silence limit) moves every peer's
+    /// deadline instead of being blamed on the peers.
     pub pauses: u64,
     /// Total length of those stalls, in milliseconds.
     pub paused_ms: u64,

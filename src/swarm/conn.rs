@@ -39,7 +39,7 @@ pub(super) struct Conn {
     pub churned: bool,
     /// Addresses tried in the current connect attempt, and the index of
     /// the last one.
-    pub tried: u8,
+    pub tried: u16,
     pub at: u16,
 }
 

@@ -117,9 +117,9 @@ pub struct Counters {
     pub dropped_bytes: u64,
     /// Frames other than replies (server heartbeat requests, data, reserved).
     pub other_frames: u64,
-    /// Times the swarm found itself stalled (it woke later than its earliest
-    /// deadline by more than its pause threshold) and did not count the
-    /// stall as its servers' silence.
+    /// Times the swarm was kept from running for longer than its stall
+    /// threshold (stopped, starved of CPU); an excused stall is not counted
+    /// as its servers' silence.
     pub pauses: u64,
     /// Total length of those stalls, in milliseconds.
     pub paused_ms: u64,
@@ -174,11 +174,12 @@ pub(super) fn human_list(fields: &[(&'static str, u64)]) -> String {
     }
 }
 
-/// Round trips recorded twice: over the whole run, and over the window
-/// since the status line last printed (reset then). Both histograms are
-/// made once; recording never allocates.
+/// Round trips of the status window in progress, and of the run before it.
+/// A reply is recorded once, into the window; when a status line closes the
+/// window it is added to the run's total (once a window, not once a reply)
+/// and cleared. Both histograms are made once; nothing here allocates.
 pub(super) struct Rtts {
-    pub total: Histogram<u64>,
+    total: Histogram<u64>,
     pub window: Histogram<u64>,
 }
 
@@ -193,7 +194,19 @@ impl Rtts {
     /// One round trip of `us` microseconds (at least 1; longer than the
     /// histogram's range counts as its largest value).
     pub fn record(&mut self, us: u64) {
-        self.total.saturating_record(us.max(1));
         self.window.saturating_record(us.max(1));
+    }
+
+    /// Ends the window: its round trips join the run's.
+    pub fn close_window(&mut self) {
+        // Same bounds on both sides: adding cannot fail or allocate.
+        let _ = self.total.add(&self.window);
+        self.window.reset();
+    }
+
+    /// The run's round trips, the open window included.
+    pub fn total(&mut self) -> &Histogram<u64> {
+        self.close_window();
+        &self.total
     }
 }

@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -18,14 +17,13 @@ use super::{Exchange, SwarmConfig, SwarmError};
 use crate::client::describe;
 use crate::client::machine::{self, Action, Machine, Reason, State};
 use crate::client::socket::start_connect;
-use crate::client::target::{Lookup, Resolver, Target};
+use crate::client::target::{Addresses, Resolver, Target};
 use crate::keepalive::SocketOptions;
 use crate::limits::{raise_file_limit, FD_RESERVE};
-use crate::liveness;
 use crate::protocol::HEARTBEAT_REQUEST;
 use crate::rng::Rng;
 use crate::shutdown::ShutdownHandle;
-use crate::time::{Clock, Tick};
+use crate::time::{Clock, Stalls, Tick};
 use crate::wheel::Wheel;
 
 mod conn_io;
@@ -85,6 +83,8 @@ pub struct Swarm {
     counters: Counters,
     /// Requests outstanding over all connections.
     in_flight: u64,
+    /// The swarm's own stalls, measured and excused.
+    stalls: Stalls,
     /// Picks the connections to churn.
     churn_rng: Rng,
     /// Churn owed but not yet done: the fraction of a connection carried
@@ -167,6 +167,10 @@ impl Swarm {
             lag: rtt_histogram(),
             counters: Counters::default(),
             in_flight: 0,
+            stalls: Stalls::new(
+                clock.pause_threshold(),
+                base.silence_limit.saturating_mul(clock.tick_nanos()),
+            ),
             churn_rng: rng.split(),
             churn_due: 0.0,
             phase: Phase::Running,
@@ -260,7 +264,9 @@ impl Swarm {
             match self.phase {
                 Phase::Running => {
                     wake[2] = end;
-                    if !self.ready.is_empty() {
+                    // Connects waiting for a name's first lookup wake with
+                    // its answer, not with the pacer.
+                    if !self.ready.is_empty() && !self.addrs.is_empty() {
                         wake[3] = Some(self.pacer.next_ready(now));
                     }
                     wake[4] = next_churn;
@@ -269,6 +275,7 @@ impl Swarm {
             }
             let deadline = wake.iter().flatten().min().copied();
             let timeout = deadline.map(|d| self.clock.until(d, Instant::now()));
+            self.stalls.before_poll(timeout);
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -278,7 +285,7 @@ impl Swarm {
             if let Some(answer) = self.resolver.answer() {
                 let now = self.clock.now();
                 self.addrs.resolved(answer, now);
-                if self.addrs.list.is_empty() {
+                if self.addrs.is_empty() {
                     self.fail_waiting_connects(now);
                 }
             }
@@ -307,6 +314,9 @@ impl Swarm {
                 let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
             }
         }
+        let total = self.rtts.total();
+        let (rtt, rtt_count) = (Rtt::of(total), total.len());
+        let rtt_mean_us = if total.is_empty() { 0.0 } else { total.mean() };
         Ok(Report {
             target: self.config.clients as u64,
             connected: connected_at_end,
@@ -320,13 +330,9 @@ impl Swarm {
             flood_depth: self.config.flood.unwrap_or(0),
             counters: self.counters,
             elapsed,
-            rtt: Rtt::of(&self.rtts.total),
-            rtt_count: self.rtts.total.len(),
-            rtt_mean_us: if self.rtts.total.is_empty() {
-                0.0
-            } else {
-                self.rtts.total.mean()
-            },
+            rtt,
+            rtt_count,
+            rtt_mean_us,
             lag: Rtt::of(&self.lag),
             criteria: self.config.criteria,
         })
@@ -367,28 +373,29 @@ impl Swarm {
         );
     }
 
-    /// A wakeup later than the earliest deadline by more than the pause
-    /// threshold means the swarm itself was stalled (stopped, starved of
-    /// CPU): that is not its servers' silence, so every machine's liveness
-    /// stamp moves by the stall — one pass, on a rare event — and it is
-    /// logged once. Heartbeats keep their grid.
+    /// If the swarm was kept from running since its last wakeup (stopped,
+    /// starved of CPU: see [`Stalls`]), that is not its servers' silence:
+    /// when the stall is excused every machine's liveness stamp moves by it
+    /// — one pass, on a rare event — and it is logged once. Heartbeats keep
+    /// their grid (the ones it passed over are counted as skipped).
     fn excuse_stall(&mut self, instant: Instant) {
-        let tick = self.clock.tick_nanos();
-        let earliest = self.wheel.next_deadline().map(|t| t.saturating_mul(tick));
         let nanos = self.clock.nanos(instant);
-        let Some(pause) = liveness::pause(nanos, earliest, self.clock.pause_threshold()) else {
+        let Some(stall) = self.stalls.after_poll(instant) else {
             return;
         };
-        let now = self.clock.tick_of(nanos);
-        for (_, conn) in self.conns.iter_mut() {
-            conn.machine.excuse(pause / tick, now);
-        }
         self.counters.pauses += 1;
-        self.counters.paused_ms += pause / 1_000_000;
-        log::warn!(
-            "swarm stalled for {}ms (woke that late for its own timers): not counted as the server's silence",
-            pause / 1_000_000
-        );
+        self.counters.paused_ms += stall.nanos / 1_000_000;
+        if stall.excused {
+            let now = self.clock.tick_of(nanos);
+            let ticks = stall.nanos / self.clock.tick_nanos();
+            for (_, conn) in self.conns.iter_mut() {
+                conn.machine.excuse(ticks, now);
+            }
+            log::warn!(
+                "swarm stalled for {}ms (kept from running): not counted as the server's silence",
+                stall.nanos / 1_000_000
+            );
+        }
     }
 
     fn fire_timers(&mut self, now: Tick) {
@@ -400,6 +407,12 @@ impl Swarm {
                 continue;
             };
             conn.timer = None;
+            // Out of time with addresses left: the next one, not a failure.
+            if conn.machine.connect_due(now) && self.next_address(slot, now) {
+                self.settle(slot, now, now_us);
+                continue;
+            }
+            let conn = &mut self.conns[slot];
             if conn.link == Link::Up && conn.machine.silence_due(now) {
                 // Evidence before verdict: read what the kernel holds first
                 // (the readiness event may have come before a stall, or not
@@ -441,13 +454,18 @@ impl Swarm {
 
     /// Starts as many waiting connects as the pacer allows.
     fn start_connects(&mut self, now: Tick) {
+        if self.ready.is_empty() {
+            return;
+        }
+        // A name is looked up again while connects are being made, at most
+        // once a second; none go out before the first answer.
         if let Target::Name { host, port } = &self.config.connect {
             let every = self.clock.ticks(RESOLVE_EVERY);
             if self.addrs.stale(now, every) && !self.resolver.is_pending() {
                 self.resolver.request(host, *port);
             }
-            if self.addrs.list.is_empty() {
-                return; // the first answer is not in yet
+            if self.addrs.is_empty() {
+                return;
             }
         }
         let now_us = self.rtt_clock.now() as u32;
@@ -467,15 +485,18 @@ impl Swarm {
         }
     }
 
-    /// Starts `slot`'s connect to the next address of this attempt that
-    /// can be tried; with none left, the attempt has failed. Within one
-    /// attempt every address is tried once, so a name whose first address
+    /// Starts `slot`'s connect to the next address of this attempt not yet
+    /// tried; with none left, the attempt has failed. Within one attempt
+    /// every usable address is tried once, so a name whose first address
     /// has nobody listening (`::1` for a server on IPv4 only) costs no
     /// failed attempt and no backoff.
     pub(super) fn open(&mut self, slot: usize, now: Tick) {
-        let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "no address to try");
-        while usize::from(self.conns[slot].tried) < self.addrs.list.len().max(1) {
-            self.conns[slot].tried = self.conns[slot].tried.saturating_add(1);
+        // Source addresses are all of one family (checked at start).
+        let usable = self.addrs.usable(self.config.sources.first().copied());
+        let mut last = io::ErrorKind::AddrNotAvailable;
+        while usize::from(self.conns[slot].tried) < usable {
+            let after = (self.conns[slot].tried > 0).then_some(self.conns[slot].at);
+            self.conns[slot].tried += 1;
             let source = match self.config.sources.len() {
                 0 => None,
                 n => {
@@ -483,23 +504,23 @@ impl Swarm {
                     Some(self.config.sources[self.next_source])
                 }
             };
+            let (at, addr) = match self.addrs.pick(source, after) {
+                Ok(picked) => picked,
+                Err(e) => {
+                    last = e.kind();
+                    break;
+                }
+            };
+            self.conns[slot].at = at;
             let registry = self.poll.registry();
-            let after = (self.conns[slot].tried > 1).then_some(self.conns[slot].at);
-            let started = self
-                .addrs
-                .pick(source, after)
-                .and_then(|(at, addr)| {
-                    self.conns[slot].at = at;
-                    start_connect(addr, source)
-                })
-                .and_then(|mut stream| {
-                    registry.register(
-                        &mut stream,
-                        Token(slot),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )?;
-                    Ok(stream)
-                });
+            let started = start_connect(addr, source).and_then(|mut stream| {
+                registry.register(
+                    &mut stream,
+                    Token(slot),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                Ok(stream)
+            });
             match started {
                 Ok(stream) => {
                     let conn = &mut self.conns[slot];
@@ -508,12 +529,27 @@ impl Swarm {
                     self.counters.connecting += 1;
                     return;
                 }
-                Err(e) => last = e,
+                Err(e) => {
+                    self.addrs.failed(at);
+                    last = e.kind();
+                }
             }
         }
-        self.conns[slot]
-            .machine
-            .handle_connect_failed(now, last.kind());
+        self.conns[slot].machine.handle_connect_failed(now, last);
+    }
+
+    /// A connect that failed, or ran out of time, moves on to the next
+    /// address of its attempt if one is left; true if it did.
+    pub(super) fn next_address(&mut self, slot: usize, now: Tick) -> bool {
+        let usable = self.addrs.usable(self.config.sources.first().copied());
+        if usize::from(self.conns[slot].tried) >= usable {
+            return false;
+        }
+        self.addrs.failed(self.conns[slot].at);
+        self.drop_stream(slot);
+        self.conns[slot].machine.restart_connect(now);
+        self.open(slot, now);
+        true
     }
 
     /// The name did not resolve and no earlier answer is there to use: the
@@ -615,88 +651,6 @@ impl Swarm {
             }
             (None, None) => {}
         }
-    }
-}
-
-/// The server's addresses, and which to use next.
-struct Addresses {
-    list: Vec<SocketAddr>,
-    /// When `list` was looked up (`None`: never; a plain address never is).
-    resolved_at: Option<Tick>,
-    needs_lookup: bool,
-    next: usize,
-    /// The address of the last connect that succeeded: used until one to
-    /// it fails, so a name that lists an address nobody listens on costs
-    /// a few failed connects, not one in every few.
-    good: Option<SocketAddr>,
-}
-
-impl Addresses {
-    fn new(target: &Target) -> Addresses {
-        Addresses {
-            list: target.addr().into_iter().collect(),
-            resolved_at: None,
-            needs_lookup: target.addr().is_none(),
-            next: 0,
-            good: None,
-        }
-    }
-
-    fn stale(&self, now: Tick, every: Tick) -> bool {
-        self.needs_lookup && self.resolved_at.is_none_or(|at| now >= at + every)
-    }
-
-    /// A lookup's answer. A failed one keeps the addresses already known
-    /// (a DNS hiccup is not the server going away).
-    fn resolved(&mut self, answer: Lookup, now: Tick) {
-        self.resolved_at = Some(now);
-        match answer {
-            Ok(list) => {
-                if self.good.is_some_and(|good| !list.contains(&good)) {
-                    self.good = None;
-                }
-                self.list = list;
-            }
-            Err(e) => log::debug!("lookup failed: {e}"),
-        }
-    }
-
-    /// The address for a connect from `source`, with its index: the one
-    /// after index `after` (a connect that just failed at it tries the
-    /// next), else the last good one, else each in turn — always of the
-    /// source's family.
-    fn pick(
-        &mut self,
-        source: Option<IpAddr>,
-        after: Option<u16>,
-    ) -> io::Result<(u16, SocketAddr)> {
-        let fits = |a: &SocketAddr| source.is_none_or(|ip| ip.is_ipv4() == a.is_ipv4());
-        let n = self.list.len();
-        let start = match after {
-            Some(at) => usize::from(at) + 1,
-            None => {
-                if let Some(i) = self
-                    .good
-                    .and_then(|g| self.list.iter().position(|a| *a == g))
-                {
-                    if fits(&self.list[i]) {
-                        return Ok((i as u16, self.list[i]));
-                    }
-                }
-                self.next = self.next.wrapping_add(1);
-                self.next
-            }
-        };
-        (0..n)
-            .map(|k| (start + k) % n.max(1))
-            .find(|&i| fits(&self.list[i]))
-            .map(|i| (i as u16, self.list[i]))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::AddrNotAvailable,
-                    "no address of the source address's family",
-                )
-            })
     }
 }
 

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::counters::{Counters, Rtt, Rtts};
+use super::counters::{human_list, Counters, Rtt, Rtts};
 
 /// One status line's worth of figures.
 #[derive(Debug, Clone, Copy)]
@@ -34,12 +34,16 @@ pub struct Snapshot {
 }
 
 impl fmt::Display for Snapshot {
-    /// `12.0s  9876/10000 up  124 connecting  3 reconnects  10012 replies/s  0 missing  0 late  p99 412us`
+    /// `12.0s  9876/10000 up  124 connecting  3 reconnects (silent 3)  10012 replies/s  0 missing  0 late  p99 412us`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.counters;
+        let reasons = match c.reconnects {
+            0 => String::new(),
+            _ => format!(" ({})", human_list(&c.reconnects_by.fields())),
+        };
         write!(
             f,
-            "{:>6.1}s  {}/{} up  {} connecting  {} reconnects  {:.0} replies/s  {} missing  {} late  p99 {}us",
+            "{:>6.1}s  {}/{} up  {} connecting  {} reconnects{reasons}  {:.0} replies/s  {} missing  {} late  p99 {}us",
             self.elapsed.as_secs_f64(),
             c.connected,
             self.target,
@@ -94,7 +98,7 @@ impl Window {
             rtt: Rtt::of(&rtts.window),
             last: false,
         };
-        rtts.window.reset();
+        rtts.close_window();
         self.since = now;
         self.counters = totals;
         snapshot
@@ -130,6 +134,6 @@ mod tests {
         assert!(second.rtt.p99 < 1_000, "{second:?}");
         assert_eq!(second.replies_per_s, 10.0);
         assert_eq!(second.window, Duration::from_secs(5));
-        assert!(Rtt::of(&rtts.total).max >= 2_990_000, "the run keeps it");
+        assert!(Rtt::of(rtts.total()).max >= 2_990_000, "the run keeps it");
     }
 }

@@ -28,13 +28,9 @@ impl Swarm {
             match connect_progress(stream) {
                 ConnectProgress::Pending => return,
                 ConnectProgress::Failed(e) => {
-                    // The address that worked may not any more: go back to
-                    // trying each in turn, starting with the next one now.
-                    self.addrs.good = None;
-                    self.drop_stream(slot);
-                    if usize::from(self.conns[slot].tried) < self.addrs.list.len() {
-                        self.open(slot, now);
-                    } else {
+                    // The next address of this attempt, if one is left.
+                    if !self.next_address(slot, now) {
+                        self.addrs.failed(self.conns[slot].at);
                         self.conns[slot]
                             .machine
                             .handle_connect_failed(now, e.kind());
@@ -49,7 +45,9 @@ impl Swarm {
                         }
                     }
                     {
-                        self.addrs.good = stream.peer_addr().ok();
+                        if let Ok(addr) = stream.peer_addr() {
+                            self.addrs.succeeded(addr);
+                        }
                         conn.link = Link::Up;
                         conn.answered = false;
                         conn.churned = false;
