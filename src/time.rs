@@ -133,18 +133,25 @@ impl Clock {
 /// embedding program between calls — and says which of those stalls to
 /// excuse ([`crate::liveness::Excuses`]).
 ///
-/// Between two wakeups, the stall is the wall time less the CPU time the
+/// Over a span of wakeups, the stall is the wall time less the CPU time the
 /// thread used and less the sleep it asked `poll` for. The reactor's own
 /// work is CPU time, so however busy it is, work is never a stall (were it
 /// one, a reactor saturated by a flood would excuse every silent peer for
 /// ever); a stop, a starved CPU or a blocked thread uses no CPU and shows in
-/// full. One `clock_gettime(CLOCK_THREAD_CPUTIME_ID)` per wakeup.
+/// full. The thread's CPU clock (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`,
+/// a system call) is read only when the span's wall time less its allowed
+/// sleep reaches the threshold — below that it cannot hold a stall — so an
+/// idle reactor that wakes for every tick pays for no reading at all, and a
+/// busy one for about one per threshold of work.
 #[derive(Debug)]
 pub struct Stalls {
-    /// The last wakeup, and the thread's CPU time then.
-    last: Option<(Instant, Duration)>,
+    /// The last reading of the thread's CPU time, and when it was taken.
+    mark: Option<(Instant, Duration)>,
+    /// The sleep `poll` was allowed since the mark.
+    allowed: Duration,
     /// When the thread last went into `poll`, and the timeout it asked for.
     sleep: Option<(Instant, Option<Duration>)>,
+    threshold: Duration,
     excuses: Excuses,
 }
 
@@ -162,8 +169,10 @@ impl Stalls {
     /// silence limit, in nanoseconds) of time watched is excused.
     pub fn new(threshold: u64, window: u64) -> Stalls {
         Stalls {
-            last: None,
+            mark: None,
+            allowed: Duration::ZERO,
             sleep: None,
+            threshold: Duration::from_nanos(threshold),
             excuses: Excuses::new(threshold, window),
         }
     }
@@ -173,23 +182,28 @@ impl Stalls {
         self.sleep = Some((Instant::now(), timeout));
     }
 
-    /// The thread woke at `now`: the stall since the last wakeup, if it was
-    /// one.
+    /// The thread woke at `now`: the stall since the last reading, if it
+    /// was one.
     pub fn after_poll(&mut self, now: Instant) -> Option<Stall> {
-        let cpu = thread_cpu_time();
-        let (gap, stalled) = match (self.last, self.sleep.take()) {
-            (Some((last, last_cpu)), Some((entered, timeout))) => {
-                let gap = now.saturating_duration_since(last);
-                let slept = now.saturating_duration_since(entered);
-                let allowed = timeout.map_or(slept, |t| slept.min(t));
-                let stalled = gap
-                    .saturating_sub(cpu.saturating_sub(last_cpu))
-                    .saturating_sub(allowed);
-                (gap, stalled)
-            }
-            _ => (Duration::ZERO, Duration::ZERO),
+        if let Some((entered, timeout)) = self.sleep.take() {
+            let slept = now.saturating_duration_since(entered);
+            self.allowed += timeout.map_or(slept, |t| slept.min(t));
+        }
+        let Some((mark, mark_cpu)) = self.mark else {
+            self.mark = Some((now, thread_cpu_time()));
+            self.allowed = Duration::ZERO;
+            return None;
         };
-        self.last = Some((now, cpu));
+        let gap = now.saturating_duration_since(mark);
+        if gap.saturating_sub(self.allowed) <= self.threshold {
+            return None; // too little time not asleep to hold a stall
+        }
+        let cpu = thread_cpu_time();
+        let stalled = gap
+            .saturating_sub(cpu.saturating_sub(mark_cpu))
+            .saturating_sub(self.allowed);
+        self.mark = Some((now, cpu));
+        self.allowed = Duration::ZERO;
         let nanos = stalled.as_nanos() as u64;
         let watched = gap.saturating_sub(stalled).as_nanos() as u64;
         let excused = self.excuses.observe(watched, nanos)?;
