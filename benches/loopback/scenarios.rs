@@ -42,12 +42,7 @@ const CONNECT_RATE: u32 = 4_000;
 pub const FLOOD_METRICS: &[Metric] = &[
     m("replies_per_s", "replies/s", 0, true),
     m("cpu_s_per_m", "server CPU s per 1M replies", 3, true),
-    m(
-        "own_cpu_s_per_m",
-        "  less CPU 0 softirq (the server's own work, a lower bound)",
-        3,
-        true,
-    ),
+    m("own_cpu_s_per_m", "  less all CPU 0 softirq", 3, true),
     m("reads_per_reply", "read syscalls per reply", 3, true),
     m("writes_per_reply", "write syscalls per reply", 3, true),
     m("waits_per_reply", "epoll waits per reply", 3, true),
@@ -55,18 +50,8 @@ pub const FLOOD_METRICS: &[Metric] = &[
     m("replies", "replies", 0, false),
     m("missing_replies", "missing replies", 0, false),
     m("protocol_errors", "protocol errors", 0, false),
-    m(
-        "softirq_pct",
-        "CPU 0 softirq % (in the server's CPU too)",
-        1,
-        false,
-    ),
-    m(
-        "others_pct",
-        "CPU 0 neighbours % (busy less the server)",
-        1,
-        false,
-    ),
+    m("softirq_pct", "CPU 0 softirq % (in server CPU)", 1, false),
+    m("others_pct", "CPU 0 neighbours %", 1, false),
     m("listen_drops", "listen queue drops (host)", 0, false),
 ];
 
@@ -205,18 +190,8 @@ pub fn flood(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
 pub const IDLE_METRICS: &[Metric] = &[
     m("rss_per_conn_b", "RSS growth per connection (B)", 0, true),
     m("cpu_pct", "server CPU %", 2, true),
-    m(
-        "rtt_p50_us",
-        "RTT p50 (µs, from when each heartbeat was due)",
-        0,
-        true,
-    ),
-    m(
-        "rtt_p99_us",
-        "RTT p99 (µs, from when each heartbeat was due)",
-        0,
-        true,
-    ),
+    m("rtt_p50_us", "RTT p50 (µs) from when due", 0, true),
+    m("rtt_p99_us", "RTT p99 (µs) from when due", 0, true),
     m("missing_replies", "missing replies", 0, false),
     m("late_replies", "late replies", 0, false),
     m("held", "connections held", 0, false),
@@ -227,18 +202,8 @@ pub const IDLE_METRICS: &[Metric] = &[
     m("replies", "replies", 0, false),
     m("protocol_errors", "protocol errors", 0, false),
     m("reconnects", "reconnects", 0, false),
-    m(
-        "softirq_pct",
-        "CPU 0 softirq % (in the server's CPU too)",
-        1,
-        false,
-    ),
-    m(
-        "others_pct",
-        "CPU 0 neighbours % (busy less the server)",
-        1,
-        false,
-    ),
+    m("softirq_pct", "CPU 0 softirq % (in server CPU)", 1, false),
+    m("others_pct", "CPU 0 neighbours %", 1, false),
     m("listen_drops", "listen queue drops (host)", 0, false),
 ];
 
@@ -357,18 +322,8 @@ pub const FILL_METRICS: &[Metric] = &[
     m("protocol_errors", "protocol errors", 0, false),
     m("connect_failures", "connect failures", 0, false),
     m("reconnects", "reconnects", 0, false),
-    m(
-        "softirq_pct",
-        "CPU 0 softirq % (in the server's CPU too)",
-        1,
-        false,
-    ),
-    m(
-        "others_pct",
-        "CPU 0 neighbours % (busy less the server)",
-        1,
-        false,
-    ),
+    m("softirq_pct", "CPU 0 softirq % (in server CPU)", 1, false),
+    m("others_pct", "CPU 0 neighbours %", 1, false),
     m("listen_drops", "listen queue drops (host)", 0, false),
 ];
 

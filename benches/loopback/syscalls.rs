@@ -34,7 +34,10 @@ pub fn available() -> Result<Vec<String>, String> {
         .map(|e| format!("syscalls:{e}"))
         .collect();
     if events.is_empty() {
-        return Err(format!("no syscall tracepoints under {TRACEPOINTS}"));
+        // tracefs is often simply not mounted (a fresh VM, a container).
+        return Err(format!(
+            "no syscall tracepoints under {TRACEPOINTS} (as root: mount -t tracefs nodev /sys/kernel/tracing)"
+        ));
     }
     Ok(events)
 }
