@@ -91,6 +91,28 @@ pub(crate) fn heartbeat(interval: Duration, misses: u32) -> Result<(), ConfigErr
     number("misses", misses, 1, MAX_MISSES)
 }
 
+/// `max_frame`, the frame limit every side applies to what it reads: room
+/// for a header, and no more than a frame's `len` field can say.
+pub(crate) fn max_frame(value: usize) -> Result<(), ConfigError> {
+    number(
+        "max_frame",
+        value,
+        crate::protocol::HEADER_LEN,
+        i32::MAX as usize,
+    )
+}
+
+/// The client's and the swarm's `tick`: from 100 µs to the interval, and
+/// never over a second (their timers are due every interval).
+pub(crate) fn client_tick(tick: Duration, interval: Duration) -> Result<(), ConfigError> {
+    duration(
+        "tick",
+        tick,
+        Duration::from_micros(100),
+        interval.min(Duration::from_secs(1)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -358,28 +358,50 @@ fn kernel_keepalive() {
     std::thread::sleep(Duration::from_millis(300));
 
     let cut = net.cut();
+    // The server last heard from the peer at most `idle` before the cut
+    // (any probe sent earlier was answered), so the kernel gives up at
+    // least `interval × count` after it.
     let bound = idle + probes + MARGIN;
+    expect_timed_out(
+        "kernel_keepalive",
+        "keepalive not applied?",
+        &mut server,
+        &conn,
+        cut,
+        probes..=bound,
+    );
+}
+
+/// The kernel closes connection `conn` of `server` as timed out, at least
+/// `within.start()` after `cut` began (less 100 ms of jiffy rounding) and at
+/// most `within.end()` after it was done.
+fn expect_timed_out(
+    test: &str,
+    hint: &str,
+    server: &mut Child,
+    conn: &str,
+    cut: common::netns::Change,
+    within: std::ops::RangeInclusive<Duration>,
+) {
+    let (least, bound) = (*within.start(), *within.end());
     let Some((closed_at, line)) = server.wait_for_line("closed peer=", bound) else {
         panic!(
-            "the connection to a vanished peer was still open {bound:?} after the cut \
-             (keepalive not applied?):\n{}",
+            "{test}: the connection was still open {bound:?} after the cut ({hint}):\n{}",
             server.log()
         );
     };
     eprintln!(
-        "kernel_keepalive: closed {} ms after the cut (bound {} ms): {line}",
+        "{test}: closed {} ms after the cut (at least {} ms, at most {} ms): {line}",
         ms(closed_at - cut.began),
+        ms(least),
         ms(bound)
     );
     assert!(
         line.contains(&format!(" conn={conn}: io error: timed out")),
         "{line}"
     );
-    // The server last heard from the peer at most `idle` before the cut
-    // (any probe sent earlier was answered), so the kernel gives up at
-    // least `interval × count` after it; jiffy rounding takes a little off.
     assert!(
-        closed_at - cut.began >= probes - Duration::from_millis(100),
+        closed_at - cut.began >= least.saturating_sub(Duration::from_millis(100)),
         "{line}"
     );
     assert!(closed_at - cut.done <= bound, "{line}");
@@ -427,30 +449,16 @@ fn user_timeout() {
     // server's ACKs) are lost, so the server's send queue is never
     // acknowledged.
     let cut = net.cut_inbound_of(Side::B);
-    let bound = Duration::from_secs(10);
-    let Some((closed_at, line)) = server.wait_for_line("closed peer=", bound) else {
-        panic!(
-            "unacknowledged replies did not fail the connection within {bound:?} \
-             (TCP_USER_TIMEOUT not applied?):\n{}",
-            server.log()
-        );
-    };
-    eprintln!(
-        "user_timeout: closed {} ms after the cut (user timeout {} ms): {line}",
-        ms(closed_at - cut.began),
-        ms(user_timeout)
-    );
-    assert!(
-        line.contains(&format!(" conn={conn}: io error: timed out")),
-        "{line}"
-    );
     // The oldest unacknowledged reply left at the cut or later (the path
     // is sub-millisecond); the kernel gives up `user_timeout` after it.
-    assert!(
-        closed_at - cut.began >= user_timeout - Duration::from_millis(100),
-        "{line}"
+    expect_timed_out(
+        "user_timeout",
+        "TCP_USER_TIMEOUT not applied?",
+        &mut server,
+        &conn,
+        cut,
+        user_timeout..=Duration::from_secs(10),
     );
-    assert!(closed_at - cut.done <= bound, "{line}");
 }
 
 /// Every client of a server loses its connection in the same instant when

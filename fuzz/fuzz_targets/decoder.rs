@@ -22,10 +22,11 @@
 
 #![no_main]
 
+mod common;
+
 use libfuzzer_sys::fuzz_target;
 use lubdub::protocol::{
-    field, DecodeError, Decoder, FrameType, Kind, Payloads, DEFAULT_MAX_FRAME, HEADER_LEN,
-    HEARTBEAT_REQUEST,
+    field, DecodeError, Decoder, FrameType, Kind, Payloads, HEADER_LEN, HEARTBEAT_REQUEST,
 };
 
 #[path = "../../src/protocol/tests/reference.rs"]
@@ -35,12 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&[limit, plan], rest)) = data.split_first_chunk::<2>() else {
         return;
     };
-    let max_frame = match limit {
-        0..=127 => usize::from(limit),
-        128..=191 => usize::from(limit - 127) * 1024,
-        192..=253 => DEFAULT_MAX_FRAME,
-        _ => usize::MAX,
-    };
+    let max_frame = common::max_frame(limit);
     let uniform = match plan & 0b11 {
         0 => Some(Payloads::Deliver),
         1 => Some(Payloads::Skip),

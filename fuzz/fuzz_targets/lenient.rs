@@ -8,19 +8,16 @@
 
 #![no_main]
 
+mod common;
+
 use libfuzzer_sys::fuzz_target;
-use lubdub::protocol::{Decoder, Payloads, DEFAULT_MAX_FRAME};
+use lubdub::protocol::{Decoder, Payloads};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&[limit, n], rest)) = data.split_first_chunk::<2>() else {
         return;
     };
-    let max_frame = match limit {
-        0..=127 => usize::from(limit),
-        128..=191 => usize::from(limit - 127) * 1024,
-        192..=253 => DEFAULT_MAX_FRAME,
-        _ => usize::MAX,
-    };
+    let max_frame = common::max_frame(limit);
     let n = usize::from(n).min(rest.len());
     let (lengths, mut stream) = rest.split_at(n);
     let total = stream.len();

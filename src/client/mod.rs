@@ -134,18 +134,8 @@ impl ClientConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.timing().validate()?;
         self.keepalive.validate()?;
-        check::number(
-            "max_frame",
-            self.max_frame,
-            crate::protocol::HEADER_LEN,
-            i32::MAX as usize,
-        )?;
-        check::duration(
-            "tick",
-            self.tick,
-            Duration::from_micros(100),
-            self.interval.min(Duration::from_secs(1)),
-        )
+        check::max_frame(self.max_frame)?;
+        check::client_tick(self.tick, self.interval)
     }
 }
 

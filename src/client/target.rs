@@ -373,7 +373,7 @@ mod tests {
         assert!(resolver.is_pending());
         let mut events = mio::Events::with_capacity(4);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let answer = loop {
+        let mut wait_for_answer = |resolver: &mut Resolver| loop {
             poll.poll(&mut events, Some(std::time::Duration::from_millis(100)))
                 .unwrap();
             if let Some(answer) = resolver.answer() {
@@ -381,20 +381,15 @@ mod tests {
             }
             assert!(std::time::Instant::now() < deadline, "no answer");
         };
-        let addrs = answer.unwrap();
+        let addrs = wait_for_answer(&mut resolver).unwrap();
         assert!(addrs
             .iter()
             .all(|a| a.ip().is_loopback() && a.port() == 8898));
         assert!(!resolver.is_pending());
         resolver.request("no-such-host.invalid", 1);
-        let answer = loop {
-            poll.poll(&mut events, Some(std::time::Duration::from_millis(100)))
-                .unwrap();
-            if let Some(answer) = resolver.answer() {
-                break answer;
-            }
-            assert!(std::time::Instant::now() < deadline, "no answer");
-        };
-        assert_eq!(answer.unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            wait_for_answer(&mut resolver).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 }

@@ -115,7 +115,7 @@ impl Config {
         if let Some(tick) = self.tick {
             check::duration("tick", tick, Duration::from_micros(100), self.interval)?;
         }
-        check::number("max_frame", self.max_frame, HEADER_LEN, i32::MAX as usize)?;
+        check::max_frame(self.max_frame)?;
         if let Some(n) = self.max_connections {
             check::number("max_connections", n, 1, MAX_CONNECTIONS)?;
         }

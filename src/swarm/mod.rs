@@ -270,18 +270,8 @@ impl SwarmConfig {
             Duration::from_micros(1),
             MAX_WAIT,
         )?;
-        check::number(
-            "max_frame",
-            self.max_frame,
-            crate::protocol::HEADER_LEN,
-            i32::MAX as usize,
-        )?;
-        check::duration(
-            "tick",
-            self.tick,
-            Duration::from_micros(100),
-            self.interval.min(Duration::from_secs(1)),
-        )?;
+        check::max_frame(self.max_frame)?;
+        check::client_tick(self.tick, self.interval)?;
         if let Some(first) = self.sources.first() {
             if self
                 .sources
