@@ -177,9 +177,16 @@ impl Stalls {
         }
     }
 
-    /// The thread is about to wait in `poll` for at most `timeout`.
-    pub fn before_poll(&mut self, timeout: Option<Duration>) {
-        self.sleep = Some((Instant::now(), timeout));
+    /// The thread is about to wait in `poll` for at most `timeout`: returns
+    /// the timeout to use, never longer than the threshold. A stop that
+    /// begins while the thread sleeps cannot be told from the sleep until
+    /// the sleep was due to end, so the reactor wakes at least that often
+    /// (an idle one, some twenty times a second) and no stall longer than
+    /// twice the threshold goes unseen.
+    pub fn before_poll(&mut self, timeout: Option<Duration>) -> Option<Duration> {
+        let timeout = timeout.map_or(self.threshold, |t| t.min(self.threshold));
+        self.sleep = Some((Instant::now(), Some(timeout)));
+        Some(timeout)
     }
 
     /// The thread woke at `now`: the stall since the last reading, if it
@@ -278,6 +285,11 @@ mod tests {
     #[test]
     fn a_blocked_thread_is_stalled_and_a_busy_one_is_not() {
         let mut stalls = Stalls::new(20_000_000, 1_000_000_000);
+        // Never asleep longer than the threshold: a stop inside a long
+        // sleep would look like the sleep.
+        let cap = Some(Duration::from_millis(20));
+        assert_eq!(stalls.before_poll(None), cap);
+        assert_eq!(stalls.before_poll(Some(Duration::from_secs(30))), cap);
         // Asleep in poll as asked: no stall.
         stalls.before_poll(Some(Duration::from_millis(5)));
         std::thread::sleep(Duration::from_millis(5));

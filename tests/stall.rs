@@ -87,6 +87,32 @@ fn a_server_stopped_past_the_limit_evicts_no_live_peer_but_still_the_silent_one(
 }
 
 #[test]
+fn a_stop_that_begins_and_ends_while_the_reactor_sleeps_is_still_measured() {
+    // One quiet peer whose deadline is 30 s away: nothing is due, so the
+    // reactor would sleep in `poll` far longer than the stop. A stop that
+    // ends before a long sleep would have can only be seen if the reactor
+    // never sleeps long.
+    let (mut server, addr) =
+        Child::server(&["--interval", "10s", "--misses", "3", "--log-level", "debug"]);
+    let _peer = common::connect(addr);
+    server.expect_line("accepted peer=", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(SIGSTOP);
+    std::thread::sleep(Duration::from_millis(800));
+    server.signal(SIGCONT);
+    let line = server.expect_line("stalled for", Duration::from_secs(5));
+    assert!(
+        (500..5000).contains(&stalled_ms(&line)),
+        "stall of {}ms reported for a 0.8 s stop: {line}",
+        stalled_ms(&line)
+    );
+    server.signal(15);
+    let stats = server.expect_line("stopped:", Duration::from_secs(5));
+    assert_eq!(stat(&stats, "pauses"), 1, "{stats}");
+    assert_eq!(stat(&stats, "evicted"), 0, "{stats}");
+}
+
+#[test]
 fn a_caller_that_blocks_past_the_limit_gets_no_live_peer_evicted() {
     let mut server = embedded(|c| {
         c.interval = Duration::from_millis(200);

@@ -248,7 +248,7 @@ impl<H: Handler> Client<H> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.stalls.before_poll(wait);
+        let wait = self.stalls.before_poll(wait);
         match self.poll.poll(&mut self.events, wait) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -326,7 +326,9 @@ impl<H: Handler> Server<H> {
     }
 
     /// Waits for readiness or the next due timer — but no longer than
-    /// `timeout` — handles what is ready, and returns.
+    /// `timeout`, nor than the stall threshold (`max(4 ticks, 50 ms)`: a
+    /// stop that began and ended inside a longer sleep could not be told
+    /// from the sleep) — handles what is ready, and returns.
     ///
     /// A caller that cannot come back in time (it blocked, or the process
     /// was stopped) loses nothing: the reactor sees that it woke late, moves
@@ -345,7 +347,7 @@ impl<H: Handler> Server<H> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.stalls.before_poll(wait);
+        let wait = self.stalls.before_poll(wait);
         if let Err(e) = self.poll.poll(&mut self.events, wait) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(ServerError::Poll(e));

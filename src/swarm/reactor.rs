@@ -275,7 +275,7 @@ impl Swarm {
             }
             let deadline = wake.iter().flatten().min().copied();
             let timeout = deadline.map(|d| self.clock.until(d, Instant::now()));
-            self.stalls.before_poll(timeout);
+            let timeout = self.stalls.before_poll(timeout);
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
