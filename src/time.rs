@@ -181,7 +181,8 @@ impl Stalls {
     /// the timeout to use, never longer than the threshold. A stop that
     /// begins while the thread sleeps cannot be told from the sleep until
     /// the sleep was due to end, so the reactor wakes at least that often
-    /// (an idle one, some twenty times a second) and no stall longer than
+    /// (an idle server with the default 5 s interval and 100 ms tick, 2.5 times
+    /// a second; at most 20 times) and no stall longer than
     /// twice the threshold goes unseen.
     pub fn before_poll(&mut self, timeout: Option<Duration>) -> Option<Duration> {
         let timeout = timeout.map_or(self.threshold, |t| t.min(self.threshold));
