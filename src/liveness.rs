@@ -31,7 +31,8 @@
 //! long its thread was kept from running (wall time less the CPU time it
 //! used and the sleep it asked for: its own work is never a stall, so a
 //! busy reactor is never excused). [`Excuses`] decides which stalls to
-//! excuse — longer than a threshold, and at most one per silence limit, so
+//! excuse — longer than a threshold, and at most one per window of watched
+//! time a little longer than the silence limit, so
 //! no pattern of stalls can postpone an eviction for ever — and for those,
 //! every peer's stamp moves forward as [`Rule::excuse`] says, as Cassandra's
 //! failure detector convicts nobody on an interval that spans a long local
@@ -143,13 +144,21 @@ impl Rule {
 }
 
 /// Which stalls of the reactor are excused: those longer than `threshold`
-/// (shorter ones are scheduling jitter), and no more than one per `window`
-/// (the silence limit) of time the reactor was watching — running, or
-/// asleep in `poll` where any event would wake it. The second rule is what
-/// keeps the excuse honest: a reactor kept from running again and again (a
-/// CPU-throttled container) has at most one stall forgiven per limit it
-/// actually watched, so a dead peer is still evicted, however often and
-/// however long the reactor stalls.
+/// (shorter ones are scheduling jitter), and no more than one per window of
+/// time the reactor was watching — running, or asleep in `poll` where any
+/// event would wake it. The second rule is what keeps the excuse honest: a
+/// reactor kept from running again and again (a CPU-throttled container)
+/// has at most one stall forgiven per window it actually watched, so a dead
+/// peer is still evicted, however often and however long the reactor
+/// stalls.
+///
+/// The window is `limit + interval + threshold`: strictly longer than the
+/// watched time an excuse can leave a dead peer before its next deadline
+/// (at most the limit, or one interval: [`Rule::excuse`]) plus the part of
+/// a stall that a sleep in `poll` hides (at most the threshold). With a
+/// window of just the limit, `misses = 1` and a stop that always began
+/// just before the deadline would have excused the same dead peer for
+/// ever.
 #[derive(Debug, Clone, Copy)]
 pub struct Excuses {
     threshold: u64,
@@ -159,11 +168,12 @@ pub struct Excuses {
 }
 
 impl Excuses {
-    /// Excuses of stalls over `threshold`, one per `window` watched.
-    pub fn new(threshold: u64, window: u64) -> Excuses {
+    /// Excuses of stalls over `threshold`, for peers held to `limit` with
+    /// heartbeats every `interval` (all in one unit).
+    pub fn new(threshold: u64, limit: u64, interval: u64) -> Excuses {
         Excuses {
             threshold,
-            window,
+            window: limit.saturating_add(interval).saturating_add(threshold),
             watched: None,
         }
     }
@@ -291,7 +301,8 @@ mod tests {
 
     #[test]
     fn one_stall_per_window_watched_is_excused_and_short_ones_never() {
-        let mut excuses = Excuses::new(50, 300);
+        // Window: 200 + 50 + 50.
+        let mut excuses = Excuses::new(50, 200, 50);
         assert_eq!(excuses.observe(1000, 50), None, "jitter");
         assert_eq!(excuses.observe(0, 51), Some(true));
         assert_eq!(
@@ -309,7 +320,7 @@ mod tests {
         // peer, last seen at 0, is evicted once it has been watched silent
         // for about a limit, however the stalls fall.
         let rule = Rule::new(10, 3);
-        let mut excuses = Excuses::new(5, rule.limit());
+        let mut excuses = Excuses::new(5, rule.limit(), rule.interval());
         let mut stamp = 0;
         let mut evicted = None;
         'run: for cycle in 1..100u64 {
@@ -326,6 +337,38 @@ mod tests {
             }
         }
         assert!(evicted.is_some_and(|at| at <= 300), "{evicted:?}");
+    }
+
+    #[test]
+    fn a_stop_that_always_begins_just_before_the_deadline_still_lets_a_dead_peer_go() {
+        // The worst timing for every misses: the reactor watches until just
+        // before the dead peer's deadline, then is stopped for longer than
+        // an interval, the stop beginning inside a sleep in `poll` (so up to
+        // a threshold of it counts as watched). Again and again.
+        let threshold = 5;
+        for misses in 1..=4 {
+            let rule = Rule::new(10, misses);
+            let mut excuses = Excuses::new(threshold, rule.limit(), rule.interval());
+            let (mut stamp, mut wake) = (0, 0);
+            let mut evicted_after = None;
+            for stop in 1..=20 {
+                let deadline = rule.deadline(stamp);
+                let watched = deadline - 1 - wake + threshold;
+                let stall = 25 - threshold;
+                wake = deadline - 1 + 25;
+                if excuses.observe(watched, stall) == Some(true) {
+                    stamp = rule.excuse(stamp, stall, wake);
+                }
+                if matches!(rule.check(stamp, wake), Verdict::Dead { .. }) {
+                    evicted_after = Some(stop);
+                    break;
+                }
+            }
+            assert!(
+                evicted_after.is_some_and(|stops| stops <= 2),
+                "misses={misses}: {evicted_after:?}"
+            );
+        }
     }
 
     #[test]
@@ -355,7 +398,10 @@ mod tests {
         let last_read = 100;
         let wake = 250;
         let paused = 145;
-        assert_eq!(Excuses::new(5, rule.limit()).observe(5, paused), Some(true));
+        assert_eq!(
+            Excuses::new(5, rule.limit(), rule.interval()).observe(5, paused),
+            Some(true)
+        );
         let stamp = rule.excuse(last_read, paused, wake);
         // Moved by the whole stall: as if the reactor had never stopped.
         assert_eq!(

@@ -139,16 +139,19 @@ impl Clock {
 /// one, a reactor saturated by a flood would excuse every silent peer for
 /// ever); a stop, a starved CPU or a blocked thread uses no CPU and shows in
 /// full. The thread's CPU clock (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`,
-/// a system call) is read only when the span's wall time less its allowed
-/// sleep reaches the threshold — below that it cannot hold a stall — so an
-/// idle reactor that wakes for every tick pays for no reading at all, and a
-/// busy one for about one per threshold of work.
+/// a system call) is read only when a wakeup comes more than the threshold
+/// after the last one, not counting the sleep asked for — anything shorter
+/// cannot hold a stall — or the span since the last reading has lasted
+/// twice the threshold: an idle reactor pays for a reading every other
+/// wakeup at most, a busy one for about one per threshold of work.
 #[derive(Debug)]
 pub struct Stalls {
     /// The last reading of the thread's CPU time, and when it was taken.
     mark: Option<(Instant, Duration)>,
     /// The sleep `poll` was allowed since the mark.
     allowed: Duration,
+    /// The last wakeup.
+    last_wake: Option<Instant>,
     /// When the thread last went into `poll`, and the timeout it asked for.
     sleep: Option<(Instant, Option<Duration>)>,
     threshold: Duration,
@@ -165,15 +168,17 @@ pub struct Stall {
 }
 
 impl Stalls {
-    /// Stalls over `threshold` nanoseconds count; one per `window` (the
-    /// silence limit, in nanoseconds) of time watched is excused.
-    pub fn new(threshold: u64, window: u64) -> Stalls {
+    /// Stalls over `threshold` nanoseconds count; which are excused is
+    /// decided for peers held to `limit` with heartbeats every `interval`
+    /// (nanoseconds, see [`Excuses`]).
+    pub fn new(threshold: u64, limit: u64, interval: u64) -> Stalls {
         Stalls {
             mark: None,
             allowed: Duration::ZERO,
+            last_wake: None,
             sleep: None,
             threshold: Duration::from_nanos(threshold),
-            excuses: Excuses::new(threshold, window),
+            excuses: Excuses::new(threshold, limit, interval),
         }
     }
 
@@ -190,26 +195,47 @@ impl Stalls {
         Some(timeout)
     }
 
-    /// The thread woke at `now`: the stall since the last reading, if it
+    /// The thread woke at `now`: the stall since the last wakeup, if it
     /// was one.
+    ///
+    /// A stall is found at the wakeup it ends: the time since the last
+    /// wakeup not asleep in `poll` must pass the threshold, and of that
+    /// time, the part the thread did not run is the stall. The CPU clock
+    /// is read then, and also once the span since the last reading has
+    /// lasted twice the threshold, only to keep spans short: without a
+    /// reading at every wakeup, the CPU time is known per span, and a
+    /// span's "not run" includes every small delay in it — so a stall is
+    /// never longer than the one wakeup it ended, and small delays, however
+    /// many, never add up to one.
     pub fn after_poll(&mut self, now: Instant) -> Option<Stall> {
+        let mut awake = now.saturating_duration_since(self.last_wake.unwrap_or(now));
         if let Some((entered, timeout)) = self.sleep.take() {
             let slept = now.saturating_duration_since(entered);
-            self.allowed += timeout.map_or(slept, |t| slept.min(t));
+            // `poll` sleeps in whole milliseconds, rounded up: that much
+            // over the timeout is the sleep asked for, not a stall.
+            let allowed = timeout.map_or(slept, |t| slept.min(ceil_millis(t)));
+            self.allowed += allowed;
+            awake = awake.saturating_sub(allowed);
         }
+        self.last_wake = Some(now);
         let Some((mark, mark_cpu)) = self.mark else {
             self.mark = Some((now, thread_cpu_time()));
             self.allowed = Duration::ZERO;
             return None;
         };
         let gap = now.saturating_duration_since(mark);
-        if gap.saturating_sub(self.allowed) <= self.threshold {
-            return None; // too little time not asleep to hold a stall
+        if awake <= self.threshold && gap < self.threshold * 2 {
+            return None; // nothing that could be a stall, and a short span
         }
         let cpu = thread_cpu_time();
-        let stalled = gap
+        let not_run = gap
             .saturating_sub(cpu.saturating_sub(mark_cpu))
             .saturating_sub(self.allowed);
+        let stalled = if awake > self.threshold {
+            not_run.min(awake)
+        } else {
+            Duration::ZERO
+        };
         self.mark = Some((now, cpu));
         self.allowed = Duration::ZERO;
         let nanos = stalled.as_nanos() as u64;
@@ -217,6 +243,11 @@ impl Stalls {
         let excused = self.excuses.observe(watched, nanos)?;
         Some(Stall { nanos, excused })
     }
+}
+
+/// `d` rounded up to whole milliseconds.
+fn ceil_millis(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
 }
 
 /// CPU time the calling thread has used.
@@ -285,7 +316,7 @@ mod tests {
 
     #[test]
     fn a_blocked_thread_is_stalled_and_a_busy_one_is_not() {
-        let mut stalls = Stalls::new(20_000_000, 1_000_000_000);
+        let mut stalls = Stalls::new(20_000_000, 1_000_000_000, 100_000_000);
         // Never asleep longer than the threshold: a stop inside a long
         // sleep would look like the sleep.
         let cap = Some(Duration::from_millis(20));
@@ -316,6 +347,23 @@ mod tests {
         let now = Instant::now();
         let stall = stalls.after_poll(now).expect("a stall");
         assert!(!stall.excused, "{stall:?}");
+    }
+
+    #[test]
+    fn small_delays_again_and_again_are_never_summed_into_a_stall() {
+        // Every wakeup a little late (here 0.4 ms on a 1 ms sleep): jitter,
+        // not a stall, however long it goes on.
+        let mut stalls = Stalls::new(20_000_000, 1_000_000_000, 100_000_000);
+        for i in 0..200 {
+            stalls.before_poll(Some(Duration::from_millis(1)));
+            std::thread::sleep(Duration::from_micros(1400));
+            if i % 50 == 49 {
+                // Now and then a hiccup, still under the threshold.
+                std::thread::sleep(Duration::from_millis(15));
+            }
+            let now = Instant::now();
+            assert_eq!(stalls.after_poll(now), None, "wakeup {i}");
+        }
     }
 
     #[test]

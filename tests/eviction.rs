@@ -64,6 +64,40 @@ fn a_fin_queued_behind_more_than_one_turn_of_reads_is_still_seen() {
 }
 
 #[test]
+fn a_peer_whose_frame_is_still_arriving_past_its_deadline_is_read_before_judged() {
+    // The reactor is busy elsewhere (running, so no stall to excuse) while
+    // the peer's next frame — 2 MiB, eight turns of reading — and a
+    // heartbeat arrive. At the deadline the frame is only partly read; the
+    // kernel holds the rest, and the heartbeat. Evidence first.
+    let mut server = embedded(|c| {
+        c.interval = Duration::from_millis(100);
+        c.misses = 2;
+        c.tick = Some(Duration::from_millis(5));
+        c.max_frame = 4 << 20;
+    });
+    let peer = warmed_up(&mut server, &reserved(4096));
+    let mut burst = reserved(2 << 20);
+    burst.extend_from_slice(&REQUEST);
+    let mut writer = peer.try_clone().unwrap();
+    let sending = std::thread::spawn(move || writer.write_all(&burst).unwrap());
+    let busy_until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < busy_until {
+        std::hint::spin_loop();
+    }
+    let until = Instant::now() + Duration::from_secs(5);
+    while server.stats().heartbeats == 0 && server.stats().active > 0 && Instant::now() < until {
+        server.poll_once(Some(Duration::from_millis(1))).unwrap();
+    }
+    sending.join().unwrap();
+    let stats = *server.stats();
+    assert_eq!(
+        (stats.evicted, stats.reserved_frames, stats.heartbeats),
+        (0, 2048 + 1, 1),
+        "judged before its frame was read: {stats}"
+    );
+}
+
+#[test]
 fn a_flooding_peer_gets_one_read_budget_per_turn() {
     let mut server = embedded(|c| c.interval = Duration::from_secs(60));
     let frame = reserved(4096);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 
 use super::machine::{Action, Machine, Proof, Reason, State};
-use super::socket::{connect_progress, start_connect, ConnectProgress};
+use super::socket::{completed_meanwhile, connect_progress, start_connect, ConnectProgress};
 use super::target::{Addresses, Resolver, Target};
 use super::{describe, ClientConfig, ClientError, SendError};
 use crate::keepalive::SocketOptions;
@@ -138,6 +138,7 @@ impl<H: Handler> Client<H> {
             machine_config
                 .silence_limit
                 .saturating_mul(clock.tick_nanos()),
+            machine_config.interval.saturating_mul(clock.tick_nanos()),
         );
         let mut machine = Machine::new(machine_config, Rng::from_entropy());
         machine.start(0);
@@ -270,22 +271,27 @@ impl<H: Handler> Client<H> {
                 self.begin_attempt(now);
             }
         }
-        // A connect out of time with addresses left tries the next one
-        // rather than giving the attempt up: a name whose first address
-        // swallows the SYN must not hide the one that answers.
-        if self.machine.connect_due(now)
-            && usize::from(self.tried) < self.addrs.usable(self.config.bind)
-        {
-            self.drop_stream();
-            self.addrs.failed(self.at);
-            self.machine.restart_connect(now);
-            self.open(now);
-        }
         // Evidence before verdict: read before the machine may call the
         // server silent, even without an event (the event may have been
         // consumed before a stall, or the data arrived during one).
         if stream_ready || self.machine.silence_due(now) {
             self.on_stream_ready(now, seen);
+        }
+        // A connect out of time with addresses left tries the next one
+        // rather than giving the attempt up: a name whose first address
+        // swallows the SYN must not hide the one that answers. One that
+        // completed as its time ran out is taken, not dropped.
+        if self.machine.connect_due(now)
+            && usize::from(self.tried) < self.addrs.usable(self.config.bind)
+        {
+            if completed_meanwhile(self.stream.as_ref()) {
+                self.on_stream_ready(now, seen);
+            } else {
+                self.drop_stream();
+                self.addrs.failed(self.at);
+                self.machine.restart_connect(now);
+                self.open(now);
+            }
         }
         self.machine.handle_timeout(now);
         self.apply_actions(now);
@@ -526,7 +532,9 @@ impl<H: Handler> Client<H> {
     /// with none left, the attempt has failed.
     fn open(&mut self, now: Tick) {
         let source = self.config.bind;
-        let mut last = io::ErrorKind::AddrNotAvailable;
+        // What the attempt failed with if no address fits the source's
+        // family at all: not a port shortage.
+        let mut last = io::ErrorKind::InvalidInput;
         while usize::from(self.tried) < self.addrs.usable(source) {
             let after = (self.tried > 0).then_some(self.at);
             self.tried += 1;

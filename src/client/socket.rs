@@ -87,6 +87,14 @@ pub fn connect_progress(stream: &mio::net::TcpStream) -> ConnectProgress {
     }
 }
 
+/// Whether a connect whose time just ran out has in fact completed — its
+/// event not seen yet, or due in the same batch. Such a connect counts as
+/// made; dropping it for the next address would throw a working
+/// connection away. Asked only on the timeout path.
+pub fn completed_meanwhile(stream: Option<&mio::net::TcpStream>) -> bool {
+    stream.is_some_and(|s| matches!(connect_progress(s), ConnectProgress::Connected))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

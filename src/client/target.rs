@@ -170,6 +170,11 @@ impl Addresses {
     pub fn resolved(&mut self, answer: Lookup, now: u64) {
         self.resolved_at = Some(now);
         match answer {
+            // The same addresses in a new order (round-robin DNS) keep the
+            // old order: connects in flight name their address by index.
+            // Only a changed set replaces the list — then an attempt under
+            // way may skip or repeat one address, once.
+            Ok(list) if same_set(&list, &self.list) => {}
             Ok(list) => {
                 if self.good.is_some_and(|good| !list.contains(&good)) {
                     self.good = None;
@@ -238,6 +243,11 @@ impl Addresses {
     pub fn succeeded(&mut self, addr: SocketAddr) {
         self.good = Some(addr);
     }
+}
+
+/// Whether two short lists hold the same addresses, in any order.
+fn same_set(a: &[SocketAddr], b: &[SocketAddr]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
 }
 
 /// Whether a connect from `source` can reach `addr`.
@@ -362,6 +372,27 @@ mod tests {
             addrs.pick(v6_only, None).unwrap_err().kind(),
             io::ErrorKind::InvalidInput
         );
+    }
+
+    #[test]
+    fn a_reordered_answer_does_not_move_an_attempt_under_way() {
+        // Round-robin DNS answers [A, B], then [B, A]. A connect to A (index
+        // 0) times out after the second answer: B must still be tried, and
+        // B's standing as the good address must not go with A's failure.
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.2:1".parse().unwrap();
+        let mut addrs = Addresses::new(&"name.test:1".parse().unwrap());
+        addrs.resolved(Ok(vec![a, b]), 0);
+        addrs.succeeded(a);
+        let (at, first) = addrs.pick(None, None).unwrap();
+        assert_eq!(first, a);
+        addrs.resolved(Ok(vec![b, a]), 10);
+        addrs.failed(at);
+        assert_eq!(addrs.pick(None, Some(at)).unwrap().1, b);
+        addrs.succeeded(b);
+        addrs.resolved(Ok(vec![a, b]), 20);
+        addrs.failed(0); // A, as the attempt knew it
+        assert_eq!(addrs.pick(None, None).unwrap().1, b, "B is still good");
     }
 
     #[test]

@@ -80,9 +80,9 @@ impl<H: Handler> Server<H> {
                 conn.unfinished = false;
                 conn.peer_closed
             }
-            // Due a resume already: it is being read, a budget a turn, and
-            // what it has sent so far completed no frame (or it would have
-            // been stamped). Reading more now would spend a second budget.
+            // Due a resume already: it is being read, a budget a turn.
+            // Reading more now would spend a second budget; the verdict
+            // waits for the resume instead.
             ReadCause::Evidence if conn.unfinished => return,
             ReadCause::Evidence => conn.peer_closed,
         };

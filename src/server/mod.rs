@@ -259,7 +259,7 @@ impl<H: Handler> Server<H> {
             local_addr,
             conns: Slab::new(),
             wheel,
-            stalls: Stalls::new(clock.pause_threshold(), rule.limit()),
+            stalls: Stalls::new(clock.pause_threshold(), rule.limit(), rule.interval()),
             clock,
             rule,
             socket_options,
@@ -423,7 +423,7 @@ impl<H: Handler> Server<H> {
                 );
             } else {
                 log::debug!(
-                    "reactor stalled for {stall_ms}ms; not excused (one stall per silence limit is)"
+                    "reactor stalled for {stall_ms}ms; not excused (too soon after the last excused one)"
                 );
             }
         }
@@ -508,6 +508,16 @@ impl<H: Handler> Server<H> {
                 return; // the read closed it, and counted why
             };
             verdict = self.rule.check(conn.last_seen, now.nanos);
+            if conn.unfinished && matches!(verdict, Verdict::Dead { .. }) {
+                // More is waiting than one turn's budget reads, so the
+                // evidence is not all in: judge again next tick, after the
+                // resume. A peer that has that much to send is no silent
+                // one, and a frame (max_frame at most) completes within a
+                // bounded number of budgets.
+                verdict = Verdict::Alive {
+                    next_deadline: now.nanos + 1,
+                };
+            }
         }
         match verdict {
             Verdict::Alive { next_deadline } => {

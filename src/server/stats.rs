@@ -38,7 +38,8 @@ pub struct Stats {
     pub accept_pauses: u64,
     /// Times the reactor was kept from running for longer than its stall
     /// threshold (stopped, starved of CPU, blocked, or held by its caller).
-    /// An excused stall (at most one per silence limit) moves every peer's
+    /// An excused stall (at most one per limit + interval + threshold of
+    /// watched time) moves every peer's
     /// deadline instead of being blamed on the peers.
     pub pauses: u64,
     /// Total length of those stalls, in milliseconds.

@@ -16,7 +16,7 @@ use super::status::{Snapshot, Window};
 use super::{Exchange, SwarmConfig, SwarmError};
 use crate::client::describe;
 use crate::client::machine::{self, Action, Machine, Reason, State};
-use crate::client::socket::start_connect;
+use crate::client::socket::{completed_meanwhile, start_connect};
 use crate::client::target::{Addresses, Resolver, Target};
 use crate::keepalive::SocketOptions;
 use crate::limits::{raise_file_limit, FD_RESERVE};
@@ -170,6 +170,7 @@ impl Swarm {
             stalls: Stalls::new(
                 clock.pause_threshold(),
                 base.silence_limit.saturating_mul(clock.tick_nanos()),
+                base.interval.saturating_mul(clock.tick_nanos()),
             ),
             churn_rng: rng.split(),
             churn_due: 0.0,
@@ -407,10 +408,18 @@ impl Swarm {
                 continue;
             };
             conn.timer = None;
-            // Out of time with addresses left: the next one, not a failure.
-            if conn.machine.connect_due(now) && self.next_address(slot, now) {
-                self.settle(slot, now, now_us);
-                continue;
+            // Out of time with addresses left: the next one, not a failure
+            // — unless the connect completed as its time ran out.
+            if conn.machine.connect_due(now) {
+                if completed_meanwhile(conn.stream.as_ref()) {
+                    self.on_ready(slot, false);
+                    self.settle(slot, now, now_us);
+                    continue;
+                }
+                if self.next_address(slot, now) {
+                    self.settle(slot, now, now_us);
+                    continue;
+                }
             }
             let conn = &mut self.conns[slot];
             if conn.link == Link::Up && conn.machine.silence_due(now) {
@@ -493,7 +502,9 @@ impl Swarm {
     pub(super) fn open(&mut self, slot: usize, now: Tick) {
         // Source addresses are all of one family (checked at start).
         let usable = self.addrs.usable(self.config.sources.first().copied());
-        let mut last = io::ErrorKind::AddrNotAvailable;
+        // What the attempt failed with if no address fits the sources'
+        // family at all: not a port shortage.
+        let mut last = io::ErrorKind::InvalidInput;
         while usize::from(self.conns[slot].tried) < usable {
             let after = (self.conns[slot].tried > 0).then_some(self.conns[slot].at);
             self.conns[slot].tried += 1;
