@@ -122,6 +122,9 @@ mod tests {
         assert_eq!(stream.local_addr().unwrap().ip(), source);
         let (_accepted, from) = listener.accept().unwrap();
         assert_eq!(from.ip(), source);
+        // At its connect timeout, such a stream is taken, not dropped.
+        assert!(completed_meanwhile(Some(&stream)));
+        assert!(!completed_meanwhile(None));
     }
 
     #[test]
