@@ -21,31 +21,13 @@ fn swarm(args: &[&str]) -> Child {
 /// Waits for the swarm to exit and returns its status code and JSON.
 fn finish(mut swarm: Child) -> (Option<i32>, String, String) {
     let status = swarm.wait_exit(Duration::from_secs(30));
-    let mut json = String::new();
-    use std::io::Read;
-    swarm
-        .child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut json)
-        .unwrap();
+    let json = swarm.stdout_text();
     let _ = swarm.wait_for_line("never printed", Duration::from_millis(300));
     (status.code(), json, swarm.log())
 }
 
 /// The number after `"key":` (the first one, for keys used twice).
-fn field(json: &str, key: &str) -> u64 {
-    json.split(&format!("\"{key}\":"))
-        .nth(1)
-        .and_then(|rest| {
-            rest.split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-}
+use common::json_number as field;
 
 /// The `max` of `"rtt_us":{...}`.
 fn rtt_max(json: &str) -> u64 {

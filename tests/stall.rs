@@ -26,12 +26,7 @@ fn stalled_ms(line: &str) -> u64 {
 }
 
 /// The value of `key=` in a stats line.
-fn stat(line: &str, key: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
-}
+use common::log_value as stat;
 
 #[test]
 fn a_server_stopped_past_the_limit_evicts_no_live_peer_but_still_the_silent_one() {
@@ -275,26 +270,8 @@ fn a_swarm_stopped_past_the_limit_reports_no_reconnect_but_its_own_stall() {
     std::thread::sleep(Duration::from_millis(1000));
     swarm.signal(SIGCONT);
     let status = swarm.wait_exit(Duration::from_secs(15));
-    let mut json = String::new();
-    use std::io::Read;
-    swarm
-        .child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut json)
-        .unwrap();
-    let field = |key: &str| -> u64 {
-        json.split(&format!("\"{key}\":"))
-            .nth(1)
-            .and_then(|rest| {
-                rest.split(|c: char| !c.is_ascii_digit())
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("no {key} in {json}"))
-    };
+    let json = swarm.stdout_text();
+    let field = |key: &str| common::json_number(&json, key);
     // The server was never silent: no connection was given up.
     assert_eq!(field("reconnects"), 0, "{json}");
     assert_eq!(field("missing_replies"), 0, "{json}");

@@ -170,8 +170,7 @@ fn every_client_reconnects_through_a_server_restart_spread_out_by_jitter() {
 
     let status = swarm.child.wait().unwrap();
     swarm.wait_for("\u{0}never", Duration::from_millis(500));
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(swarm.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let stdout = swarm.stdout_text();
     let log = swarm.log();
     let json = stdout.trim();
     // Replies in flight when the server died are missing, so the exit code

@@ -206,6 +206,27 @@ pub fn drive<H: Handler>(server: &mut Server<H>, for_how_long: Duration) {
     }
 }
 
+/// The value of `key=` in a log line (a stats or stopped line).
+pub fn log_value(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+/// The whole number after the first `"key":` in a JSON report.
+pub fn json_number(json: &str, key: &str) -> u64 {
+    json.split(&format!("\"{key}\":"))
+        .nth(1)
+        .and_then(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+}
+
 /// Milliseconds of the day from a log line's RFC 3339 timestamp.
 pub fn log_ms(line: &str) -> Option<u64> {
     let time = line.split('T').nth(1)?;

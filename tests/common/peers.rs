@@ -328,6 +328,19 @@ impl Child {
         status.code()
     }
 
+    /// Everything the process wrote to stdout, once it has closed it.
+    pub fn stdout_text(&mut self) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        self.child
+            .stdout
+            .take()
+            .expect("stdout taken once")
+            .read_to_string(&mut text)
+            .expect("read stdout");
+        text
+    }
+
     pub fn log(&self) -> String {
         self.seen
             .iter()

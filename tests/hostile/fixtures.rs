@@ -260,9 +260,4 @@ pub fn cpu_time(pid: u32) -> Duration {
 }
 
 /// The value of `name=` in a log line (e.g. the stats line).
-pub fn field(line: &str, name: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name}= in {line}"))
-}
+pub use crate::common::log_value as field;
