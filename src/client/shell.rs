@@ -7,7 +7,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::machine::{Action, Machine, Proof, Reason, State};
 use super::socket::{completed_meanwhile, connect_progress, start_connect, ConnectProgress};
-use super::target::{Addresses, Resolver, Target};
+use super::target::{Addresses, Attempt, Resolver, Target};
 use super::{describe, ClientConfig, ClientError, SendError};
 use crate::keepalive::SocketOptions;
 use crate::nonblocking::write_some;
@@ -110,11 +110,9 @@ pub struct Client<H: Handler = ()> {
     /// A connect is due and waits for its name lookup.
     resolving: bool,
     /// The server's addresses (looked up again for every connect when it
-    /// is a name), and which of them this attempt has tried: `tried` of
-    /// them, the last at index `at`.
+    /// is a name), and which of them this attempt has tried.
     addrs: Addresses,
-    tried: u16,
-    at: u16,
+    attempt: Attempt,
     decoder: Decoder,
     scratch: Box<[u8]>,
     outbuf: Vec<u8>,
@@ -155,8 +153,7 @@ impl<H: Handler> Client<H> {
             resolver,
             resolving: false,
             addrs,
-            tried: 0,
-            at: 0,
+            attempt: Attempt::default(),
             decoder: Decoder::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             outbuf: Vec::with_capacity(256),
@@ -281,16 +278,11 @@ impl<H: Handler> Client<H> {
         // rather than giving the attempt up: a name whose first address
         // swallows the SYN must not hide the one that answers. One that
         // completed as its time ran out is taken, not dropped.
-        if self.machine.connect_due(now)
-            && usize::from(self.tried) < self.addrs.usable(self.config.bind)
-        {
+        if self.machine.connect_due(now) && self.attempt.has_next(&self.addrs, self.config.bind) {
             if completed_meanwhile(self.stream.as_ref()) {
                 self.on_stream_ready(now, seen);
             } else {
-                self.drop_stream();
-                self.addrs.failed(self.at);
-                self.machine.restart_connect(now);
-                self.open(now);
+                self.next_address(now);
             }
         }
         self.machine.handle_timeout(now);
@@ -325,11 +317,11 @@ impl<H: Handler> Client<H> {
                 ConnectProgress::Pending => return,
                 ConnectProgress::Failed(e) => {
                     log::debug!("connect failed: {e}");
-                    self.drop_stream();
-                    self.addrs.failed(self.at);
-                    if usize::from(self.tried) < self.addrs.usable(self.config.bind) {
-                        self.open(now);
+                    if self.attempt.has_next(&self.addrs, self.config.bind) {
+                        self.next_address(now);
                     } else {
+                        self.drop_stream();
+                        self.attempt.failed(&mut self.addrs);
                         self.machine.handle_connect_failed(now, e.kind());
                     }
                     return;
@@ -519,7 +511,7 @@ impl<H: Handler> Client<H> {
     /// name did not resolve) is connection trouble like any other.
     fn begin_attempt(&mut self, now: Tick) {
         self.machine.handle_connect_started(now);
-        self.tried = 0;
+        self.attempt = Attempt::default();
         if self.addrs.is_empty() {
             self.machine
                 .handle_connect_failed(now, io::ErrorKind::NotFound);
@@ -535,13 +527,16 @@ impl<H: Handler> Client<H> {
         // What the attempt failed with if no address fits the source's
         // family at all: not a port shortage.
         let mut last = io::ErrorKind::InvalidInput;
-        while usize::from(self.tried) < self.addrs.usable(source) {
-            let after = (self.tried > 0).then_some(self.at);
-            self.tried += 1;
+        while self.attempt.has_next(&self.addrs, source) {
+            let addr = match self.attempt.next(&mut self.addrs, source) {
+                Ok(addr) => addr,
+                Err(e) => {
+                    last = e.kind();
+                    break;
+                }
+            };
             let registry = self.poll.registry();
-            let started = self.addrs.pick(source, after).and_then(|(at, addr)| {
-                self.at = at;
-                let mut stream = start_connect(addr, source)?;
+            let started = start_connect(addr, source).and_then(|mut stream| {
                 registry.register(&mut stream, STREAM, Interest::READABLE | Interest::WRITABLE)?;
                 Ok(stream)
             });
@@ -551,12 +546,21 @@ impl<H: Handler> Client<H> {
                     return;
                 }
                 Err(e) => {
-                    self.addrs.failed(self.at);
+                    self.attempt.failed(&mut self.addrs);
                     last = e.kind();
                 }
             }
         }
         self.machine.handle_connect_failed(now, last);
+    }
+
+    /// The connect in flight failed or ran out of time, and this attempt
+    /// has another address: on to it, with a connect timeout of its own.
+    fn next_address(&mut self, now: Tick) {
+        self.drop_stream();
+        self.attempt.failed(&mut self.addrs);
+        self.machine.restart_connect(now);
+        self.open(now);
     }
 
     fn drop_stream(&mut self) {

@@ -245,6 +245,39 @@ impl Addresses {
     }
 }
 
+/// One connect attempt's way through the addresses: how many it has tried,
+/// and the index of the last. Four bytes, kept per connection.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Attempt {
+    tried: u16,
+    at: u16,
+}
+
+impl Attempt {
+    /// Whether this attempt has an address left to try from `source`.
+    pub fn has_next(&self, addrs: &Addresses, source: Option<IpAddr>) -> bool {
+        usize::from(self.tried) < addrs.usable(source)
+    }
+
+    /// The next address to try from `source`, counted as tried.
+    pub fn next(
+        &mut self,
+        addrs: &mut Addresses,
+        source: Option<IpAddr>,
+    ) -> io::Result<SocketAddr> {
+        let after = (self.tried > 0).then_some(self.at);
+        self.tried += 1;
+        let (at, addr) = addrs.pick(source, after)?;
+        self.at = at;
+        Ok(addr)
+    }
+
+    /// The address last tried did not connect.
+    pub fn failed(&self, addrs: &mut Addresses) {
+        addrs.failed(self.at);
+    }
+}
+
 /// Whether two short lists hold the same addresses, in any order.
 fn same_set(a: &[SocketAddr], b: &[SocketAddr]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))

@@ -1,6 +1,7 @@
 //! One swarm connection's state, and the sans-IO pieces of its read path.
 
 use crate::client::machine::{Machine, Reason};
+use crate::client::target::Attempt;
 use crate::protocol::{Decoder, Frame, FrameType, Kind, Payloads};
 use crate::time::Tick;
 use crate::wheel::TimerId;
@@ -37,10 +38,8 @@ pub(super) struct Conn {
     pub answered: bool,
     /// Closed on purpose (churn) and not yet back.
     pub churned: bool,
-    /// Addresses tried in the current connect attempt, and the index of
-    /// the last one.
-    pub tried: u16,
-    pub at: u16,
+    /// Which addresses the current connect attempt has tried.
+    pub attempt: Attempt,
 }
 
 /// Recognises replies in the byte stream.

@@ -17,7 +17,7 @@ use super::{Exchange, SwarmConfig, SwarmError};
 use crate::client::describe;
 use crate::client::machine::{self, Action, Machine, Reason, State};
 use crate::client::socket::{completed_meanwhile, start_connect};
-use crate::client::target::{Addresses, Resolver, Target};
+use crate::client::target::{Addresses, Attempt, Resolver, Target};
 use crate::keepalive::SocketOptions;
 use crate::limits::{raise_file_limit, FD_RESERVE};
 use crate::protocol::HEARTBEAT_REQUEST;
@@ -146,8 +146,7 @@ impl Swarm {
                 write_pos: 0,
                 answered: false,
                 churned: false,
-                tried: 0,
-                at: 0,
+                attempt: Attempt::default(),
             });
         }
         let ticks_per_second = clock.ticks(Duration::from_secs(1));
@@ -487,7 +486,7 @@ impl Swarm {
             if conn.machine.state() != State::Ready {
                 continue;
             }
-            conn.tried = 0;
+            conn.attempt = Attempt::default();
             conn.machine.handle_connect_started(now);
             self.open(slot, now);
             self.settle(slot, now, now_us);
@@ -501,13 +500,14 @@ impl Swarm {
     /// failed attempt and no backoff.
     pub(super) fn open(&mut self, slot: usize, now: Tick) {
         // Source addresses are all of one family (checked at start).
-        let usable = self.addrs.usable(self.config.sources.first().copied());
+        let sources_family = self.config.sources.first().copied();
         // What the attempt failed with if no address fits the sources'
         // family at all: not a port shortage.
         let mut last = io::ErrorKind::InvalidInput;
-        while usize::from(self.conns[slot].tried) < usable {
-            let after = (self.conns[slot].tried > 0).then_some(self.conns[slot].at);
-            self.conns[slot].tried += 1;
+        while self.conns[slot]
+            .attempt
+            .has_next(&self.addrs, sources_family)
+        {
             let source = match self.config.sources.len() {
                 0 => None,
                 n => {
@@ -515,14 +515,13 @@ impl Swarm {
                     Some(self.config.sources[self.next_source])
                 }
             };
-            let (at, addr) = match self.addrs.pick(source, after) {
-                Ok(picked) => picked,
+            let addr = match self.conns[slot].attempt.next(&mut self.addrs, source) {
+                Ok(addr) => addr,
                 Err(e) => {
                     last = e.kind();
                     break;
                 }
             };
-            self.conns[slot].at = at;
             let registry = self.poll.registry();
             let started = start_connect(addr, source).and_then(|mut stream| {
                 registry.register(
@@ -541,7 +540,7 @@ impl Swarm {
                     return;
                 }
                 Err(e) => {
-                    self.addrs.failed(at);
+                    self.conns[slot].attempt.failed(&mut self.addrs);
                     last = e.kind();
                 }
             }
@@ -552,11 +551,14 @@ impl Swarm {
     /// A connect that failed, or ran out of time, moves on to the next
     /// address of its attempt if one is left; true if it did.
     pub(super) fn next_address(&mut self, slot: usize, now: Tick) -> bool {
-        let usable = self.addrs.usable(self.config.sources.first().copied());
-        if usize::from(self.conns[slot].tried) >= usable {
+        let sources_family = self.config.sources.first().copied();
+        if !self.conns[slot]
+            .attempt
+            .has_next(&self.addrs, sources_family)
+        {
             return false;
         }
-        self.addrs.failed(self.conns[slot].at);
+        self.conns[slot].attempt.failed(&mut self.addrs);
         self.drop_stream(slot);
         self.conns[slot].machine.restart_connect(now);
         self.open(slot, now);

@@ -30,7 +30,7 @@ impl Swarm {
                 ConnectProgress::Failed(e) => {
                     // The next address of this attempt, if one is left.
                     if !self.next_address(slot, now) {
-                        self.addrs.failed(self.conns[slot].at);
+                        self.conns[slot].attempt.failed(&mut self.addrs);
                         self.conns[slot]
                             .machine
                             .handle_connect_failed(now, e.kind());
