@@ -124,12 +124,21 @@ impl Rule {
 }
 
 impl Rule {
-    /// A peer's last-seen stamp after the reactor stalled for `pause` and
-    /// woke at `now`: moved forward by the pause; after a stall of an
-    /// interval or more, also far enough that its deadline is at least one
-    /// interval away — long enough for a paused host's remote peers to be
-    /// heard again once TCP retransmits. Never moved back, never past `now`.
-    pub fn excuse(&self, last_seen: u64, pause: u64, now: u64) -> u64 {
+    /// A peer's last-seen stamp after the reactor stalled for `pause`,
+    /// which began at `began` at the latest, and woke at `now`: moved
+    /// forward by the pause; after a stall of an interval or more, also far
+    /// enough that its deadline is at least one interval away — long enough
+    /// for a paused host's remote peers to be heard again once TCP
+    /// retransmits. Never moved back, never past `now`.
+    ///
+    /// A peer whose deadline had passed before the stall began is not moved
+    /// at all: it was dead on evidence the reactor had while it watched,
+    /// and a stall after the fact is no excuse. Without this, a caller that
+    /// stalled once per excuse window could keep a dead peer for ever.
+    pub fn excuse(&self, last_seen: u64, pause: u64, began: u64, now: u64) -> u64 {
+        if self.deadline(last_seen) <= began {
+            return last_seen;
+        }
         let one_more_interval = if pause >= self.interval {
             now.saturating_sub(self.limit).saturating_add(self.interval)
         } else {
@@ -140,6 +149,49 @@ impl Rule {
             .max(one_more_interval)
             .min(now)
             .max(last_seen)
+    }
+}
+
+/// The excused stalls recent enough to matter, so that a peer's stamp can
+/// stay what it really was — the time its last frame was read — and the
+/// stamp the rule judges is derived when it is needed: the real one with
+/// every excused stall since applied ([`Rule::excuse`]). Nothing is touched
+/// per connection when a stall is excused, and an eviction can report the
+/// real silence and the excused part apart.
+///
+/// Four are kept. Only the first excused stall after a peer's last frame
+/// can move its stamp: excuses are at least a window of watched time
+/// apart ([`Excuses`]), longer than the limit, so by the time the next one
+/// begins the moved deadline has passed (and the peer is dead on evidence
+/// the reactor had); a peer still open has its last frame after the older
+/// of the last two.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExcusedStalls {
+    /// `(now, pause, began)` of each, oldest first once full.
+    recent: [(u64, u64, u64); 4],
+    len: usize,
+}
+
+impl ExcusedStalls {
+    /// A stall of `pause` that began at `began` was excused at `now`.
+    pub fn record(&mut self, now: u64, pause: u64, began: u64) {
+        if self.len == self.recent.len() {
+            self.recent.rotate_left(1);
+            self.len -= 1;
+        }
+        self.recent[self.len] = (now, pause, began);
+        self.len += 1;
+    }
+
+    /// The stamp to judge a peer by whose last frame was read at
+    /// `last_seen`: every excused stall after it applied in turn.
+    pub fn stamp(&self, rule: &Rule, last_seen: u64) -> u64 {
+        self.recent[..self.len]
+            .iter()
+            .filter(|&&(now, _, _)| now > last_seen)
+            .fold(last_seen, |stamp, &(now, pause, began)| {
+                rule.excuse(stamp, pause, began, now)
+            })
     }
 }
 
@@ -195,6 +247,9 @@ impl Excuses {
         Some(excused)
     }
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {
@@ -326,7 +381,7 @@ mod tests {
         'run: for cycle in 1..100u64 {
             let wake = cycle * 100;
             if excuses.observe(10, 90) == Some(true) {
-                stamp = rule.excuse(stamp, 90, wake);
+                stamp = rule.excuse(stamp, 90, wake - 90, wake);
             }
             // Running for 10 units, timers checked as they come.
             for now in wake..wake + 10 {
@@ -357,7 +412,7 @@ mod tests {
                 let stall = 25 - threshold;
                 wake = deadline - 1 + 25;
                 if excuses.observe(watched, stall) == Some(true) {
-                    stamp = rule.excuse(stamp, stall, wake);
+                    stamp = rule.excuse(stamp, stall, wake - stall, wake);
                 }
                 if matches!(rule.check(stamp, wake), Verdict::Dead { .. }) {
                     evicted_after = Some(stop);
@@ -375,18 +430,34 @@ mod tests {
     fn excusing_moves_a_stamp_by_the_pause_and_leaves_one_interval() {
         let rule = Rule::new(10, 3);
         // Moved by the pause when that leaves more than an interval.
-        assert_eq!(rule.excuse(100, 50, 160), 150);
-        // Otherwise far enough that the deadline is one interval away.
-        assert_eq!(rule.excuse(100, 50, 500), 480);
+        assert_eq!(rule.excuse(100, 50, 110, 160), 150);
+        // Otherwise far enough that the deadline is one interval away: the
+        // deadline (130) fell inside a stall from 120 to 500.
+        assert_eq!(rule.excuse(100, 380, 120, 500), 480);
         assert_eq!(rule.check(480, 500), Verdict::Alive { next_deadline: 510 });
         // A stall shorter than an interval moves the stamp by itself only.
-        assert_eq!(rule.excuse(100, 9, 500), 109);
+        assert_eq!(rule.excuse(100, 9, 125, 134), 109);
         // Never into the future, never backwards, no overflow.
-        assert_eq!(rule.excuse(990, 50, 1000), 1000);
-        assert_eq!(rule.excuse(1200, 50, 1000), 1200);
-        assert_eq!(rule.excuse(u64::MAX - 1, 50, u64::MAX), u64::MAX);
-        assert_eq!(Rule::new(10, 1).excuse(0, 5, 100), 5);
-        assert_eq!(Rule::new(10, 1).excuse(0, 10, 100), 100);
+        assert_eq!(rule.excuse(990, 50, 950, 1000), 1000);
+        assert_eq!(rule.excuse(1200, 50, 950, 1000), 1200);
+        assert_eq!(
+            rule.excuse(u64::MAX - 1, 50, u64::MAX - 50, u64::MAX),
+            u64::MAX
+        );
+        assert_eq!(Rule::new(10, 1).excuse(0, 5, 8, 13), 5);
+        assert_eq!(Rule::new(10, 1).excuse(0, 10, 5, 15), 15);
+    }
+
+    #[test]
+    fn a_peer_dead_before_the_stall_began_is_not_rescued_by_it() {
+        let rule = Rule::new(10, 3);
+        // Deadline 130; the stall began at 130 or later: dead already.
+        assert_eq!(rule.excuse(100, 50, 130, 180), 100);
+        assert_eq!(rule.excuse(100, 370, 130, 500), 100);
+        assert!(matches!(rule.check(100, 180), Verdict::Dead { .. }));
+        // Began one unit before the deadline: the peer was still alive,
+        // and is left one interval after the wakeup.
+        assert_eq!(rule.excuse(100, 50, 129, 179), 159);
     }
 
     #[test]
@@ -402,20 +473,47 @@ mod tests {
             Excuses::new(5, rule.limit(), rule.interval()).observe(5, paused),
             Some(true)
         );
-        let stamp = rule.excuse(last_read, paused, wake);
+        let stamp = rule.excuse(last_read, paused, wake - paused, wake);
         // Moved by the whole stall: as if the reactor had never stopped.
         assert_eq!(
             rule.check(stamp, wake),
             Verdict::Alive { next_deadline: 275 }
         );
         assert!(matches!(rule.check(stamp, 275), Verdict::Dead { .. }));
-        // A peer silent since 10 (its deadline at 40 long past when the
-        // stall began) gets one interval to be heard from, and no more.
-        let stamp = rule.excuse(10, paused, wake);
+        // A peer silent since 90, whose deadline (120) fell inside the
+        // stall, is moved by the stall too, and no more.
+        let stamp = rule.excuse(90, paused, wake - paused, wake);
         assert_eq!(
             rule.check(stamp, wake),
-            Verdict::Alive { next_deadline: 260 }
+            Verdict::Alive { next_deadline: 265 }
         );
-        assert!(matches!(rule.check(stamp, 260), Verdict::Dead { .. }));
+        assert!(matches!(rule.check(stamp, 265), Verdict::Dead { .. }));
+        // A peer silent since 10, dead at 40, long before the stall: the
+        // stall excuses nothing of its silence.
+        let stamp = rule.excuse(10, paused, wake - paused, wake);
+        assert!(matches!(rule.check(stamp, wake), Verdict::Dead { .. }));
+    }
+
+    #[test]
+    fn the_excuse_log_replays_only_stalls_after_the_last_frame() {
+        let rule = Rule::new(10, 3);
+        let mut log = ExcusedStalls::default();
+        assert_eq!(log.stamp(&rule, 100), 100);
+        // Excused at 250 after 145: began at 105.
+        log.record(250, 145, 105);
+        assert_eq!(log.stamp(&rule, 100), 245);
+        assert_eq!(log.stamp(&rule, 250), 250, "read at the wakeup: after it");
+        assert_eq!(log.stamp(&rule, 10), 10, "dead before it began");
+        // A second excuse a window later rescues nobody the first moved:
+        // the moved deadline (275) passed before it began.
+        log.record(700, 100, 600);
+        assert_eq!(log.stamp(&rule, 100), 245);
+        assert!(matches!(rule.check(245, 700), Verdict::Dead { .. }));
+        // Old entries fall off; a peer heard from since is untouched by them.
+        for at in [1000, 2000, 3000] {
+            log.record(at, 100, at - 100);
+        }
+        assert_eq!(log.stamp(&rule, 2950), 3000);
+        assert_eq!(log.stamp(&rule, 3000), 3000);
     }
 }

@@ -128,42 +128,65 @@ impl Clock {
     }
 }
 
-/// Measures how long a reactor's thread was kept from running — stopped,
-/// starved of CPU, blocked in a write to a full pipe, or held by an
-/// embedding program between calls — and says which of those stalls to
-/// excuse ([`crate::liveness::Excuses`]).
+/// Finds the stretches of time a reactor's thread was kept from running —
+/// stopped, starved of CPU, paused with its VM, or held by an embedding
+/// program past the time it said it would be away — and says which of those
+/// stalls to excuse ([`crate::liveness::Excuses`]).
 ///
-/// Over a span of wakeups, the stall is the wall time less the CPU time the
-/// thread used and less the sleep it asked `poll` for. The reactor's own
-/// work is CPU time, so however busy it is, work is never a stall (were it
-/// one, a reactor saturated by a flood would excuse every silent peer for
-/// ever); a stop, a starved CPU or a blocked thread uses no CPU and shows in
-/// full. The thread's CPU clock (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`,
-/// a system call) is read only when a wakeup comes more than the threshold
-/// after the last one, not counting the sleep asked for — anything shorter
-/// cannot hold a stall — or the span since the last reading has lasted
-/// twice the threshold: an idle reactor pays for a reading every other
-/// wakeup at most, a busy one for about one per threshold of work.
+/// # Segments
+///
+/// The reactor's time is cut into segments by the moments it notes:
+///
+/// - a *progress point* ([`Stalls::progress`]): it just did one bounded
+///   unit of work (read a peer, accepted, fired a timer);
+/// - *entering `poll`* ([`Stalls::before_poll`]) with a timeout;
+/// - a *judgement* ([`Stalls::judge`]): at every wakeup, and again before
+///   the timers run;
+/// - *returning to its caller* ([`Stalls::returned`]), who asked it to block
+///   for at most some timeout.
+///
+/// Every segment has an allowance: the timeout asked of `poll` (rounded up
+/// to the millisecond `poll` sleeps in) for a sleep, the caller's timeout
+/// (and never less than the threshold) for the caller's turn, nothing for
+/// work. A segment that outlasts its allowance by more than the threshold
+/// is a stall — a stop, a paused VM, a starved CPU or a caller that did not
+/// come back in time shows up as one long segment, because nothing is noted
+/// while the thread does not run.
+///
+/// Work is never a stall, however much of it there is: it is cut into
+/// bounded units by progress points, so a busy reactor has only short
+/// segments. (An earlier measure — wall time less the thread's CPU time —
+/// counted time the kernel spent in interrupts on the thread's behalf as
+/// "not run" where the kernel accounts interrupt time apart
+/// (`CONFIG_IRQ_TIME_ACCOUNTING`), and could not tell the caller's own work
+/// between calls from the reactor's. No CPU clock is read now.)
+///
+/// Each judgement reports the single longest overrun since the last one:
+/// small delays, however many, never add up to a stall, and a stall is
+/// never longer than the stretch it was.
 #[derive(Debug)]
 pub struct Stalls {
-    /// The last reading of the thread's CPU time, and when it was taken.
-    mark: Option<(Instant, Duration)>,
-    /// The sleep `poll` was allowed since the mark.
-    allowed: Duration,
-    /// The last wakeup.
-    last_wake: Option<Instant>,
-    /// When the thread last went into `poll`, and the timeout it asked for.
-    sleep: Option<(Instant, Option<Duration>)>,
     threshold: Duration,
+    /// Where the current segment began, and its allowance.
+    segment: Option<(Instant, Duration)>,
+    /// The longest overrun since the last judgement, and when that
+    /// segment ended.
+    worst: Option<(Duration, Instant)>,
+    /// The last judgement.
+    judged: Option<Instant>,
     excuses: Excuses,
 }
 
-/// A stall found at a wakeup.
+/// A stall found at a judgement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stall {
-    /// How long the thread was kept from running, in nanoseconds.
+    /// How long the thread was kept from running, in nanoseconds: the
+    /// overrun of one segment past its allowance.
     pub nanos: u64,
-    /// Whether it is excused (the peers' stamps move by it).
+    /// Nanoseconds from the latest moment the stall can have begun to the
+    /// judgement (at least `nanos`).
+    pub since: u64,
+    /// Whether it is excused (the peers' deadlines move by it).
     pub excused: bool,
 }
 
@@ -173,95 +196,89 @@ impl Stalls {
     /// (nanoseconds, see [`Excuses`]).
     pub fn new(threshold: u64, limit: u64, interval: u64) -> Stalls {
         Stalls {
-            mark: None,
-            allowed: Duration::ZERO,
-            last_wake: None,
-            sleep: None,
             threshold: Duration::from_nanos(threshold),
+            segment: None,
+            worst: None,
+            judged: None,
             excuses: Excuses::new(threshold, limit, interval),
         }
+    }
+
+    /// The thread did a unit of work that ended at `now`.
+    pub fn progress(&mut self, now: Instant) {
+        self.begin_segment(now, Duration::ZERO);
     }
 
     /// The thread is about to wait in `poll` for at most `timeout`: returns
     /// the timeout to use, never longer than the threshold. A stop that
     /// begins while the thread sleeps cannot be told from the sleep until
     /// the sleep was due to end, so the reactor wakes at least that often
-    /// (an idle server with the default 5 s interval and 100 ms tick, 2.5 times
-    /// a second; at most 20 times) and no stall longer than
-    /// twice the threshold goes unseen.
-    pub fn before_poll(&mut self, timeout: Option<Duration>) -> Option<Duration> {
+    /// (an idle server with the default 5 s interval and 100 ms tick, 2.5
+    /// times a second; at most 20 times) and no stall longer than twice the
+    /// threshold goes unseen.
+    pub fn before_poll(&mut self, now: Instant, timeout: Option<Duration>) -> Duration {
         let timeout = timeout.map_or(self.threshold, |t| t.min(self.threshold));
-        self.sleep = Some((Instant::now(), Some(timeout)));
-        Some(timeout)
+        // `poll` sleeps in whole milliseconds, rounded up: that much is the
+        // sleep asked for, not a stall.
+        self.begin_segment(now, ceil_millis(timeout));
+        timeout
     }
 
-    /// The thread woke at `now`: the stall since the last wakeup, if it
-    /// was one.
-    ///
-    /// A stall is found at the wakeup it ends: the time since the last
-    /// wakeup not asleep in `poll` must pass the threshold, and of that
-    /// time, the part the thread did not run is the stall. The CPU clock
-    /// is read then, and also once the span since the last reading has
-    /// lasted twice the threshold, only to keep spans short: without a
-    /// reading at every wakeup, the CPU time is known per span, and a
-    /// span's "not run" includes every small delay in it — so a stall is
-    /// never longer than the one wakeup it ended, and small delays, however
-    /// many, never add up to one.
-    pub fn after_poll(&mut self, now: Instant) -> Option<Stall> {
-        let mut awake = now.saturating_duration_since(self.last_wake.unwrap_or(now));
-        if let Some((entered, timeout)) = self.sleep.take() {
-            let slept = now.saturating_duration_since(entered);
-            // `poll` sleeps in whole milliseconds, rounded up: that much
-            // over the timeout is the sleep asked for, not a stall.
-            let allowed = timeout.map_or(slept, |t| slept.min(ceil_millis(t)));
-            self.allowed += allowed;
-            awake = awake.saturating_sub(allowed);
-        }
-        self.last_wake = Some(now);
-        let Some((mark, mark_cpu)) = self.mark else {
-            self.mark = Some((now, thread_cpu_time()));
-            self.allowed = Duration::ZERO;
+    /// Control goes back to the caller at `now`, who asked to be kept for
+    /// at most `timeout`: its turn is allowed that long (and at least the
+    /// threshold — `None`, "until the next timer", allows just that) before
+    /// it counts as a stall. A caller that asked for `Some(ZERO)` and then
+    /// worked or slept for half a second kept the reactor from running for
+    /// that long, whatever it did meanwhile.
+    pub fn returned(&mut self, now: Instant, timeout: Option<Duration>) {
+        let allowed = timeout.unwrap_or(Duration::ZERO).max(self.threshold);
+        self.begin_segment(now, allowed);
+    }
+
+    /// A judgement at `now` (a wakeup, or the moment before timers run):
+    /// the stall since the last judgement, if there was one, and whether it
+    /// is excused. What follows is work until noted otherwise.
+    pub fn judge(&mut self, now: Instant) -> Option<Stall> {
+        self.begin_segment(now, Duration::ZERO);
+        let span = self
+            .judged
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        self.judged = Some(now);
+        let (overrun, ended) = self.worst.take()?;
+        if overrun <= self.threshold {
+            // Jitter, not a stall; the span was watched all the same.
+            self.excuses.observe(span.as_nanos() as u64, 0);
             return None;
-        };
-        let gap = now.saturating_duration_since(mark);
-        if awake <= self.threshold && gap < self.threshold * 2 {
-            return None; // nothing that could be a stall, and a short span
         }
-        let cpu = thread_cpu_time();
-        let not_run = gap
-            .saturating_sub(cpu.saturating_sub(mark_cpu))
-            .saturating_sub(self.allowed);
-        let stalled = if awake > self.threshold {
-            not_run.min(awake)
-        } else {
-            Duration::ZERO
-        };
-        self.mark = Some((now, cpu));
-        self.allowed = Duration::ZERO;
-        let nanos = stalled.as_nanos() as u64;
-        let watched = gap.saturating_sub(stalled).as_nanos() as u64;
+        let nanos = overrun.as_nanos() as u64;
+        let watched = span.saturating_sub(overrun).as_nanos() as u64;
         let excused = self.excuses.observe(watched, nanos)?;
-        Some(Stall { nanos, excused })
+        let since = nanos + now.saturating_duration_since(ended).as_nanos() as u64;
+        Some(Stall {
+            nanos,
+            since,
+            excused,
+        })
+    }
+
+    /// Ends the current segment at `now` (keeping its overrun if it is the
+    /// longest since the last judgement) and begins one with `allowed`.
+    fn begin_segment(&mut self, now: Instant, allowed: Duration) {
+        if let Some((began, allowance)) = self.segment {
+            let overrun = now
+                .saturating_duration_since(began)
+                .saturating_sub(allowance);
+            if !overrun.is_zero() && self.worst.is_none_or(|(worst, _)| overrun > worst) {
+                self.worst = Some((overrun, now));
+            }
+        }
+        self.segment = Some((now, allowed));
     }
 }
 
 /// `d` rounded up to whole milliseconds.
 fn ceil_millis(d: Duration) -> Duration {
     Duration::from_millis(u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
-}
-
-/// CPU time the calling thread has used.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own; the clock id is
-    // a constant every Linux supports.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 #[cfg(test)]
@@ -314,55 +331,110 @@ mod tests {
         assert_eq!(fine.pause_threshold(), 50_000_000);
     }
 
+    /// A reactor's notes driven on a made-up clock: `ms` from `t0`.
+    fn at(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
     #[test]
-    fn a_blocked_thread_is_stalled_and_a_busy_one_is_not() {
+    fn a_stopped_thread_is_stalled_and_a_busy_one_is_not() {
+        let t0 = Instant::now();
         let mut stalls = Stalls::new(20_000_000, 1_000_000_000, 100_000_000);
         // Never asleep longer than the threshold: a stop inside a long
         // sleep would look like the sleep.
-        let cap = Some(Duration::from_millis(20));
-        assert_eq!(stalls.before_poll(None), cap);
-        assert_eq!(stalls.before_poll(Some(Duration::from_secs(30))), cap);
-        // Asleep in poll as asked: no stall.
-        stalls.before_poll(Some(Duration::from_millis(5)));
-        std::thread::sleep(Duration::from_millis(5));
-        let now = Instant::now();
-        assert_eq!(stalls.after_poll(now), None);
-        // Working for 60 ms (CPU time): no stall.
-        let until = Instant::now() + Duration::from_millis(60);
-        while Instant::now() < until {}
-        stalls.before_poll(Some(Duration::ZERO));
-        let now = Instant::now();
-        assert_eq!(stalls.after_poll(now), None, "work is not a stall");
-        // Kept from running for 60 ms (here: asleep outside poll).
-        std::thread::sleep(Duration::from_millis(60));
-        stalls.before_poll(Some(Duration::ZERO));
-        let now = Instant::now();
-        let stall = stalls.after_poll(now).expect("a stall");
-        assert!(stall.nanos >= 55_000_000, "{stall:?}");
+        let cap = Duration::from_millis(20);
+        assert_eq!(stalls.before_poll(t0, None), cap);
+        assert_eq!(stalls.judge(at(t0, 20)), None, "asleep as asked");
+        // 60 ms of work in units of 1 ms: no stall.
+        for ms in 21..=80 {
+            stalls.progress(at(t0, ms));
+        }
+        stalls.before_poll(at(t0, 80), Some(Duration::from_millis(5)));
+        assert_eq!(stalls.judge(at(t0, 85)), None, "work is not a stall");
+        // Stopped for 60 ms in the middle of a turn: one unit of work
+        // that took 60 ms.
+        stalls.progress(at(t0, 86));
+        stalls.progress(at(t0, 146));
+        let stall = stalls.judge(at(t0, 150)).expect("a stall");
+        assert_eq!(stall.nanos, 60_000_000);
+        assert_eq!(stall.since, 64_000_000, "it began at 86 ms at the latest");
         assert!(stall.excused);
         // Over-sleeping what poll was asked for is a stall too; the second
         // within the window is counted but not excused.
-        stalls.before_poll(Some(Duration::from_millis(1)));
-        std::thread::sleep(Duration::from_millis(60));
-        let now = Instant::now();
-        let stall = stalls.after_poll(now).expect("a stall");
+        stalls.before_poll(at(t0, 150), Some(Duration::from_millis(1)));
+        let stall = stalls.judge(at(t0, 211)).expect("a stall");
+        assert_eq!(stall.nanos, 60_000_000);
         assert!(!stall.excused, "{stall:?}");
     }
 
     #[test]
-    fn small_delays_again_and_again_are_never_summed_into_a_stall() {
-        // Every wakeup a little late (here 0.4 ms on a 1 ms sleep): jitter,
-        // not a stall, however long it goes on.
-        let mut stalls = Stalls::new(20_000_000, 1_000_000_000, 100_000_000);
-        for i in 0..200 {
-            stalls.before_poll(Some(Duration::from_millis(1)));
-            std::thread::sleep(Duration::from_micros(1400));
-            if i % 50 == 49 {
-                // Now and then a hiccup, still under the threshold.
-                std::thread::sleep(Duration::from_millis(15));
+    fn a_caller_is_allowed_the_timeout_it_asked_for_and_no_more() {
+        let t0 = Instant::now();
+        let threshold = 50_000_000;
+        let mut stalls = Stalls::new(threshold, 300_000_000, 100_000_000);
+        let mut ms = 0;
+        // A loop that asks for 200 ms and comes back after 200 ms (its own
+        // poll, another reactor's turn): ordinary, for ever.
+        for _ in 0..50 {
+            stalls.before_poll(at(t0, ms), Some(Duration::from_millis(200)));
+            stalls.judge(at(t0, ms + 1));
+            stalls.returned(at(t0, ms + 1), Some(Duration::from_millis(200)));
+            ms += 201;
+            assert_eq!(
+                stalls.before_poll(at(t0, ms), None),
+                Duration::from_millis(50)
+            );
+            assert_eq!(stalls.judge(at(t0, ms)), None, "at {ms} ms");
+        }
+        // Any caller may take the threshold, even one that asked for zero.
+        stalls.returned(at(t0, ms), Some(Duration::ZERO));
+        ms += 50;
+        stalls.before_poll(at(t0, ms), Some(Duration::ZERO));
+        assert_eq!(stalls.judge(at(t0, ms)), None);
+        // Asked for zero, gone 650 ms (work or sleep alike): 600 ms past
+        // its allowance is a stall.
+        stalls.returned(at(t0, ms), Some(Duration::ZERO));
+        ms += 650;
+        stalls.before_poll(at(t0, ms), Some(Duration::ZERO));
+        let stall = stalls.judge(at(t0, ms)).expect("a stall");
+        assert_eq!(stall.nanos, 600_000_000);
+        assert!(stall.excused, "the first is");
+        // The same again and again: the caller's excess is not watched
+        // time, only its 50 ms allowance is, so the next excuse waits for
+        // a window (300 + 100 + 50 ms) of that: one turn in nine, where
+        // counting the caller's time as watched would excuse every turn.
+        let mut excused = Vec::new();
+        for turn in 1..=27 {
+            stalls.returned(at(t0, ms), Some(Duration::ZERO));
+            ms += 650;
+            stalls.before_poll(at(t0, ms), Some(Duration::ZERO));
+            let stall = stalls.judge(at(t0, ms)).expect("a stall");
+            if stall.excused {
+                excused.push(turn);
             }
-            let now = Instant::now();
-            assert_eq!(stalls.after_poll(now), None, "wakeup {i}");
+        }
+        assert_eq!(excused, [9, 18, 27]);
+    }
+
+    #[test]
+    fn small_delays_again_and_again_are_never_summed_into_a_stall() {
+        // Every wakeup a little late (here 0.4 ms on a 1 ms sleep), every
+        // unit of work a few ms: jitter, not a stall, however long it goes
+        // on.
+        let t0 = Instant::now();
+        let mut stalls = Stalls::new(20_000_000, 1_000_000_000, 100_000_000);
+        let mut us = 0u64;
+        let t = |us: u64| t0 + Duration::from_micros(us);
+        for i in 0..2000 {
+            stalls.before_poll(t(us), Some(Duration::from_millis(1)));
+            us += 1400;
+            if i % 50 == 49 {
+                us += 15_000; // now and then a hiccup, still under the threshold
+            }
+            assert_eq!(stalls.judge(t(us)), None, "wakeup {i}");
+            us += 3000;
+            stalls.progress(t(us));
+            assert_eq!(stalls.judge(t(us)), None, "turn {i}");
         }
     }
 

@@ -356,16 +356,17 @@ impl Machine {
             .saturating_add(self.config.silence_limit.max(1))
     }
 
-    /// The shell itself was stalled for `pause` ticks (see
-    /// [`crate::time::Stalls`]): that time is not the server's silence,
-    /// nor its slowness to accept, so the liveness stamp moves as
-    /// [`Rule::excuse`] says and a connect in flight moves by the pause.
-    /// Heartbeats keep their grid.
-    pub fn excuse(&mut self, pause: Tick, now: Tick) {
+    /// The shell itself was stalled for `pause` ticks, which began at
+    /// `began` at the latest (see [`crate::time::Stalls`]): that time is
+    /// not the server's silence, nor its slowness to accept, so the
+    /// liveness stamp moves as [`Rule::excuse`] says — not at all for a
+    /// server already silent past the limit when the stall began — and a
+    /// connect in flight moves by the pause. Heartbeats keep their grid.
+    pub fn excuse(&mut self, pause: Tick, began: Tick, now: Tick) {
         match &mut self.state {
             State::Connected(link) => {
                 let rule = Rule::with_limit(self.config.interval, self.config.silence_limit);
-                link.last_seen = rule.excuse(link.last_seen, pause, now);
+                link.last_seen = rule.excuse(link.last_seen, pause, began, now);
             }
             State::Connecting { since } => {
                 *since = since.saturating_add(pause).min(now).max(*since);

@@ -246,8 +246,8 @@ impl<H: Handler> Client<H> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let wait = self.stalls.before_poll(wait);
-        match self.poll.poll(&mut self.events, wait) {
+        let wait = self.stalls.before_poll(Instant::now(), wait);
+        match self.poll.poll(&mut self.events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(ClientError::Poll(e)),
@@ -287,6 +287,7 @@ impl<H: Handler> Client<H> {
         }
         self.machine.handle_timeout(now);
         self.apply_actions(now);
+        self.stalls.returned(Instant::now(), timeout);
         Ok(())
     }
 
@@ -294,11 +295,12 @@ impl<H: Handler> Client<H> {
     /// [`Stalls`]) and the stall is excused, the machine moves its liveness
     /// stamp by it; it is logged once.
     fn excuse_stall(&mut self, instant: Instant, now: Tick) {
-        if let Some(stall) = self.stalls.after_poll(instant) {
+        if let Some(stall) = self.stalls.judge(instant) {
             self.stats.pauses += 1;
             if stall.excused {
-                self.machine
-                    .excuse(stall.nanos / self.clock.tick_nanos(), now);
+                let tick = self.clock.tick_nanos();
+                let began = now.saturating_sub(stall.since.div_ceil(tick));
+                self.machine.excuse(stall.nanos / tick, began, now);
                 log::warn!(
                     "client stalled for {}ms (kept from running): not counted as the server's silence",
                     stall.nanos / 1_000_000

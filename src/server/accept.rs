@@ -48,7 +48,7 @@ impl<H: Handler> Server<H> {
                 return;
             };
             match listener.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr, now),
+                Ok((stream, addr)) => self.admit(stream, addr),
                 // An episode ends when the backlog is drained, not at the
                 // first success: freed descriptors often trickle back one by
                 // one, and each would otherwise start a new logged episode.
@@ -116,7 +116,7 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    fn admit(&mut self, mut stream: mio::net::TcpStream, addr: std::net::SocketAddr, now: Now) {
+    fn admit(&mut self, mut stream: mio::net::TcpStream, addr: std::net::SocketAddr) {
         if self.conns.len() >= self.max_connections {
             // Accept and close at once: a refused peer learns now, instead of
             // timing out in a backlog we will never drain.
@@ -139,6 +139,9 @@ impl<H: Handler> Server<H> {
                 warn!("socket option refused for peer={addr}: {e}; connection kept, further refusals of this kind are counted (sockopt_errors)");
             }
         }
+        // Stamped when it was taken, not at the wakeup: a connection
+        // accepted late in a long turn is not held to an earlier deadline.
+        let seen = self.fresh_nanos();
         let entry = self.conns.vacant_entry();
         let slot = entry.key();
         // Readable and writable for life: re-registering when a backlog
@@ -159,12 +162,12 @@ impl<H: Handler> Server<H> {
             slot: slot as u32,
             serial,
         };
-        let deadline = self.clock.tick_after(self.rule.deadline(now.nanos));
+        let deadline = self.clock.tick_after(self.rule.deadline(seen));
         let timer = self.wheel.schedule(deadline, Timer::Liveness(id.slot));
         entry.insert(Conn {
             stream,
             serial,
-            last_seen: now.nanos,
+            last_seen: seen,
             timer,
             decoder: Decoder::new(),
             backlog: None,

@@ -45,8 +45,12 @@ pub enum CloseReason {
     Evicted {
         /// Whole intervals without a frame.
         misses: u64,
-        /// Milliseconds since the last complete frame (or the accept).
+        /// Milliseconds since the last complete frame (or the accept): the
+        /// whole silence, stalls of the reactor included.
         idle_ms: u64,
+        /// Of `idle_ms`, the part excused because the reactor itself was
+        /// kept from running (zero unless such a stall fell inside it).
+        excused_ms: u64,
     },
     /// The peer closed its side (EOF) or reset.
     PeerClosed,
@@ -69,10 +73,15 @@ pub enum CloseReason {
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CloseReason::Evicted { misses, idle_ms } => {
+            CloseReason::Evicted {
+                misses,
+                idle_ms,
+                excused_ms,
+            } => {
                 write!(
                     f,
-                    "evicted after {misses} missed intervals ({idle_ms} ms idle)"
+                    "evicted after {misses} missed intervals ({idle_ms} ms idle, \
+                     {excused_ms} ms of it excused)"
                 )
             }
             CloseReason::PeerClosed => f.write_str("closed by peer"),

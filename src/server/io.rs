@@ -6,6 +6,7 @@
 //! (`tests/server_allocs.rs` and the loopback benchmark will notice).
 
 use std::io::{ErrorKind, Read};
+use std::time::Instant;
 
 use log::trace;
 
@@ -20,7 +21,6 @@ impl<H: Handler> Server<H> {
         readable: bool,
         writable: bool,
         closed: bool,
-        seen: u64,
     ) {
         // Events for a slot we no longer hold (closed earlier in this batch)
         // are normal: mio may still report them. Ignore. If the slot was
@@ -35,24 +35,24 @@ impl<H: Handler> Server<H> {
             self.flush(slot, &[]);
         }
         if readable || closed {
-            self.read_ready(slot, ReadCause::Event { closed }, seen);
+            self.read_ready(slot, ReadCause::Event { closed });
         }
     }
 
     /// Reads again from connections that hit their read budget last turn
     /// (`again`, left empty); those that hit it again wait for the next.
-    pub(super) fn resume_unfinished(&mut self, again: &mut Vec<ConnId>, seen: u64) {
+    pub(super) fn resume_unfinished(&mut self, again: &mut Vec<ConnId>) {
         for id in again.drain(..) {
             if self.is_open(id) {
-                self.read_ready(id.slot as usize, ReadCause::Resume, seen);
+                self.read_ready(id.slot as usize, ReadCause::Resume);
             }
         }
     }
 
     /// Reads what the kernel holds for `slot` (up to the read budget), hands
-    /// out its frames, stamps it seen at `seen` if a frame completed, and
-    /// writes the replies.
-    pub(super) fn read_ready(&mut self, slot: usize, why: ReadCause, seen: u64) {
+    /// out its frames, stamps it seen if a frame completed, and writes the
+    /// replies.
+    pub(super) fn read_ready(&mut self, slot: usize, why: ReadCause) {
         let Server {
             conns,
             scratch,
@@ -61,6 +61,8 @@ impl<H: Handler> Server<H> {
             handler,
             config,
             unfinished,
+            clock,
+            stalls,
             ..
         } = self;
         let Some(conn) = conns.get_mut(slot) else {
@@ -179,9 +181,15 @@ impl<H: Handler> Server<H> {
                 }
             }
         }
+        // One clock read per read, after it: a stamp is never earlier than
+        // the frames it vouches for, even late in a long turn (a stamp from
+        // the wakeup could be, by up to the turn, and so could an eviction
+        // based on it). It is also the stall measure's progress point.
+        let at = Instant::now();
+        stalls.progress(at);
         if frames > 0 {
             // The read path only stamps; the wheel is not touched here.
-            conn.last_seen = seen;
+            conn.last_seen = clock.nanos(at);
         }
         if heartbeats > 0 {
             // Heartbeat replies carry no sequence number, so they follow

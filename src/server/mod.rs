@@ -53,7 +53,7 @@ pub use crate::check::ConfigError;
 
 use self::conn::Conn;
 use crate::keepalive::SocketOptions;
-use crate::liveness::{Rule, Verdict};
+use crate::liveness::{ExcusedStalls, Rule, Verdict};
 use crate::shutdown::ShutdownHandle;
 use crate::time::{Clock, Stalls, Tick};
 use crate::wheel::{TimerId, Wheel};
@@ -175,6 +175,8 @@ pub struct Server<H: Handler = ()> {
     rule: Rule,
     /// The reactor's own stalls, measured and excused.
     stalls: Stalls,
+    /// The excused ones that can still move a peer's deadline.
+    excused: ExcusedStalls,
     config: Config,
     /// What accepted sockets get, resolved once from the configuration.
     socket_options: SocketOptions,
@@ -260,6 +262,7 @@ impl<H: Handler> Server<H> {
             conns: Slab::new(),
             wheel,
             stalls: Stalls::new(clock.pause_threshold(), rule.limit(), rule.interval()),
+            excused: ExcusedStalls::default(),
             clock,
             rule,
             socket_options,
@@ -330,10 +333,16 @@ impl<H: Handler> Server<H> {
     /// stop that began and ended inside a longer sleep could not be told
     /// from the sleep) — handles what is ready, and returns.
     ///
-    /// A caller that cannot come back in time (it blocked, or the process
-    /// was stopped) loses nothing: the reactor sees that it woke late, moves
-    /// every deadline by the stall, and reads what its peers sent meanwhile
-    /// before it judges any of them.
+    /// The caller may keep control for `timeout` before it calls again
+    /// (the threshold at least; `None` allows just the threshold): a loop
+    /// that also waits on other sources for up to what it asked here is an
+    /// ordinary loop. A caller that does not come back in time (it blocked
+    /// or worked longer, or the process was stopped) loses nothing: the
+    /// reactor sees the stall, reads what its peers sent meanwhile before
+    /// it judges any of them, and may excuse it (see
+    /// [`crate::liveness`]) — but time past the allowance is not time
+    /// the reactor watched, so a caller that stalls on every turn earns
+    /// no more excuses.
     pub fn poll_once(&mut self, timeout: Option<Duration>) -> Result<Step, ServerError> {
         if self.stopped {
             return Ok(Step::Stopped);
@@ -347,13 +356,14 @@ impl<H: Handler> Server<H> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let wait = self.stalls.before_poll(wait);
-        if let Err(e) = self.poll.poll(&mut self.events, wait) {
+        let wait = self.stalls.before_poll(Instant::now(), wait);
+        if let Err(e) = self.poll.poll(&mut self.events, Some(wait)) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(ServerError::Poll(e));
             }
         }
-        let now = self.wake(Instant::now());
+        let woke = Instant::now();
+        let now = self.wake(woke);
         // What ran out of budget last turn is resumed after this turn's
         // events, once: a budget is per turn, and work left over from this
         // turn waits for the next.
@@ -382,12 +392,11 @@ impl<H: Handler> Server<H> {
                     event.is_readable() || event.is_error(),
                     event.is_writable(),
                     event.is_read_closed() || event.is_error(),
-                    now.nanos,
                 ),
             }
         }
         self.events = events;
-        self.resume_unfinished(&mut resume_reads, now.nanos);
+        self.resume_unfinished(&mut resume_reads);
         self.unfinished_spare = resume_reads;
         if resume_accept {
             self.accept(now);
@@ -396,29 +405,47 @@ impl<H: Handler> Server<H> {
             self.stop();
             return Ok(Step::Stopped);
         }
+        // Judged again, on a fresh clock: a stop in the middle of the turn
+        // is excused (or not) before any verdict, and verdicts are made at
+        // the time they are made, not at the wakeup.
+        let now = self.wake(Instant::now());
         self.fire_timers(now);
         self.end_budget_episode();
+        let done = Instant::now();
+        let turn = done.saturating_duration_since(woke).as_micros() as u64;
+        self.stats.longest_turn_us = self.stats.longest_turn_us.max(turn);
+        self.stalls.returned(done, timeout);
         Ok(Step::Running)
     }
 
-    /// Reads the clock for a wakeup. If the reactor was kept from running
-    /// since the last one (stopped, starved, blocked: see [`Stalls`]), that
-    /// stall is not its peers' silence: when it is excused, every
-    /// connection's last-seen stamp moves as [`Rule::excuse`] says — one
-    /// pass over the connections, on a rare event — and it is logged once.
+    /// Reads the clock after a unit of work: the time to stamp it with
+    /// (nanoseconds), and a progress point for the stall measure.
+    fn fresh_nanos(&mut self) -> u64 {
+        let instant = Instant::now();
+        self.stalls.progress(instant);
+        self.clock.nanos(instant)
+    }
+
+    /// Reads the clock for a judgement (a wakeup, or before the timers).
+    /// If the reactor was kept from running since the last one (stopped,
+    /// starved, blocked: see [`Stalls`]), that stall is not its peers'
+    /// silence: when it is excused it is recorded, and every verdict from
+    /// then on judges a peer's stamp moved as [`Rule::excuse`] says
+    /// ([`ExcusedStalls`]: nothing is touched per connection now); it is
+    /// logged once.
     fn wake(&mut self, instant: Instant) -> Now {
         let nanos = self.clock.nanos(instant);
-        if let Some(stall) = self.stalls.after_poll(instant) {
+        if let Some(stall) = self.stalls.judge(instant) {
             let stall_ms = stall.nanos / 1_000_000;
             self.stats.pauses += 1;
             self.stats.paused_ms += stall_ms;
             if stall.excused {
-                for (_, conn) in self.conns.iter_mut() {
-                    conn.last_seen = self.rule.excuse(conn.last_seen, stall.nanos, nanos);
-                }
+                self.stats.excused_pauses += 1;
+                self.excused
+                    .record(nanos, stall.nanos, nanos.saturating_sub(stall.since));
                 warn!(
-                    "reactor stalled for {stall_ms}ms (kept from running): deadlines of {} \
-                     connections moved by the stall",
+                    "reactor stalled for {stall_ms}ms (kept from running): excused; the deadlines \
+                     of {} connections that fell inside it move by it",
                     self.conns.len()
                 );
             } else {
@@ -497,17 +524,21 @@ impl<H: Handler> Server<H> {
             slot: slot as u32,
             serial: conn.serial,
         };
-        let mut verdict = self.rule.check(conn.last_seen, now.nanos);
+        let mut verdict = self
+            .rule
+            .check(self.excused.stamp(&self.rule, conn.last_seen), now.nanos);
         if let Verdict::Dead { .. } = verdict {
             // Evidence before verdict: whatever the kernel already holds for
             // this peer is read first. After a stall, or with more ready
             // sockets than one batch of events, it may hold the very frames
             // that prove the peer alive, or its FIN.
-            self.read_ready(slot, ReadCause::Evidence, now.nanos);
+            self.read_ready(slot, ReadCause::Evidence);
             let Some(conn) = self.conn(id) else {
                 return; // the read closed it, and counted why
             };
-            verdict = self.rule.check(conn.last_seen, now.nanos);
+            verdict = self
+                .rule
+                .check(self.excused.stamp(&self.rule, conn.last_seen), now.nanos);
             if conn.unfinished && matches!(verdict, Verdict::Dead { .. }) {
                 // More is waiting than one turn's budget reads, so the
                 // evidence is not all in: judge again next tick, after the
@@ -527,13 +558,26 @@ impl<H: Handler> Server<H> {
                     conn.timer = timer;
                 }
             }
-            Verdict::Dead { misses, idle } => {
-                let idle_ms = idle / 1_000_000;
+            Verdict::Dead { .. } => {
+                // Reported from the real stamp: the whole silence, and the
+                // part of it an excused stall accounts for apart.
+                let last_seen = self.conns[slot].last_seen;
+                let judged = self.excused.stamp(&self.rule, last_seen);
+                let misses = self.rule.missed(last_seen, now.nanos);
+                let idle_ms = now.nanos.saturating_sub(last_seen) / 1_000_000;
+                let excused_ms = (judged - last_seen) / 1_000_000;
                 info!(
-                    "evicted peer={} misses={misses} idle={idle_ms}ms conn={id}",
+                    "evicted peer={} misses={misses} idle={idle_ms}ms excused={excused_ms}ms conn={id}",
                     Peer(&self.conns[slot].stream)
                 );
-                self.close_conn(slot, CloseReason::Evicted { misses, idle_ms });
+                self.close_conn(
+                    slot,
+                    CloseReason::Evicted {
+                        misses,
+                        idle_ms,
+                        excused_ms,
+                    },
+                );
             }
         }
     }

@@ -44,6 +44,12 @@ pub struct Stats {
     pub pauses: u64,
     /// Total length of those stalls, in milliseconds.
     pub paused_ms: u64,
+    /// Of `pauses`, the ones excused.
+    pub excused_pauses: u64,
+    /// The longest turn of the reactor — from a wakeup to handing control
+    /// back — in microseconds: how long its peers can wait for it to look
+    /// at them again.
+    pub longest_turn_us: u64,
     /// Bytes buffered now across all connections (split data payloads the
     /// handler wants, write backlogs): the gauge `max_buffered` bounds.
     pub buffered: u64,
@@ -69,7 +75,7 @@ impl fmt::Display for Stats {
             f,
             "active={} peak={} accepted={} evicted={} closed_by_peer={} protocol_errors={} \
              rejected={} slow_readers={} over_budget={} io_errors={} closed_by_request={} \
-             sockopt_errors={} accept_pauses={} pauses={} paused_ms={} buffered={} peak_buffered={} \
+             sockopt_errors={} accept_pauses={} pauses={} paused_ms={} excused_pauses={} longest_turn_us={} buffered={} peak_buffered={} \
              heartbeats={} heartbeat_responses={} data_frames={} reserved_frames={} bytes_in={} bytes_out={}",
             self.active,
             self.peak_active,
@@ -86,6 +92,8 @@ impl fmt::Display for Stats {
             self.accept_pauses,
             self.pauses,
             self.paused_ms,
+            self.excused_pauses,
+            self.longest_turn_us,
             self.buffered,
             self.peak_buffered,
             self.heartbeats,

@@ -275,8 +275,8 @@ impl Swarm {
             }
             let deadline = wake.iter().flatten().min().copied();
             let timeout = deadline.map(|d| self.clock.until(d, Instant::now()));
-            let timeout = self.stalls.before_poll(timeout);
-            match self.poll.poll(&mut self.events, timeout) {
+            let timeout = self.stalls.before_poll(Instant::now(), timeout);
+            match self.poll.poll(&mut self.events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(SwarmError::Poll(e)),
@@ -294,6 +294,8 @@ impl Swarm {
                 if event.token() != WAKER {
                     let closed = event.is_read_closed() || event.is_error();
                     self.on_ready(event.token().0, closed);
+                    // Work, cut into units: the stall measure's progress.
+                    self.stalls.progress(Instant::now());
                 }
             }
             events.clear();
@@ -380,16 +382,18 @@ impl Swarm {
     /// their grid (the ones it passed over are counted as skipped).
     fn excuse_stall(&mut self, instant: Instant) {
         let nanos = self.clock.nanos(instant);
-        let Some(stall) = self.stalls.after_poll(instant) else {
+        let Some(stall) = self.stalls.judge(instant) else {
             return;
         };
         self.counters.pauses += 1;
         self.counters.paused_ms += stall.nanos / 1_000_000;
         if stall.excused {
             let now = self.clock.tick_of(nanos);
-            let ticks = stall.nanos / self.clock.tick_nanos();
+            let tick = self.clock.tick_nanos();
+            let ticks = stall.nanos / tick;
+            let began = now.saturating_sub(stall.since.div_ceil(tick));
             for (_, conn) in self.conns.iter_mut() {
-                conn.machine.excuse(ticks, now);
+                conn.machine.excuse(ticks, began, now);
             }
             log::warn!(
                 "swarm stalled for {}ms (kept from running): not counted as the server's silence",
@@ -403,6 +407,7 @@ impl Swarm {
         let now_us = self.rtt_clock.tick_at(instant) as u32;
         let seen = self.clock.tick_ceil(instant).max(now);
         while let Some((_, _, slot)) = self.wheel.poll(now) {
+            self.stalls.progress(Instant::now());
             let Some(conn) = self.conns.get_mut(slot) else {
                 continue;
             };

@@ -383,8 +383,14 @@ fn silence_is_due_exactly_at_the_limit_and_an_excused_stall_moves_it() {
     let mut m = connected(config(), 0);
     assert!(!m.silence_due(29_999));
     assert!(m.silence_due(30_000));
-    // The shell was stopped for 20 s: the server's silence is 20 s shorter.
-    m.excuse(20_000, 35_000);
+    // A stall that began once the server was already silent past the
+    // limit excuses nothing.
+    let mut late = connected(config(), 0);
+    late.excuse(5_000, 30_000, 35_000);
+    assert!(late.silence_due(35_000));
+    // The shell was stopped for 20 s from 15 s: the server's silence is
+    // 20 s shorter.
+    m.excuse(20_000, 15_000, 35_000);
     assert!(!m.silence_due(35_000));
     assert!(!m.silence_due(49_999));
     assert!(m.silence_due(50_000));
