@@ -73,6 +73,20 @@ fn a_server_stopped_past_the_limit_evicts_no_live_peer_but_still_the_silent_one(
     }
     assert_eq!(stat(&stats, "evicted"), 1, "{stats}");
     assert_eq!(stat(&stats, "pauses"), 1, "{stats}");
+    // The eviction line tells the whole silence (at least the 100 ms before
+    // the stop and the 1.5 s of it), and the excused part apart; what is
+    // left is at least the limit. (Before, it said idle=6xxms: the silence
+    // less the stall.)
+    let evicted = server
+        .log()
+        .lines()
+        .find(|l| l.contains("evicted peer="))
+        .expect("an eviction line")
+        .to_string();
+    let idle = stat(&evicted, "idle");
+    let excused = stat(&evicted, "excused");
+    assert!(idle >= 1600, "{evicted}");
+    assert!(excused >= 1000 && idle >= excused + 600, "{evicted}");
     assert_eq!(
         server.log().matches("stalled for").count(),
         1,

@@ -206,11 +206,12 @@ pub fn drive<H: Handler>(server: &mut Server<H>, for_how_long: Duration) {
     }
 }
 
-/// The value of `key=` in a log line (a stats or stopped line).
+/// The value of `key=` in a log line (a stats or stopped line), without
+/// its `ms` if it has one.
 pub fn log_value(line: &str, key: &str) -> u64 {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.strip_suffix("ms").unwrap_or(v).parse().ok())
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
