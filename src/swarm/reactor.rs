@@ -680,9 +680,14 @@ fn count_lost(by: &mut LostBy, reason: &Reason, answered: bool) {
         Reason::Io(ConnectionReset | BrokenPipe | ConnectionAborted) => &mut by.reset,
         Reason::Silent { .. } => &mut by.silent,
         Reason::Protocol(_) | Reason::UnexpectedReply => &mut by.protocol,
-        Reason::Io(_) | Reason::ConnectFailed(_) | Reason::ConnectTimeout | Reason::Requested => {
-            &mut by.io
-        }
+        // The swarm never closes a slow reader: it answers no requests and
+        // its backlog is a count written from the shared template, so a
+        // server that does not read costs it no memory.
+        Reason::Io(_)
+        | Reason::ConnectFailed(_)
+        | Reason::ConnectTimeout
+        | Reason::Requested
+        | Reason::SlowReader => &mut by.io,
     };
     *slot += 1;
 }
