@@ -102,6 +102,20 @@ pub(crate) fn max_frame(value: usize) -> Result<(), ConfigError> {
     )
 }
 
+/// The most bytes a send backlog may be allowed: far beyond any real use.
+pub const MAX_BACKLOG: usize = 1 << 30;
+
+/// `max_backlog`, the bound on bytes waiting to be written to one peer that
+/// the server and the client share: room for a heartbeat at least.
+pub(crate) fn max_backlog(value: usize) -> Result<(), ConfigError> {
+    number(
+        "max_backlog",
+        value,
+        crate::protocol::HEADER_LEN,
+        MAX_BACKLOG,
+    )
+}
+
 /// The client's and the swarm's `tick`: from 100 µs to the interval, and
 /// never over a second (their timers are due every interval).
 pub(crate) fn client_tick(tick: Duration, interval: Duration) -> Result<(), ConfigError> {

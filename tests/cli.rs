@@ -168,7 +168,13 @@ fn every_numeric_flag_of_every_subcommand_is_range_checked_naming_the_flag() {
     for (flag, value) in keepalive.iter().chain(&heartbeat).chain(&server) {
         refused(&["server", "--listen", "127.0.0.1:0", flag, value], flag);
     }
-    for (flag, value) in keepalive.iter().chain(&heartbeat).chain(&waits) {
+    let client = [("--max-backlog", "7"), ("--max-backlog", "1073741825")];
+    for (flag, value) in keepalive
+        .iter()
+        .chain(&heartbeat)
+        .chain(&waits)
+        .chain(&client)
+    {
         refused(&["client", flag, value], flag);
     }
     let connect = ["swarm", "--connect", "127.0.0.1:9", "--clients", "1"];

@@ -1,4 +1,5 @@
-//! Hostile peers, made for real over loopback: each test is named after what
+//! Hostile peers, made for real over loopback (clients against the server,
+//! and at the end servers against the client): each test is named after what
 //! a bad peer does and asserts the promise that behaviour attacks — one bad
 //! peer never hurts the others; memory stays bounded; nothing is lost or
 //! hidden, everything is counted.
@@ -560,4 +561,152 @@ fn running_out_of_descriptors_pauses_accepting_without_spinning_and_resumes() {
         .filter(|(_, l)| l.contains("accept paused"))
         .count();
     assert_eq!(lines, 1, "{}", server.log());
+}
+
+// Hostile servers, against the client.
+
+/// Records why each connection ended.
+#[derive(Default)]
+struct Reasons(Vec<lubdub::client::Reason>);
+
+impl lubdub::client::Handler for Reasons {
+    fn disconnected(&mut self, reason: &lubdub::client::Reason) {
+        self.0.push(*reason);
+    }
+}
+
+fn client_config(addr: std::net::SocketAddr) -> lubdub::client::ClientConfig {
+    lubdub::client::ClientConfig {
+        connect: addr.into(),
+        interval: Duration::from_millis(10),
+        // A second of silence: only a real failure ends a connection.
+        misses: 100,
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(100),
+        ..lubdub::client::ClientConfig::default()
+    }
+}
+
+#[test]
+fn a_server_flooding_requests_without_reading_is_left_by_the_binary_in_bounded_memory() {
+    let _serial = one_at_a_time();
+    let flooder = FloodingServer::start(false, u64::MAX);
+    let mut client = Child::spawn(&[
+        "client",
+        "--connect",
+        &flooder.addr.to_string(),
+        "--interval",
+        "1s",
+        "--backoff-min",
+        "100ms",
+        "--backoff-max",
+        "200ms",
+    ]);
+    let pid = client.child.id();
+    // Every 50 ms for 3 s; an unbounded client is stopped as soon as it
+    // passes the limit (it would pass a gigabyte within seconds).
+    let limit_kib = 16 * 1024;
+    let began = Instant::now();
+    let mut peak_kib = 0;
+    while began.elapsed() < Duration::from_secs(3) && peak_kib <= limit_kib {
+        peak_kib = peak_kib.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let accepted = flooder.accepted.load(Ordering::Relaxed);
+    let written = flooder.written.load(Ordering::Relaxed);
+    eprintln!(
+        "client peak RSS {peak_kib} KiB after {:?}; {accepted} connections, {written} request bytes written",
+        began.elapsed()
+    );
+    let left = client.wait_for_line("server does not read", Duration::from_secs(2));
+    assert_eq!(client.terminate(), Some(0), "{}", client.log());
+    assert!(
+        peak_kib <= limit_kib,
+        "RSS {peak_kib} KiB > {limit_kib} KiB"
+    );
+    let (_, line) = left.unwrap_or_else(|| panic!("no slow-reader line: {}", client.log()));
+    assert!(line.contains("reconnecting to"), "{line}");
+    // Left, then back: the flooder is given up each time it floods.
+    assert!(accepted >= 2, "{accepted} connections");
+    assert!(client.log().contains("slow_readers"), "{}", client.log());
+}
+
+#[test]
+fn a_server_flooding_requests_without_reading_is_closed_as_a_slow_reader_within_the_bound() {
+    let _serial = one_at_a_time();
+    let flooder = FloodingServer::start(false, u64::MAX);
+    let max_backlog = 64 * 1024;
+    let config = lubdub::client::ClientConfig {
+        max_backlog,
+        ..client_config(flooder.addr)
+    };
+    let mut client = lubdub::client::Client::new(config, Reasons::default()).unwrap();
+    let began = Instant::now();
+    let mut peak = 0;
+    while client.handler().0.is_empty() && began.elapsed() < Duration::from_secs(10) {
+        client.poll_once(Some(Duration::from_millis(10))).unwrap();
+        peak = peak.max(client.unsent());
+    }
+    let stats = client.stats();
+    eprintln!(
+        "closed after {:?}: {:?}, unsent peak {peak}; {} request bytes written; {stats:?}",
+        began.elapsed(),
+        client.handler().0,
+        flooder.written.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        client.handler().0,
+        [lubdub::client::Reason::SlowReader],
+        "{stats:?}"
+    );
+    assert_eq!((stats.slow_readers, stats.disconnects), (1, 1), "{stats:?}");
+    assert!(peak <= max_backlog, "unsent {peak} > {max_backlog}");
+    assert_eq!(client.unsent(), 0, "the backlog goes with the connection");
+}
+
+#[test]
+fn a_server_flooding_requests_it_does_read_cannot_keep_the_client_from_its_turns() {
+    let _serial = one_at_a_time();
+    // 64 MiB of requests: over 250 read budgets' worth.
+    let cap = 64 << 20;
+    let flooder = FloodingServer::start(true, cap);
+    let mut client =
+        lubdub::client::Client::new(client_config(flooder.addr), Reasons::default()).unwrap();
+    let began = Instant::now();
+    let (mut turns, mut heartbeats) = (0u32, 0u64);
+    let mut first_flood_turn = None;
+    while began.elapsed() < Duration::from_secs(60) {
+        client.poll_once(Some(Duration::from_millis(10))).unwrap();
+        let written = flooder.written.load(Ordering::Relaxed);
+        if written >= cap {
+            break;
+        }
+        if written > 0 {
+            // Turns that returned while the flood was on, and heartbeats
+            // sent during them.
+            turns += 1;
+            let sent = client.stats().heartbeats_sent;
+            let first = *first_flood_turn.get_or_insert(sent);
+            heartbeats = sent - first;
+        }
+    }
+    let flood = began.elapsed();
+    // Let the rest of the flood in.
+    let end = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < end {
+        client.poll_once(Some(Duration::from_millis(10))).unwrap();
+    }
+    let stats = client.stats();
+    eprintln!(
+        "{turns} turns and {heartbeats} heartbeats during {flood:?} of flood; the server saw {} requests; {stats:?}",
+        flooder.client_requests.load(Ordering::Relaxed)
+    );
+    assert!(client.is_connected(), "{:?} {stats:?}", client.handler().0);
+    assert_eq!(stats.disconnects, 0, "{:?}", client.handler().0);
+    // Each turn reads at most 4 × 64 KiB, so a flood this long takes
+    // hundreds; a client held inside `read` returns once or twice.
+    assert!(turns >= 50, "only {turns} turns returned during the flood");
+    // 10 ms heartbeats keep going out during it.
+    assert!(heartbeats >= 2, "{heartbeats} heartbeats during the flood");
+    assert!(flooder.client_requests.load(Ordering::Relaxed) >= 2);
 }

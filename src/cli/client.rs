@@ -33,6 +33,10 @@ pub struct ClientArgs {
     /// (for servers that send unframed text, like the original Qt one).
     #[arg(long)]
     pub lenient: bool,
+    /// Bytes waiting to be written past which a server that does not read
+    /// is given up and reconnected to (8..=1073741824).
+    #[arg(long, default_value_t = lubdub::client::DEFAULT_MAX_BACKLOG, value_name = "BYTES")]
+    pub max_backlog: usize,
     #[command(flatten)]
     keepalive: super::KeepaliveArgs,
     /// Log level: off, error, warn, info, debug, trace.
@@ -49,6 +53,7 @@ pub fn run(args: ClientArgs) -> i32 {
         backoff_min: args.backoff_min,
         backoff_max: args.backoff_max,
         lenient: args.lenient,
+        max_backlog: args.max_backlog,
         keepalive: args.keepalive.config(),
         ..ClientConfig::default()
     };
@@ -78,11 +83,12 @@ pub fn run(args: ClientArgs) -> i32 {
             super::log_stop_signal();
             let s = client.stats();
             log::info!(
-                "client: stopped; {} connects, {} heartbeats, {} replies, {} missed",
+                "client: stopped; {} connects, {} heartbeats, {} replies, {} missed, {} slow_readers",
                 s.connects,
                 s.heartbeats_sent,
                 s.replies,
-                s.missed_replies
+                s.missed_replies,
+                s.slow_readers
             );
             0
         }

@@ -129,6 +129,9 @@ pub enum Reason {
     Protocol(DecodeError),
     /// The server sent bytes other than the expected fixed reply.
     UnexpectedReply,
+    /// The server does not read: more than the send backlog's bound waited
+    /// to be written (replies to its requests, heartbeats, data).
+    SlowReader,
     /// The shell closed the connection on purpose (a swarm churning its
     /// connections); it reconnects like after any other loss.
     Requested,
@@ -147,6 +150,7 @@ impl fmt::Display for Reason {
             Reason::Io(kind) => write!(f, "connection error: {kind}"),
             Reason::Protocol(e) => write!(f, "protocol error: {e}"),
             Reason::UnexpectedReply => f.write_str("unexpected bytes instead of the reply"),
+            Reason::SlowReader => f.write_str("server does not read: send backlog full"),
             Reason::Requested => f.write_str("closed on purpose"),
         }
     }

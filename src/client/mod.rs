@@ -79,6 +79,11 @@ pub struct ClientConfig {
     pub keepalive: KeepaliveConfig,
     /// Largest frame accepted from the server.
     pub max_frame: usize,
+    /// Bytes waiting to be written past which the server is taken for one
+    /// that does not read and the connection is closed
+    /// ([`Reason::SlowReader`]); default [`DEFAULT_MAX_BACKLOG`]. Data
+    /// frames may fill three quarters of it (see [`Client::send_data`]).
+    pub max_backlog: usize,
     /// Timer resolution (default 1 ms).
     pub tick: Duration,
 }
@@ -102,6 +107,7 @@ impl Default for ClientConfig {
             lenient: false,
             keepalive: KeepaliveConfig::default(),
             max_frame: DEFAULT_MAX_FRAME,
+            max_backlog: DEFAULT_MAX_BACKLOG,
             tick: Duration::from_millis(1),
         }
     }
@@ -135,9 +141,15 @@ impl ClientConfig {
         self.timing().validate()?;
         self.keepalive.validate()?;
         check::max_frame(self.max_frame)?;
+        check::max_backlog(self.max_backlog)?;
         check::client_tick(self.tick, self.interval)
     }
 }
+
+/// Default [`ClientConfig::max_backlog`]: the bound the client always had
+/// on unsent data, kept so an embedding program's flow control changes
+/// little; one client holding it costs nothing worth counting.
+pub const DEFAULT_MAX_BACKLOG: usize = 1024 * 1024;
 
 /// The timing settings a client and a swarm share, in human units.
 #[derive(Debug, Clone, Copy)]
@@ -233,7 +245,8 @@ pub enum SendError {
     NotConnected,
     /// The payload does not fit in one frame.
     TooLarge,
-    /// The server is not reading: too much is already waiting to be sent.
+    /// Too much is already waiting to be sent (the data frames' share of
+    /// [`ClientConfig::max_backlog`]); try again once it has drained.
     Backlog,
 }
 
@@ -257,5 +270,23 @@ pub fn describe(reason: &Reason, clock: &Clock) -> String {
             crate::duration::format(clock.duration(*idle))
         ),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_backlog_is_range_checked() {
+        let with = |max_backlog| ClientConfig {
+            max_backlog,
+            ..ClientConfig::default()
+        };
+        assert!(with(DEFAULT_MAX_BACKLOG).validate().is_ok());
+        assert!(with(crate::protocol::HEADER_LEN).validate().is_ok());
+        for bad in [0, crate::protocol::HEADER_LEN - 1, check::MAX_BACKLOG + 1] {
+            assert_eq!(with(bad).validate().unwrap_err().field, "max_backlog");
+        }
     }
 }

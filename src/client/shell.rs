@@ -25,8 +25,13 @@ const WAKER: Token = Token(1);
 /// Bytes read per `read` call; one buffer per client, reused.
 const SCRATCH: usize = 64 * 1024;
 
-/// Unsent bytes past which [`Client::send_data`] refuses more.
-const MAX_BACKLOG: usize = 1024 * 1024;
+/// Reads per turn: at most 4 × 64 KiB. A server that floods faster than
+/// the client reads would otherwise keep it inside `read` — every frame is
+/// proof of life, so nothing else would ever end that loop — and starve its
+/// own heartbeats and its caller. Past the budget the client polls with a
+/// zero timeout and reads on in the next turn: readiness is edge-triggered,
+/// so the unread data raises no new event of its own.
+const READ_BUDGET: u32 = 4;
 
 /// Callbacks into the embedding program. Every method has a default that
 /// does nothing, and `()` implements the trait for a heartbeat-only client.
@@ -45,23 +50,45 @@ impl Handler for () {}
 pub struct Outbox<'a> {
     buf: &'a mut Vec<u8>,
     max_frame: usize,
+    max_backlog: usize,
 }
 
 impl Outbox<'_> {
     /// Queues one data frame; it is written when the callback returns.
     pub fn send_data(&mut self, payload: &[u8]) -> Result<(), SendError> {
-        queue_data(self.buf, self.max_frame, payload)
+        queue_data(self.buf, self.max_frame, self.max_backlog, payload)
     }
 }
 
-fn queue_data(buf: &mut Vec<u8>, max_frame: usize, payload: &[u8]) -> Result<(), SendError> {
+/// The share of `max_backlog` data frames may fill. The last quarter is
+/// kept for heartbeats and replies: a program that keeps the backlog full
+/// of data (refused, retrying) must not leave the client's own heartbeat
+/// to push it past the bound and close a server that does read, slowly.
+fn data_limit(max_backlog: usize) -> usize {
+    max_backlog - max_backlog / 4
+}
+
+fn queue_data(
+    buf: &mut Vec<u8>,
+    max_frame: usize,
+    max_backlog: usize,
+    payload: &[u8],
+) -> Result<(), SendError> {
     if HEADER_LEN + payload.len() > max_frame {
         return Err(SendError::TooLarge);
     }
-    if buf.len() + HEADER_LEN + payload.len() > MAX_BACKLOG {
+    if buf.len() + HEADER_LEN + payload.len() > data_limit(max_backlog) {
         return Err(SendError::Backlog);
     }
     encode_frame(FrameType::Data, payload, buf).map_err(|_| SendError::TooLarge)
+}
+
+/// Whether `unsent` bytes, left after the kernel took what it would, mean
+/// the server does not read. Bounds the client's output buffer: every
+/// request the server sends queues a reply, so a server that sends and
+/// never reads would otherwise grow it without limit.
+fn slow_reader(unsent: usize, max_backlog: usize) -> bool {
+    unsent > max_backlog
 }
 
 /// Counters since the client was made.
@@ -93,6 +120,9 @@ pub struct ClientStats {
     /// Socket options the kernel refused on a new connection (the
     /// connection is kept).
     pub sockopt_errors: u64,
+    /// Connections closed because the server did not read: more than
+    /// `max_backlog` bytes waited to be written ([`Reason::SlowReader`]).
+    pub slow_readers: u64,
 }
 
 /// One reconnecting heartbeat client on its own `mio::Poll`.
@@ -115,7 +145,12 @@ pub struct Client<H: Handler = ()> {
     attempt: Attempt,
     decoder: Decoder,
     scratch: Box<[u8]>,
+    /// Bytes for the server not yet written: never more than
+    /// `max_backlog` between turns, and within a read at most one read's
+    /// worth of replies over it before the write that follows.
     outbuf: Vec<u8>,
+    /// The last read stopped at its budget with data still waiting.
+    unfinished: bool,
     handler: H,
     stats: ClientStats,
 }
@@ -157,6 +192,7 @@ impl<H: Handler> Client<H> {
             decoder: Decoder::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             outbuf: Vec::with_capacity(256),
+            unfinished: false,
             handler,
             stats: ClientStats::default(),
         })
@@ -197,12 +233,29 @@ impl<H: Handler> Client<H> {
         &self.clock
     }
 
+    /// Bytes queued on the current connection that the kernel has not
+    /// taken yet (zero when none is up).
+    pub fn unsent(&self) -> usize {
+        self.outbuf.len()
+    }
+
     /// Sends one data frame on the current connection.
+    ///
+    /// Data frames may fill three quarters of
+    /// [`max_backlog`](ClientConfig::max_backlog); past that this returns
+    /// [`SendError::Backlog`] and the connection stays up. The last quarter
+    /// is for heartbeats and replies, whose growth past the bound closes
+    /// the connection ([`Reason::SlowReader`]).
     pub fn send_data(&mut self, payload: &[u8]) -> Result<(), SendError> {
         if !self.machine.is_connected() {
             return Err(SendError::NotConnected);
         }
-        queue_data(&mut self.outbuf, self.config.max_frame, payload)?;
+        queue_data(
+            &mut self.outbuf,
+            self.config.max_frame,
+            self.config.max_backlog,
+            payload,
+        )?;
         let now = self.clock.now();
         self.flush(now);
         self.apply_actions(now);
@@ -243,6 +296,9 @@ impl<H: Handler> Client<H> {
             .poll_timeout()
             .map(|deadline| self.clock.until(deadline, Instant::now()));
         let wait = match (wait, timeout) {
+            // Data left over by the read budget: look at the other events,
+            // but do not sleep on data already here.
+            _ if self.unfinished => Some(Duration::ZERO),
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -271,7 +327,7 @@ impl<H: Handler> Client<H> {
         // Evidence before verdict: read before the machine may call the
         // server silent, even without an event (the event may have been
         // consumed before a stall, or the data arrived during one).
-        if stream_ready || self.machine.silence_due(now) {
+        if stream_ready || self.unfinished || self.machine.silence_due(now) {
             self.on_stream_ready(now, seen);
         }
         // A connect out of time with addresses left tries the next one
@@ -285,7 +341,14 @@ impl<H: Handler> Client<H> {
                 self.next_address(now);
             }
         }
-        self.machine.handle_timeout(now);
+        // Data past the read budget may hold the frame that proves the
+        // server alive: the verdict waits for it, one turn (of zero
+        // timeout) at a time. Never for long: a frame is at most
+        // `max_frame` bytes, so one completes within a bounded number of
+        // turns, and it moves the silence deadline on.
+        if !(self.unfinished && self.machine.silence_due(now)) {
+            self.machine.handle_timeout(now);
+        }
         self.apply_actions(now);
         self.stalls.returned(Instant::now(), timeout);
         Ok(())
@@ -352,6 +415,7 @@ impl<H: Handler> Client<H> {
                     let mut out = Outbox {
                         buf: &mut self.outbuf,
                         max_frame: self.config.max_frame,
+                        max_backlog: self.config.max_backlog,
                     };
                     self.handler.connected(&mut out);
                 }
@@ -366,9 +430,24 @@ impl<H: Handler> Client<H> {
         }
     }
 
-    /// Drains the socket: mio's readiness is edge-triggered.
+    /// Reads what the kernel holds, up to [`READ_BUDGET`] reads; with data
+    /// still waiting then, `unfinished` has the next turn read on (mio's
+    /// readiness is edge-triggered). The replies each read queues are
+    /// written before the next read, so only what the server leaves unread
+    /// counts against `max_backlog`. Hot path: no allocation in steady
+    /// state (`outbuf` keeps its capacity), no formatting.
     fn read(&mut self, seen: Tick) {
+        self.unfinished = false;
+        let mut reads = 0;
         loop {
+            // A write below may have closed the connection.
+            if !self.machine.is_connected() {
+                return;
+            }
+            if reads == READ_BUDGET {
+                self.unfinished = true;
+                return;
+            }
             let Some(stream) = self.stream.as_mut() else {
                 return;
             };
@@ -385,6 +464,7 @@ impl<H: Handler> Client<H> {
                     return;
                 }
             };
+            reads += 1;
             self.machine.handle_received(seen, Proof::Bytes);
             let Client {
                 decoder,
@@ -396,7 +476,7 @@ impl<H: Handler> Client<H> {
                 config,
                 ..
             } = self;
-            let max_frame = config.max_frame;
+            let (max_frame, max_backlog) = (config.max_frame, config.max_backlog);
             let mut on_frame = |frame: Frame<'_>| {
                 let proof = match frame.kind {
                     Kind::Known(FrameType::HeartbeatResponse) => {
@@ -405,7 +485,10 @@ impl<H: Handler> Client<H> {
                         Proof::Reply
                     }
                     Kind::Known(FrameType::HeartbeatRequest) => {
-                        // A peer that asks is answered, whichever side it is.
+                        // A peer that asks is answered, whichever side it
+                        // is. A reply is no longer than its request, so
+                        // one read queues at most a read's worth; the
+                        // flush after the read judges what is left.
                         outbuf.extend_from_slice(&HEARTBEAT_RESPONSE);
                         Proof::Frame
                     }
@@ -414,6 +497,7 @@ impl<H: Handler> Client<H> {
                         let mut out = Outbox {
                             buf: outbuf,
                             max_frame,
+                            max_backlog,
                         };
                         handler.data(frame.payload, &mut out);
                         Proof::Frame
@@ -443,18 +527,30 @@ impl<H: Handler> Client<H> {
                 self.machine.handle_closed(seen, Reason::Protocol(e));
                 return;
             }
+            if !self.outbuf.is_empty() {
+                self.flush(seen);
+            }
         }
     }
 
+    /// Writes what the kernel takes now; more than `max_backlog` left over
+    /// is a server that does not read, and the connection is closed.
     fn flush(&mut self, now: Tick) {
         let Some(stream) = self.stream.as_mut() else {
             return;
         };
+        // The disconnect either close triggers clears `outbuf` with the
+        // stream, so its memory is bounded by what one turn can queue.
         match write_some(stream, &self.outbuf) {
             Ok(written) => {
                 self.outbuf.drain(..written);
+                if slow_reader(self.outbuf.len(), self.config.max_backlog)
+                    && self.machine.is_connected()
+                {
+                    self.stats.slow_readers += 1;
+                    self.machine.handle_closed(now, Reason::SlowReader);
+                }
             }
-            // The disconnect this triggers clears `outbuf` with the stream.
             Err(kind) => self.machine.handle_closed(now, Reason::Io(kind)),
         }
     }
@@ -571,5 +667,59 @@ impl<H: Handler> Client<H> {
         }
         self.decoder = Decoder::new();
         self.outbuf.clear();
+        self.unfinished = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_frames_fill_three_quarters_of_the_backlog_and_no_more() {
+        let max_backlog = 1024;
+        let mut buf = Vec::new();
+        // 16-byte frames: 48 fit in 768 bytes, the 49th is refused.
+        for _ in 0..48 {
+            queue_data(&mut buf, 64, max_backlog, &[7; 8]).unwrap();
+        }
+        assert_eq!(buf.len(), 768);
+        assert_eq!(
+            queue_data(&mut buf, 64, max_backlog, &[7; 8]),
+            Err(SendError::Backlog)
+        );
+        assert_eq!(buf.len(), 768, "a refused frame queues nothing");
+        // The quarter kept back takes 32 heartbeats before the bound...
+        buf.extend(std::iter::repeat_n(0, 32 * HEADER_LEN));
+        assert!(!slow_reader(buf.len(), max_backlog));
+        // ...and one more is a server that does not read.
+        buf.extend_from_slice(&HEARTBEAT_REQUEST);
+        assert!(slow_reader(buf.len(), max_backlog));
+    }
+
+    #[test]
+    fn too_large_is_judged_before_the_backlog() {
+        let mut buf = vec![0; 1024];
+        assert_eq!(
+            queue_data(&mut buf, 16, 1024, &[0; 9]),
+            Err(SendError::TooLarge)
+        );
+        assert_eq!(
+            queue_data(&mut buf, 16, 1024, &[0; 8]),
+            Err(SendError::Backlog)
+        );
+    }
+
+    #[test]
+    fn the_smallest_backlog_still_bounds() {
+        // HEADER_LEN is the least `max_backlog` accepted: one heartbeat
+        // may wait, a second may not; no data frame fits.
+        assert!(!slow_reader(HEADER_LEN, HEADER_LEN));
+        assert!(slow_reader(2 * HEADER_LEN, HEADER_LEN));
+        assert_eq!(
+            queue_data(&mut Vec::new(), 64, HEADER_LEN, &[]),
+            Err(SendError::Backlog)
+        );
+        assert_eq!(data_limit(crate::client::DEFAULT_MAX_BACKLOG), 768 * 1024);
     }
 }

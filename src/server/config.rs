@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::check::{self, ConfigError};
 use crate::keepalive::{KeepaliveConfig, SocketOptions};
-use crate::protocol::{DEFAULT_MAX_FRAME, HEADER_LEN};
+use crate::protocol::DEFAULT_MAX_FRAME;
 
 /// How a [`Server`](super::Server) listens, judges liveness and protects
 /// itself. `Config::default()` is the original Qt design's behaviour on port
@@ -81,7 +81,6 @@ pub const MAX_CONNECTIONS: usize = 100_000_000;
 
 /// Upper bounds that keep every counter and buffer sane; far beyond any
 /// real deployment.
-const MAX_BACKLOG: usize = 1 << 30;
 const MAX_BUFFERED: usize = 1 << 40;
 const MAX_EVENTS: usize = 1 << 20;
 
@@ -119,7 +118,7 @@ impl Config {
         if let Some(n) = self.max_connections {
             check::number("max_connections", n, 1, MAX_CONNECTIONS)?;
         }
-        check::number("max_backlog", self.max_backlog, HEADER_LEN, MAX_BACKLOG)?;
+        check::max_backlog(self.max_backlog)?;
         let floor = self.max_frame.max(self.max_backlog);
         if self.max_buffered < floor {
             return Err(ConfigError::new(

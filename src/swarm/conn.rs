@@ -38,6 +38,9 @@ pub(super) struct Conn {
     pub answered: bool,
     /// Closed on purpose (churn) and not yet back.
     pub churned: bool,
+    /// Its last read stopped at the read budget with data waiting; it is
+    /// in the swarm's list to read on next turn.
+    pub unfinished: bool,
     /// Which addresses the current connect attempt has tried.
     pub attempt: Attempt,
 }

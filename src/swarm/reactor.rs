@@ -85,6 +85,11 @@ pub struct Swarm {
     in_flight: u64,
     /// The swarm's own stalls, measured and excused.
     stalls: Stalls,
+    /// Connections whose read stopped at its budget, to read on next turn
+    /// (each once: `Conn::unfinished`), and a spare to swap with while
+    /// they are read; both keep their capacity.
+    unfinished: Vec<usize>,
+    unfinished_spare: Vec<usize>,
     /// Picks the connections to churn.
     churn_rng: Rng,
     /// Churn owed but not yet done: the fraction of a connection carried
@@ -146,6 +151,7 @@ impl Swarm {
                 write_pos: 0,
                 answered: false,
                 churned: false,
+                unfinished: false,
                 attempt: Attempt::default(),
             });
         }
@@ -171,6 +177,8 @@ impl Swarm {
                 base.silence_limit.saturating_mul(clock.tick_nanos()),
                 base.interval.saturating_mul(clock.tick_nanos()),
             ),
+            unfinished: Vec::new(),
+            unfinished_spare: Vec::new(),
             churn_rng: rng.split(),
             churn_due: 0.0,
             phase: Phase::Running,
@@ -275,6 +283,12 @@ impl Swarm {
             }
             let deadline = wake.iter().flatten().min().copied();
             let timeout = deadline.map(|d| self.clock.until(d, Instant::now()));
+            // Data left by a read budget raises no new edge: do not sleep on it.
+            let timeout = if self.unfinished.is_empty() {
+                timeout
+            } else {
+                Some(Duration::ZERO)
+            };
             let timeout = self.stalls.before_poll(Instant::now(), timeout);
             match self.poll.poll(&mut self.events, Some(timeout)) {
                 Ok(()) => {}
@@ -300,6 +314,7 @@ impl Swarm {
             }
             events.clear();
             self.events = events;
+            self.resume_reads();
         }
 
         let elapsed = start.elapsed();
@@ -431,10 +446,40 @@ impl Swarm {
                 // (the readiness event may have come before a stall, or not
                 // yet be in this batch).
                 self.read(slot, false, seen, now_us);
+                if self.conns[slot].unfinished {
+                    // More than a budget waits: the verdict waits for it
+                    // (the timer, past due, fires again next turn).
+                    self.settle(slot, now, now_us);
+                    continue;
+                }
             }
             self.conns[slot].machine.handle_timeout(now);
             self.settle(slot, now, now_us);
         }
+    }
+
+    /// Reads on, one budget each, the connections whose last read stopped
+    /// at the budget.
+    fn resume_reads(&mut self) {
+        let mut slots = std::mem::replace(
+            &mut self.unfinished,
+            std::mem::take(&mut self.unfinished_spare),
+        );
+        let instant = Instant::now();
+        let (now, seen) = self.clock.tick_range(instant);
+        let now_us = self.rtt_clock.tick_at(instant) as u32;
+        for &slot in &slots {
+            // Closed (and perhaps reopened) since: nothing to read on.
+            if !std::mem::take(&mut self.conns[slot].unfinished) {
+                continue;
+            }
+            // As if the FIN had come: read until `WouldBlock`, not just
+            // until a short read.
+            self.read(slot, true, seen, now_us);
+            self.settle(slot, now, now_us);
+        }
+        slots.clear();
+        self.unfinished_spare = slots;
     }
 
     /// Closes `churn` percent of the clients on purpose — this second's
@@ -685,9 +730,14 @@ fn count_lost(by: &mut LostBy, reason: &Reason, answered: bool) {
         Reason::Io(ConnectionReset | BrokenPipe | ConnectionAborted) => &mut by.reset,
         Reason::Silent { .. } => &mut by.silent,
         Reason::Protocol(_) | Reason::UnexpectedReply => &mut by.protocol,
-        Reason::Io(_) | Reason::ConnectFailed(_) | Reason::ConnectTimeout | Reason::Requested => {
-            &mut by.io
-        }
+        // The swarm never closes a slow reader: it answers no requests and
+        // its backlog is a count written from the shared template, so a
+        // server that does not read costs it no memory.
+        Reason::Io(_)
+        | Reason::ConnectFailed(_)
+        | Reason::ConnectTimeout
+        | Reason::Requested
+        | Reason::SlowReader => &mut by.io,
     };
     *slot += 1;
 }

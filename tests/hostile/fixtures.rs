@@ -261,3 +261,144 @@ pub fn cpu_time(pid: u32) -> Duration {
 
 /// The value of `name=` in a log line (e.g. the stats line).
 pub use crate::common::log_value as field;
+
+/// A hostile *server*: accepts every connection and writes heartbeat
+/// requests at it as fast as it can. Unless `reads`, it never reads a
+/// byte, so every reply the client owes stays with the client. With
+/// `reads`, a second thread per connection reads everything and counts the
+/// client's own heartbeat requests among its replies. `cap` bounds the
+/// bytes written per connection (the flood then stops, the connection
+/// stays open).
+pub struct FloodingServer {
+    pub addr: SocketAddr,
+    /// Connections accepted.
+    pub accepted: Arc<AtomicU64>,
+    /// Request bytes written, over all connections.
+    pub written: Arc<AtomicU64>,
+    /// Heartbeat requests the client sent (counted only with `reads`).
+    pub client_requests: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FloodingServer {
+    pub fn start(reads: bool, cap: u64) -> FloodingServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(AtomicU64::new(0));
+        let client_requests = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, w, c, s) = (
+            accepted.clone(),
+            written.clone(),
+            client_requests.clone(),
+            stop.clone(),
+        );
+        let thread = std::thread::spawn(move || {
+            let mut flooders = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        a.fetch_add(1, Ordering::Relaxed);
+                        conn.set_nonblocking(false).unwrap();
+                        if reads {
+                            let reader = conn.try_clone().unwrap();
+                            let (c, s) = (c.clone(), s.clone());
+                            flooders
+                                .push(std::thread::spawn(move || count_requests(reader, &c, &s)));
+                        }
+                        let (w, s) = (w.clone(), s.clone());
+                        flooders.push(std::thread::spawn(move || flood(conn, cap, &w, &s)));
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(_) => break,
+                }
+            }
+            for t in flooders {
+                let _ = t.join();
+            }
+        });
+        FloodingServer {
+            addr,
+            accepted,
+            written,
+            client_requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FloodingServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Writes requests, 64 KiB at a time, until `cap` bytes, a write error (the
+/// client closed) or `stop`; then holds the connection until `stop`.
+fn flood(mut conn: TcpStream, cap: u64, written: &AtomicU64, stop: &AtomicBool) {
+    // A timeout, so that a client that stops reading cannot hold the
+    // thread past `stop`.
+    conn.set_write_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let burst = REQUEST.repeat(8192);
+    let mut sent = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        if sent >= cap {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        let want = (cap - sent).min(burst.len() as u64) as usize;
+        match conn.write(&burst[..want]) {
+            Ok(n) => {
+                sent += n as u64;
+                written.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Reads the client's bytes — its replies and its own requests, all
+/// 8-byte frames — and counts the requests, until EOF or `stop`.
+fn count_requests(mut conn: TcpStream, requests: &AtomicU64, stop: &AtomicBool) {
+    conn.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut held = 0;
+    while !stop.load(Ordering::Relaxed) {
+        match conn.read(&mut buf[held..]) {
+            Ok(0) => return,
+            Ok(n) => {
+                held += n;
+                let whole = held / 8 * 8;
+                let n = buf[..whole]
+                    .chunks_exact(8)
+                    .filter(|frame| *frame == REQUEST)
+                    .count();
+                requests.fetch_add(n as u64, Ordering::Relaxed);
+                buf.copy_within(whole..held, 0);
+                held -= whole;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}

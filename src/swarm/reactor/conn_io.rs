@@ -11,6 +11,9 @@ use crate::client::socket::{connect_progress, ConnectProgress};
 use crate::swarm::conn::Matched;
 use crate::time::Tick;
 
+/// Reads per connection per turn, as in the server: at most 4 × 64 KiB.
+const READ_BUDGET: u32 = 4;
+
 impl Swarm {
     /// Readiness for `slot`: connect completion, replies, writable again.
     /// `closed` is the event's read-closed or error flag.
@@ -78,10 +81,25 @@ impl Swarm {
     /// As in the server, a short read proves the socket drained (the next
     /// byte raises a new edge), so the `EAGAIN` read is skipped unless the
     /// event also carried the peer's FIN or an error (`closed`).
+    ///
+    /// At most [`READ_BUDGET`] reads: a server that floods faster than the
+    /// swarm reads would otherwise hold the whole swarm inside one
+    /// connection's loop. Past it the connection is read on next turn
+    /// (`resume_reads`); until then other reads of it wait for that one.
     pub(super) fn read(&mut self, slot: usize, closed: bool, seen: Tick, now_us: u32) {
         let flood = self.config.flood.is_some() && self.phase == Phase::Running;
+        let mut reads = 0;
         loop {
             let conn = &mut self.conns[slot];
+            if conn.unfinished {
+                return;
+            }
+            if reads == READ_BUDGET {
+                conn.unfinished = true;
+                self.unfinished.push(slot);
+                return;
+            }
+            reads += 1;
             let Some(stream) = conn.stream.as_mut() else {
                 return;
             };
@@ -217,5 +235,6 @@ impl Swarm {
         conn.reader.reset();
         conn.unsent = 0;
         conn.write_pos = 0;
+        conn.unfinished = false;
     }
 }
