@@ -172,6 +172,8 @@ pub struct Stalls {
     /// The longest overrun since the last judgement, and when that
     /// segment ended.
     worst: Option<(Duration, Instant)>,
+    /// All overruns since the last judgement: none of it was watched.
+    overrun: Duration,
     /// The last judgement.
     judged: Option<Instant>,
     excuses: Excuses,
@@ -199,6 +201,7 @@ impl Stalls {
             threshold: Duration::from_nanos(threshold),
             segment: None,
             worst: None,
+            overrun: Duration::ZERO,
             judged: None,
             excuses: Excuses::new(threshold, limit, interval),
         }
@@ -244,14 +247,18 @@ impl Stalls {
             .judged
             .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
         self.judged = Some(now);
+        // Time past any segment's allowance was not watched, the stall's
+        // and every other's: two stops in one span must not leave the
+        // shorter counted as watching, or it would earn the next excuse.
+        let watched = span.saturating_sub(std::mem::take(&mut self.overrun));
+        let watched = watched.as_nanos() as u64;
         let (overrun, ended) = self.worst.take()?;
         if overrun <= self.threshold {
-            // Jitter, not a stall; the span was watched all the same.
-            self.excuses.observe(span.as_nanos() as u64, 0);
+            // Jitter, not a stall.
+            self.excuses.observe(watched, 0);
             return None;
         }
         let nanos = overrun.as_nanos() as u64;
-        let watched = span.saturating_sub(overrun).as_nanos() as u64;
         let excused = self.excuses.observe(watched, nanos)?;
         let since = nanos + now.saturating_duration_since(ended).as_nanos() as u64;
         Some(Stall {
@@ -268,6 +275,7 @@ impl Stalls {
             let overrun = now
                 .saturating_duration_since(began)
                 .saturating_sub(allowance);
+            self.overrun += overrun;
             if !overrun.is_zero() && self.worst.is_none_or(|(worst, _)| overrun > worst) {
                 self.worst = Some((overrun, now));
             }
