@@ -26,18 +26,20 @@
 //! # The reactor's own stalls
 //!
 //! A reactor that does not run — a stopped process, a paused VM, a starved
-//! CPU, an embedding program that blocks — cannot read heartbeats, and its
-//! peers' silence during that time is not theirs. The shell measures how
-//! long its thread was kept from running (wall time less the CPU time it
-//! used and the sleep it asked for: its own work is never a stall, so a
-//! busy reactor is never excused). [`Excuses`] decides which stalls to
+//! CPU, an embedding program that blocks or stays away between calls —
+//! cannot read heartbeats, and its peers' silence during that time is not
+//! theirs. The shell measures how long it was kept from running past what
+//! it allowed ([`crate::time::Stalls`]: its own work is never a stall, so
+//! a busy reactor is never excused). [`Excuses`] decides which stalls to
 //! excuse — longer than a threshold, and at most one per window of watched
-//! time a little longer than the silence limit, so
-//! no pattern of stalls can postpone an eviction for ever — and for those,
-//! every peer's stamp moves forward as [`Rule::excuse`] says, as Cassandra's
-//! failure detector convicts nobody on an interval that spans a long local
-//! pause. A peer that really went silent before the stall is still evicted,
-//! later by the stall.
+//! time a little longer than the silence limit — and for those, the stamp
+//! a peer is judged by moves forward as [`Rule::excuse`] says
+//! ([`ExcusedStalls`] replays them at the verdict), as Cassandra's failure
+//! detector convicts nobody on an interval that spans a long local pause.
+//! A peer whose deadline had passed before the stall began is not moved:
+//! it was dead on evidence the reactor had. So a dead peer's deadline moves
+//! at most once, and no pattern of stalls can postpone its eviction for
+//! ever (`props.rs` checks the bound over arbitrary callers and stops).
 //!
 //! Most stalls need no excuse to keep a live peer: its frames wait in the
 //! kernel and the read before the verdict finds them. The excuse is for the
