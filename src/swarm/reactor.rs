@@ -308,8 +308,6 @@ impl Swarm {
                 if event.token() != WAKER {
                     let closed = event.is_read_closed() || event.is_error();
                     self.on_ready(event.token().0, closed);
-                    // Work, cut into units: the stall measure's progress.
-                    self.stalls.progress(Instant::now());
                 }
             }
             events.clear();
@@ -422,7 +420,6 @@ impl Swarm {
         let now_us = self.rtt_clock.tick_at(instant) as u32;
         let seen = self.clock.tick_ceil(instant).max(now);
         while let Some((_, _, slot)) = self.wheel.poll(now) {
-            self.stalls.progress(Instant::now());
             let Some(conn) = self.conns.get_mut(slot) else {
                 continue;
             };
@@ -632,6 +629,9 @@ impl Swarm {
     /// Carries out the machine's actions, flushes, and makes sure the wheel
     /// will wake the machine no later than it asks.
     fn settle(&mut self, slot: usize, now: Tick, now_us: u32) {
+        // Every unit of work on a connection ends here: the stall measure's
+        // progress point (work is never a stall, however much of it).
+        self.stalls.progress(Instant::now());
         loop {
             while let Some(action) = self.conns[slot].machine.poll_action() {
                 match action {
