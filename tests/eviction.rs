@@ -282,3 +282,95 @@ fn accepted_and_connected_sockets_get_keepalive_that_follows_the_heartbeat() {
         Some(Duration::from_secs(75))
     );
 }
+
+/// A handler that takes `.0` ms over every data frame — a slow embedding
+/// program, so one turn of the reactor lasts that long — and notes when
+/// each peer was closed.
+#[derive(Default)]
+struct Slow(
+    u64,
+    Vec<(lubdub::server::ConnId, std::net::SocketAddr)>,
+    Vec<(std::net::SocketAddr, Instant)>,
+);
+
+impl lubdub::server::Handler for Slow {
+    const WANTS_DATA: bool = true;
+
+    fn on_connect(&mut self, id: lubdub::server::ConnId, peer: std::net::SocketAddr) {
+        self.1.push((id, peer));
+    }
+
+    fn on_data(
+        &mut self,
+        _id: lubdub::server::ConnId,
+        _payload: &[u8],
+        _reply: &mut lubdub::server::Reply<'_>,
+    ) {
+        std::thread::sleep(Duration::from_millis(self.0));
+    }
+
+    fn on_close(&mut self, id: lubdub::server::ConnId, _reason: lubdub::server::CloseReason) {
+        if let Some(&(_, peer)) = self.1.iter().find(|(open, _)| *open == id) {
+            self.2.push((peer, Instant::now()));
+        }
+    }
+}
+
+#[test]
+fn a_frame_completed_late_in_a_long_turn_is_stamped_when_it_was_read() {
+    // 200 ms × 3. Peer A's data frame costs the handler 400 ms, so the
+    // turn that reads it is that long. Peer B has half a heartbeat in the
+    // same batch of events and sends the other half 100 ms into the turn;
+    // it is read after A, completing the frame, and B says nothing more.
+    // Stamped at the wakeup, B's only frame would count from before it was
+    // whole, and B would be evicted ~500 ms after it was, 100 ms early.
+    let mut server = common::embedded_with(Slow(400, Vec::new(), Vec::new()), |c| {
+        c.interval = Duration::from_millis(200);
+        c.misses = 3;
+    });
+    let mut a = connect(server.local_addr());
+    let mut b = connect(server.local_addr());
+    let b_addr = b.local_addr().unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    while server.stats().active < 2 && Instant::now() < until {
+        server.poll_once(Some(Duration::from_millis(5))).unwrap();
+    }
+    // The caller stays away 200 ms once: that stall takes the one excuse
+    // of the window, so the long turn below is not excused and cannot hide
+    // an early stamp behind one.
+    server.poll_once(Some(Duration::ZERO)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    server.poll_once(Some(Duration::ZERO)).unwrap();
+    assert_eq!(server.stats().excused_pauses, 1);
+    a.write_all(&[2, 0, 0, 0, 9, 0, 0, 0, 42]).unwrap();
+    b.write_all(&[0, 0, 0, 0]).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let mut late = b.try_clone().unwrap();
+    let second_half = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        late.write_all(&[8, 0, 0, 0]).unwrap();
+        Instant::now()
+    });
+    server.poll_once(Some(Duration::ZERO)).unwrap();
+    let whole_at = second_half.join().unwrap();
+    assert_eq!(server.stats().heartbeats, 1, "B's frame read in that turn");
+    assert_eq!(server.stats().excused_pauses, 1, "the long turn excused");
+    let b_closed = |s: &lubdub::server::Server<Slow>| {
+        s.handler()
+            .2
+            .iter()
+            .find(|(peer, _)| *peer == b_addr)
+            .map(|&(_, at)| at)
+    };
+    while b_closed(&server).is_none() && whole_at.elapsed() < Duration::from_secs(5) {
+        server.poll_once(Some(Duration::from_millis(2))).unwrap();
+    }
+    let after = b_closed(&server)
+        .expect("B never evicted")
+        .duration_since(whole_at);
+    assert!(
+        after >= Duration::from_millis(600),
+        "evicted {after:?} after its only frame was whole: early"
+    );
+    drop(a);
+}
