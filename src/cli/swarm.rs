@@ -92,6 +92,11 @@ pub struct SwarmArgs {
     /// The run fails with more lost connections than this (churn aside).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub max_reconnects: u64,
+    /// The run fails when a connect (the first or a reconnect) is not done
+    /// within this long, or is still hanging this long when the run ends
+    /// [default: the shorter of --connect-timeout and 2 × --interval; 1ms..=24h].
+    #[arg(long, value_parser = super::duration, value_name = "DUR")]
+    pub max_connect_wait: Option<Duration>,
     #[command(flatten)]
     keepalive: super::KeepaliveArgs,
     /// Log level: off, error, warn, info, debug (one line per connect and reconnect), trace.
@@ -165,6 +170,7 @@ pub fn run(args: SwarmArgs) -> i32 {
             max_late: args.max_late,
             max_connect_failures: args.max_connect_failures,
             max_reconnects: args.max_reconnects,
+            max_connect_wait: args.max_connect_wait,
         },
         // A terminal gets one line rewritten every second; a log file or
         // pipe a plain line every five seconds. Either way each line covers

@@ -85,6 +85,17 @@ pub struct Counters {
     pub connect_failures: u64,
     /// Connects that failed, by reason.
     pub connect_failures_by: FailedBy,
+    /// Connects that completed, but later than the connect-wait bound
+    /// (`--max-connect-wait`). A failed run.
+    pub slow_connects: u64,
+    /// Connects still in flight when sending stopped that had already been
+    /// in flight longer than the connect-wait bound: a connection that is
+    /// not coming back, not one on its way. A failed run; set at the end.
+    pub stuck_connects: u64,
+    /// The longest any connect was in flight (completed, failed, or still
+    /// hanging at the end), in milliseconds, the swarm's own stalls taken
+    /// out.
+    pub longest_connect_ms: u64,
     /// Established connections that were lost (each is followed by a reconnect).
     pub reconnects: u64,
     /// Lost connections, by reason.

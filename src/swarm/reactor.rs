@@ -85,6 +85,14 @@ pub struct Swarm {
     in_flight: u64,
     /// The swarm's own stalls, measured and excused.
     stalls: Stalls,
+    /// Ticks the swarm was kept from running so far, all its stalls
+    /// together: `now - stalled_ticks` is its running clock, on which a
+    /// connect's wait is measured, so a stall of the swarm's own is never
+    /// taken for a server slow to accept.
+    stalled_ticks: Tick,
+    /// How long a connect may be in flight before it counts against the
+    /// run, in ticks (see [`SwarmConfig::connect_wait_bound`]).
+    connect_wait_bound: Tick,
     /// Picks the connections to churn.
     churn_rng: Rng,
     /// Churn owed but not yet done: the fraction of a connection carried
@@ -147,6 +155,7 @@ impl Swarm {
                 answered: false,
                 churned: false,
                 attempt: Attempt::default(),
+                since: 0,
             });
         }
         let ticks_per_second = clock.ticks(Duration::from_secs(1));
@@ -171,6 +180,8 @@ impl Swarm {
                 base.silence_limit.saturating_mul(clock.tick_nanos()),
                 base.interval.saturating_mul(clock.tick_nanos()),
             ),
+            stalled_ticks: 0,
+            connect_wait_bound: clock.ticks(config.connect_wait_bound()),
             churn_rng: rng.split(),
             churn_due: 0.0,
             phase: Phase::Running,
@@ -229,6 +240,19 @@ impl Swarm {
                 last.last = true;
                 on_status(&last);
                 connected_at_end = self.counters.connected;
+                // A connect still hanging past the bound is not a
+                // connection on its way back: it is counted as stuck, and a
+                // churned one stuck so is not pending but down.
+                let mut stuck = 0;
+                for slot in 0..self.conns.len() {
+                    if self.conns[slot].link == Link::Connecting
+                        && self.connect_done(slot, now, false)
+                    {
+                        stuck += 1;
+                        self.conns[slot].churned = false;
+                    }
+                }
+                self.counters.stuck_connects = stuck;
                 churn_pending = self
                     .conns
                     .iter()
@@ -334,7 +358,11 @@ impl Swarm {
             rtt_count,
             rtt_mean_us,
             lag: Rtt::of(&self.lag),
-            criteria: self.config.criteria,
+            // The bound the run was judged by, whether given or derived.
+            criteria: super::Criteria {
+                max_connect_wait: Some(self.config.connect_wait_bound()),
+                ..self.config.criteria
+            },
         })
     }
 
@@ -385,6 +413,7 @@ impl Swarm {
         };
         self.counters.pauses += 1;
         self.counters.paused_ms += stall.nanos / 1_000_000;
+        self.stalled_ticks += stall.nanos / self.clock.tick_nanos();
         if stall.excused {
             let now = self.clock.tick_of(nanos);
             let ticks = stall.nanos / self.clock.tick_nanos();
@@ -487,10 +516,35 @@ impl Swarm {
                 continue;
             }
             conn.attempt = Attempt::default();
+            conn.since = now.saturating_sub(self.stalled_ticks);
             conn.machine.handle_connect_started(now);
             self.open(slot, now);
             self.settle(slot, now, now_us);
         }
+    }
+
+    /// A connect attempt of `slot` is over at `now` (`completed`), or is
+    /// being judged while still in flight: records how long it has been in
+    /// flight, counts a completed one that took longer than the bound as
+    /// slow, and returns whether it is past the bound.
+    pub(super) fn connect_done(&mut self, slot: usize, now: Tick, completed: bool) -> bool {
+        let waited = now
+            .saturating_sub(self.stalled_ticks)
+            .saturating_sub(self.conns[slot].since);
+        let ms = self.clock.duration(waited).as_millis() as u64;
+        self.counters.longest_connect_ms = self.counters.longest_connect_ms.max(ms);
+        let late = waited > self.connect_wait_bound;
+        if late && completed {
+            self.counters.slow_connects += 1;
+            if self.counters.slow_connects == 1 {
+                log::info!(
+                    "connect to {} took {ms} ms, longer than the connect-wait bound {} (the first; every one is counted)",
+                    self.config.connect,
+                    crate::duration::format(self.config.connect_wait_bound())
+                );
+            }
+        }
+        late
     }
 
     /// Starts `slot`'s connect to the next address of this attempt not yet
@@ -618,7 +672,10 @@ impl Swarm {
                                     conn.answered,
                                 );
                             }
-                            _ => {
+                            link => {
+                                if link == Link::Connecting {
+                                    self.connect_done(slot, now, false);
+                                }
                                 // A churned connection that cannot come
                                 // back is down for real now.
                                 self.conns[slot].churned = false;

@@ -91,6 +91,7 @@ impl Report {
             concat!(
                 "{{\"target\":{},\"connected\":{},\"peak_connected\":{},",
                 "\"connect_failures\":{},\"connect_failures_by_reason\":{},",
+                "\"slow_connects\":{},\"stuck_connects\":{},\"longest_connect_ms\":{},",
                 "\"reconnects\":{},\"reconnects_by_reason\":{},\"churned\":{},\"churn_pending\":{},",
                 "\"heartbeats_sent\":{},\"skipped_sends\":{},",
                 "\"replies\":{},\"untimed_replies\":{},\"unexpected_replies\":{},",
@@ -102,7 +103,7 @@ impl Report {
                 "\"closed_loop\":{},\"swarm_lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},",
                 "\"mode\":\"{}\",\"interval_ms\":{},\"flood_depth\":{},",
                 "\"criteria\":{{\"max_p99_ms\":{},\"max_stall_ms\":{},\"max_late\":{},",
-                "\"max_connect_failures\":{},\"max_reconnects\":{}}},",
+                "\"max_connect_failures\":{},\"max_reconnects\":{},\"max_connect_wait_ms\":{}}},",
                 "\"ok\":{},\"failure\":{}}}"
             ),
             self.target,
@@ -110,6 +111,9 @@ impl Report {
             c.peak_connected,
             c.connect_failures,
             json_object(&c.connect_failures_by.fields()),
+            c.slow_connects,
+            c.stuck_connects,
+            c.longest_connect_ms,
             c.reconnects,
             json_object(&c.reconnects_by.fields()),
             c.churned,
@@ -147,6 +151,9 @@ impl Report {
             self.criteria.max_late,
             self.criteria.max_connect_failures,
             self.criteria.max_reconnects,
+            self.criteria
+                .max_connect_wait
+                .map_or("null".to_string(), |d| d.as_millis().to_string()),
             failure == "null",
             failure,
         );
@@ -167,6 +174,16 @@ impl Report {
             human_list(&c.connect_failures_by.fields()),
             c.reconnects,
             human_list(&c.reconnects_by.fields()),
+        );
+        let _ = writeln!(
+            out,
+            "connects:    the longest in flight {} ms (bound {}), {} done late, {} still hanging at the end",
+            c.longest_connect_ms,
+            self.criteria
+                .max_connect_wait
+                .map_or("none".to_string(), |d| format!("{} ms", d.as_millis())),
+            c.slow_connects,
+            c.stuck_connects,
         );
         if c.churned > 0 {
             let _ = writeln!(
@@ -300,6 +317,10 @@ mod tests {
             "connected",
             "peak_connected",
             "connect_failures",
+            "slow_connects",
+            "stuck_connects",
+            "longest_connect_ms",
+            "max_connect_wait_ms",
             "reconnects",
             "heartbeats_sent",
             "replies",
@@ -342,6 +363,20 @@ mod tests {
         r.counters.missing_replies = 3;
         assert_eq!(r.failure().unwrap(), "3 of 200 requests got no reply");
         assert!(r.summary().contains("FAILED: 3 of 200"));
+        let mut r = report();
+        r.criteria.max_connect_wait = Some(Duration::from_millis(400));
+        r.counters.stuck_connects = 70;
+        r.counters.longest_connect_ms = 6_500;
+        let failure = r.failure().unwrap();
+        assert!(
+            failure.starts_with(
+                "70 connects were not done within --max-connect-wait 400 ms: 70 still hanging"
+            ),
+            "{failure}"
+        );
+        assert!(failure.contains("the longest hung 6500 ms"), "{failure}");
+        assert!(r.to_json().contains("\"max_connect_wait_ms\":400"));
+        assert!(r.summary().contains("70 still hanging at the end"));
     }
 
     #[test]

@@ -28,6 +28,13 @@ pub struct Criteria {
     /// Established connections allowed to be lost (default 0); connections
     /// closed on purpose (churn) do not count.
     pub max_reconnects: u64,
+    /// Longest a connect may be in flight, from its first SYN to done, the
+    /// swarm's own stalls taken out; a connect slower than this, or still
+    /// hanging this long when the run ends, fails the run. `None`: the
+    /// shorter of the connect timeout and two intervals (see
+    /// [`SwarmConfig::connect_wait_bound`](super::SwarmConfig::connect_wait_bound)),
+    /// and a report always carries the bound it was judged by.
+    pub max_connect_wait: Option<Duration>,
 }
 
 impl Default for Criteria {
@@ -41,6 +48,7 @@ impl Default for Criteria {
             max_late: 0,
             max_connect_failures: 0,
             max_reconnects: 0,
+            max_connect_wait: None,
         }
     }
 }
@@ -99,6 +107,17 @@ impl Criteria {
             self.max_late,
             "max-late",
         ));
+        let late_connects = c.slow_connects + c.stuck_connects;
+        if late_connects > 0 {
+            let bound = match self.max_connect_wait {
+                Some(wait) => format!("--max-connect-wait {} ms", wait.as_millis()),
+                None => "the connect-wait bound".to_string(),
+            };
+            out.push(format!(
+                "{late_connects} connects were not done within {bound}: {} still hanging when the run ended, {} done late; the longest hung {} ms",
+                c.stuck_connects, c.slow_connects, c.longest_connect_ms
+            ));
+        }
         let us = |d: Duration| d.as_micros() as u64;
         if report.rtt.max > us(self.max_stall) {
             out.push(format!(

@@ -58,6 +58,7 @@ impl Swarm {
                             self.counters.peak_connected.max(self.counters.connected);
                         log::debug!("client {slot}: connected");
                         conn.machine.handle_connected(seen);
+                        self.connect_done(slot, now, true);
                         if let Some(depth) = self.config.flood {
                             self.queue_requests(slot, depth, now_us);
                         }
