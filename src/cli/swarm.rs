@@ -12,6 +12,19 @@ use lubdub::swarm::{Criteria, Exchange, Snapshot, Swarm, SwarmConfig, SwarmError
 
 /// Exit code when the run did not meet its target (connections or replies).
 pub const TARGET_MISSED: i32 = 3;
+/// Exit code when the run failed only for the swarm's own doing (it stalled
+/// or fell behind): the server was not found wanting, nor vouched for.
+pub const SWARM_FAILED_ITSELF: i32 = 4;
+
+/// The exit codes, for `--help`.
+pub const EXIT_CODES: &str = "Exit codes:
+  0  the run was ok
+  1  the swarm could not run (file limit, ports, event loop)
+  2  a bad flag or value, or a --json path that cannot be written
+  3  the run missed its target (the reasons are the last line on stderr)
+  4  the run failed only for the swarm's own doing: it stalled longer than
+     --max-stall, or fell so far behind that it skipped heartbeats; the
+     server is not blamed, and the run proves nothing about it";
 
 /// Flags of `lubdub swarm`.
 #[derive(Args, Debug)]
@@ -239,7 +252,11 @@ pub fn run(args: SwarmArgs) -> i32 {
         None => 0,
         Some(reason) => {
             eprintln!("lubdub: swarm: {reason}");
-            TARGET_MISSED
+            if report.failed_by_swarm_only() {
+                SWARM_FAILED_ITSELF
+            } else {
+                TARGET_MISSED
+            }
         }
     }
 }

@@ -134,6 +134,12 @@ pub struct Counters {
     pub pauses: u64,
     /// Total length of those stalls, in milliseconds.
     pub paused_ms: u64,
+    /// The longest of them, in milliseconds.
+    pub longest_pause_ms: u64,
+    /// Round trips that spanned a stall of the swarm's own, timed with the
+    /// stall taken out: a reply that waited in the socket while the swarm
+    /// was stopped is the swarm's delay, not the server's.
+    pub stall_adjusted_replies: u64,
     /// Socket options the kernel refused on new connections (kept).
     pub sockopt_errors: u64,
 }

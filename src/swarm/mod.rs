@@ -39,6 +39,7 @@ pub mod pace;
 pub mod ports;
 mod reactor;
 pub mod report;
+mod stall_log;
 pub mod status;
 pub mod verdict;
 

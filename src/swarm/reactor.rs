@@ -12,6 +12,7 @@ use super::conn::{Conn, Inflight, Link, Pattern, Reader};
 use super::counters::{rtt_histogram, Counters, FailedBy, LostBy, Rtt, Rtts};
 use super::pace::Pacer;
 use super::report::Report;
+use super::stall_log::StallLog;
 use super::status::{Snapshot, Window};
 use super::{Exchange, SwarmConfig, SwarmError};
 use crate::client::describe;
@@ -80,6 +81,16 @@ pub struct Swarm {
     rtts: Rtts,
     /// How late heartbeats went out against their schedule (µs).
     lag: Histogram<u64>,
+    /// How long each turn of the loop took, from waking to waiting again
+    /// (µs): the longest an arrived reply or a due deadline could wait to
+    /// be seen, in either mode. A turn that opens thousands of connects,
+    /// or one the swarm was stopped in, shows here.
+    turns: Histogram<u64>,
+    /// The swarm's recent stalls, taken out of the round trips that span them.
+    stall_log: StallLog,
+    /// The microsecond clock at the last wakeup: with it a 32-bit stamp
+    /// taken later in the same turn is made whole again.
+    wake_us: u64,
     counters: Counters,
     /// Requests outstanding over all connections.
     in_flight: u64,
@@ -173,6 +184,9 @@ impl Swarm {
             template,
             rtts: Rtts::new(),
             lag: rtt_histogram(),
+            turns: rtt_histogram(),
+            stall_log: StallLog::new(),
+            wake_us: 0,
             counters: Counters::default(),
             in_flight: 0,
             stalls: Stalls::new(
@@ -225,6 +239,7 @@ impl Swarm {
         let second = self.clock.ticks(Duration::from_secs(1));
         let mut next_churn = (self.config.churn > 0.0).then_some(second);
         let (mut connected_at_end, mut churn_pending) = (0, 0);
+        let mut turn_began = Instant::now();
         for slot in 0..self.conns.len() {
             self.conns[slot].machine.start(0);
             self.settle(slot, 0, 0);
@@ -298,14 +313,20 @@ impl Swarm {
                 Phase::Draining { until } => wake[2] = Some(until),
             }
             let deadline = wake.iter().flatten().min().copied();
-            let timeout = deadline.map(|d| self.clock.until(d, Instant::now()));
+            let turn_ended = Instant::now();
+            let turn = turn_ended.saturating_duration_since(turn_began);
+            self.turns
+                .saturating_record((turn.as_micros() as u64).max(1));
+            let timeout = deadline.map(|d| self.clock.until(d, turn_ended));
             let timeout = self.stalls.before_poll(timeout);
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(SwarmError::Poll(e)),
             }
-            self.excuse_stall(Instant::now());
+            turn_began = Instant::now();
+            self.wake_us = self.rtt_clock.tick_at(turn_began);
+            self.excuse_stall(turn_began);
             if let Some(answer) = self.resolver.answer() {
                 let now = self.clock.now();
                 self.addrs.resolved(answer, now);
@@ -358,6 +379,7 @@ impl Swarm {
             rtt_count,
             rtt_mean_us,
             lag: Rtt::of(&self.lag),
+            turns: Rtt::of(&self.turns),
             // The bound the run was judged by, whether given or derived.
             criteria: super::Criteria {
                 max_connect_wait: Some(self.config.connect_wait_bound()),
@@ -413,7 +435,15 @@ impl Swarm {
         };
         self.counters.pauses += 1;
         self.counters.paused_ms += stall.nanos / 1_000_000;
+        self.counters.longest_pause_ms =
+            self.counters.longest_pause_ms.max(stall.nanos / 1_000_000);
         self.stalled_ticks += stall.nanos / self.clock.tick_nanos();
+        // Placed just before the wakeup that found it: the stall is the
+        // time not run since the last wakeup, and a reply that came in it
+        // is read only now.
+        let end = self.rtt_clock.tick_at(instant);
+        self.stall_log
+            .record(end.saturating_sub(stall.nanos / 1_000), end);
         if stall.excused {
             let now = self.clock.tick_of(nanos);
             let ticks = stall.nanos / self.clock.tick_nanos();

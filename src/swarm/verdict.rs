@@ -6,6 +6,14 @@
 //! request that never got its reply, a reply nobody asked for, a heartbeat
 //! the swarm itself was too late to send — and always fail. The others have
 //! a bound whose default a user can loosen or tighten.
+//!
+//! Two failures are the swarm's own, not the server's: heartbeats it was
+//! too far behind to send, and a stall of its own longer than `max_stall`
+//! (kept from running, or one turn of its loop taking that long). A load
+//! generator that was not running for longer than the stall it would fail
+//! a server for cannot vouch for the run, so the run fails — but says
+//! whose fault it was, and the command line exits with a code of its own
+//! when no failure is the server's.
 
 use std::time::Duration;
 
@@ -53,10 +61,64 @@ impl Default for Criteria {
     }
 }
 
+/// One way a run missed its target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// For a human, on one line.
+    pub reason: String,
+    /// The swarm's own doing (it fell behind, or stalled), not the server's.
+    pub swarm_own: bool,
+}
+
 impl Criteria {
-    /// Every way `report` missed its target, one line each; empty when it
-    /// met it.
-    pub fn failures(&self, report: &Report) -> Vec<String> {
+    /// Every way `report` missed its target, the swarm's own first (when it
+    /// stalled, what follows was measured by a harness that was not always
+    /// running); empty when it met it.
+    pub fn failures(&self, report: &Report) -> Vec<Failure> {
+        let own = self.own_failures(report).into_iter().map(|reason| Failure {
+            reason,
+            swarm_own: true,
+        });
+        let server = self
+            .server_failures(report)
+            .into_iter()
+            .map(|reason| Failure {
+                reason,
+                swarm_own: false,
+            });
+        own.chain(server).collect()
+    }
+
+    /// The swarm fell behind, or stalled for longer than it would let a
+    /// server stall.
+    fn own_failures(&self, report: &Report) -> Vec<String> {
+        let c = &report.counters;
+        let mut out = Vec::new();
+        let own_stall_ms = c.longest_pause_ms.max(report.turns.max / 1000);
+        if own_stall_ms > self.max_stall.as_millis() as u64 {
+            out.push(format!(
+                "the swarm itself stalled {:.1} s, longer than --max-stall {} ms (kept from running {} times, {} ms in all, the longest {} ms; its longest turn {} ms): a load generator that was not running cannot vouch for the run — this is not the server's doing",
+                own_stall_ms as f64 / 1000.0,
+                self.max_stall.as_millis(),
+                c.pauses,
+                c.paused_ms,
+                c.longest_pause_ms,
+                report.turns.max / 1000
+            ));
+        }
+        if c.skipped_sends > 0 {
+            out.push(format!(
+                "the swarm itself fell behind: {} heartbeats skipped, its own lag up to {} ms — \
+                 the load generator, not the server, was the bottleneck",
+                c.skipped_sends,
+                report.lag.max / 1000
+            ));
+        }
+        out
+    }
+
+    /// What the server did.
+    fn server_failures(&self, report: &Report) -> Vec<String> {
         let c = &report.counters;
         let mut out = Vec::new();
         let open = report.connected + report.churn_pending;
@@ -76,14 +138,6 @@ impl Criteria {
             out.push(format!(
                 "{} replies came that no request asked for",
                 c.unexpected_replies
-            ));
-        }
-        if c.skipped_sends > 0 {
-            out.push(format!(
-                "the swarm itself fell behind: {} heartbeats skipped, its own lag up to {} ms — \
-                 the load generator, not the server, was the bottleneck",
-                c.skipped_sends,
-                report.lag.max / 1000
             ));
         }
         let over = |what: &str, n: u64, max: u64, flag: &str| {

@@ -103,8 +103,16 @@ impl Swarm {
                     for _ in 0..out.replies {
                         let proof = match conn.inflight.pop() {
                             Matched::Stamped(sent) => {
-                                let rtt = now_us.wrapping_sub(sent).max(1);
-                                self.rtts.record(u64::from(rtt));
+                                let rtt = u64::from(now_us.wrapping_sub(sent));
+                                // Stamps are 32-bit (71 minutes); the stall
+                                // log is on the whole clock.
+                                let now = self.wake_us
+                                    + u64::from(now_us.wrapping_sub(self.wake_us as u32));
+                                let stalled = self.stall_log.since(now.saturating_sub(rtt));
+                                if stalled > 0 {
+                                    self.counters.stall_adjusted_replies += 1;
+                                }
+                                self.rtts.record(rtt.saturating_sub(stalled).max(1));
                                 answered += 1;
                                 Proof::Reply
                             }
