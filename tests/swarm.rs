@@ -570,3 +570,56 @@ fn a_connect_wait_bound_out_of_range_is_a_usage_error_naming_the_flag() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--max-connect-wait"), "{stderr}");
 }
+
+#[test]
+fn unpaced_connects_are_spread_over_turns_and_no_connection_is_left_unused() {
+    // --connect-rate 0 once started every connect in one turn: at 19,000
+    // that turn took seconds, in which no connection it had opened was
+    // used, and a server evicted them. The first status line comes in the
+    // second turn of the loop at the earliest: by then one turn started
+    // all 3000 connects, where a turn now starts at most 64.
+    let server = Lubdub::start(any_port(), Duration::from_millis(500), 3);
+    let out = swarm(&[
+        "--connect",
+        &server.addr.to_string(),
+        "--clients",
+        "3000",
+        "--connect-rate",
+        "0",
+        "--interval",
+        "500ms",
+        "--duration",
+        "2500ms",
+        "--status-every",
+        "1ms",
+        "--json",
+        "-",
+    ]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr
+        .lines()
+        .find(|l| l.contains("/3000 up "))
+        .unwrap_or_else(|| panic!("no status line:\n{stderr}"));
+    let number_before = |word: &str| -> u64 {
+        first
+            .split(word)
+            .next()
+            .and_then(|head| head.split(['/', ' ']).rfind(|w| !w.is_empty()))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count before {word:?} in {first:?}"))
+    };
+    let started = number_before("/3000 up") + number_before(" connecting");
+    assert!(
+        started < 1000,
+        "{started} connects started before the first status line: {first}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{json}\n{stderr}");
+    assert_eq!(field(&json, "connected"), 3000.0, "{json}");
+    assert_eq!(field(&json, "reconnects"), 0.0, "{json}");
+    // Every turn is timed; none held the loop anywhere near a second.
+    let turns = json.split("\"swarm_turn_us\":").nth(1).unwrap();
+    let longest = field(turns, "max");
+    assert!(longest > 0.0 && longest < 1_000_000.0, "{json}");
+    assert_eq!(server.stop().evicted, 0);
+}

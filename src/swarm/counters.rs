@@ -41,9 +41,15 @@ impl Rtt {
 pub struct LostBy {
     /// The server closed (FIN) after it had answered.
     pub closed: u64,
-    /// The server closed or reset before answering anything — what a
-    /// server at its connection limit does.
+    /// The server closed or reset before answering anything, with a
+    /// request of the swarm's to answer or within a second of the connect
+    /// — what a server at its connection limit does.
     pub rejected: u64,
+    /// The server closed or reset, without a reply, a connection on which
+    /// no request of the swarm's had reached it, a second or more after its
+    /// connect began: an eviction for a silence that was the swarm's (it
+    /// was too slow to use the connection), not a refusal.
+    pub idle: u64,
     /// The server reset the connection (or the write found it broken).
     pub reset: u64,
     /// Nothing came for the silence limit.
@@ -146,10 +152,11 @@ pub struct Counters {
 
 impl LostBy {
     /// Each reason with its count, in a fixed order.
-    pub fn fields(&self) -> [(&'static str, u64); 6] {
+    pub fn fields(&self) -> [(&'static str, u64); 7] {
         [
             ("closed", self.closed),
             ("rejected", self.rejected),
+            ("idle", self.idle),
             ("reset", self.reset),
             ("silent", self.silent),
             ("protocol", self.protocol),

@@ -42,6 +42,25 @@ const SCRATCH: usize = 64 * 1024;
 /// Most send stamps kept per connection in interval mode (4 bytes each).
 const MAX_RING: usize = 64;
 
+/// Most connects started in one turn of the loop, paced or not, and the
+/// longest a turn spends starting them; the rest wait for the next turn,
+/// which comes at once. A connect costs the kernel more the more
+/// connections there are to the same server (the ephemeral port search,
+/// from about 10 µs to about a millisecond): at 19,000 unpaced connects one
+/// turn took 5–8 s, in which no reply was read and no heartbeat sent, and
+/// the server evicted thousands of connections the swarm had not yet
+/// used. The time bound adapts to that cost; the count bounds a turn
+/// however coarse the clock.
+const CONNECTS_PER_TURN: usize = 64;
+const CONNECT_TIME_PER_TURN: Duration = Duration::from_millis(5);
+
+/// A connection closed with no reply, when none of the swarm's requests
+/// had reached it, this long or longer after its connect began, is filed
+/// as `idle`, not `rejected`: a server at its connection limit closes at
+/// once, within a round trip of the accept; one that waited this long was
+/// giving up a connection the swarm had left silent.
+const REJECTED_WITHIN: Duration = Duration::from_secs(1);
+
 /// Where the run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -536,8 +555,9 @@ impl Swarm {
             }
         }
         let now_us = self.rtt_clock.now() as u32;
+        let (mut budget, began) = (CONNECTS_PER_TURN, Instant::now());
         while let Some(&slot) = self.ready.front() {
-            if !self.pacer.try_take(now) {
+            if budget == 0 || !self.pacer.try_take(now) {
                 break;
             }
             self.ready.pop_front();
@@ -550,6 +570,10 @@ impl Swarm {
             conn.machine.handle_connect_started(now);
             self.open(slot, now);
             self.settle(slot, now, now_us);
+            budget -= 1;
+            if began.elapsed() >= CONNECT_TIME_PER_TURN {
+                break;
+            }
         }
     }
 
@@ -696,11 +720,18 @@ impl Swarm {
                             _ if reason == Reason::Requested => self.counters.churned += 1,
                             Link::Up => {
                                 self.counters.reconnects += 1;
-                                count_lost(
-                                    &mut self.counters.reconnects_by,
-                                    &reason,
-                                    conn.answered,
-                                );
+                                // Whether any request of ours reached the
+                                // server: bytes written, not just queued.
+                                let queued = conn.inflight.outstanding() * self.request_len as u64;
+                                let age = now
+                                    .saturating_sub(self.stalled_ticks)
+                                    .saturating_sub(conn.since);
+                                let seen = Seen {
+                                    answered: conn.answered,
+                                    asked: queued > conn.unsent,
+                                    after: self.clock.duration(age),
+                                };
+                                count_lost(&mut self.counters.reconnects_by, &reason, seen);
                             }
                             link => {
                                 if link == Link::Connecting {
@@ -754,12 +785,34 @@ impl Swarm {
     }
 }
 
-/// Files a lost connection under its reason.
-fn count_lost(by: &mut LostBy, reason: &Reason, answered: bool) {
+/// What the swarm saw of a connection the server closed.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// The server had sent something on it.
+    answered: bool,
+    /// A request of the swarm's had reached the server (written, not
+    /// only queued).
+    asked: bool,
+    /// How long after its connect began it was found closed, the swarm's
+    /// own stalls taken out.
+    after: Duration,
+}
+
+/// Files a lost connection under what was seen of it. A close before any
+/// reply is `rejected` if the server had a request to answer or closed
+/// at once, `idle` if it closed a connection the swarm had not yet used,
+/// after a while: that is an eviction for silence, and the silence was the
+/// swarm's.
+fn count_lost(by: &mut LostBy, reason: &Reason, seen: Seen) {
     use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
     let slot = match reason {
         Reason::PeerClosed | Reason::Io(ConnectionReset | BrokenPipe | ConnectionAborted)
-            if !answered =>
+            if !seen.answered && !seen.asked && seen.after >= REJECTED_WITHIN =>
+        {
+            &mut by.idle
+        }
+        Reason::PeerClosed | Reason::Io(ConnectionReset | BrokenPipe | ConnectionAborted)
+            if !seen.answered =>
         {
             &mut by.rejected
         }
@@ -825,4 +878,43 @@ fn check_limits(config: &SwarmConfig) -> Result<(), SwarmError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filed(reason: Reason, answered: bool, asked: bool, after_ms: u64) -> LostBy {
+        let mut by = LostBy::default();
+        let seen = Seen {
+            answered,
+            asked,
+            after: Duration::from_millis(after_ms),
+        };
+        count_lost(&mut by, &reason, seen);
+        by
+    }
+
+    #[test]
+    fn a_close_with_no_reply_is_filed_by_what_was_seen() {
+        let reset = Reason::Io(io::ErrorKind::ConnectionReset);
+        for reason in [Reason::PeerClosed, reset] {
+            // Closed at once: a server at its limit, whether or not our
+            // first request had gone out.
+            assert_eq!(filed(reason, false, false, 5).rejected, 1);
+            assert_eq!(filed(reason, false, true, 5).rejected, 1);
+            // A request of ours unanswered, then closed: still a refusal.
+            assert_eq!(filed(reason, false, true, 5_000).rejected, 1);
+            // Nothing of ours had reached it, and it waited: an eviction
+            // for the swarm's own silence.
+            assert_eq!(filed(reason, false, false, 1_000).idle, 1);
+            assert_eq!(filed(reason, false, false, 5_300).idle, 1);
+        }
+        // After a reply, by how it ended.
+        assert_eq!(filed(Reason::PeerClosed, true, false, 5_000).closed, 1);
+        assert_eq!(filed(reset, true, true, 5).reset, 1);
+        // Silence is the server's, whatever else.
+        let silent = Reason::Silent { idle: 10 };
+        assert_eq!(filed(silent, false, false, 5_000).silent, 1);
+    }
 }
