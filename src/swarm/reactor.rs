@@ -503,7 +503,7 @@ impl Swarm {
                 // Evidence before verdict: read what the kernel holds first
                 // (the readiness event may have come before a stall, or not
                 // yet be in this batch).
-                self.read(slot, false, seen, now_us);
+                self.read(slot, false, seen, now_us, None);
             }
             self.conns[slot].machine.handle_timeout(now);
             self.settle(slot, now, now_us);

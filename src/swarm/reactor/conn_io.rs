@@ -70,7 +70,9 @@ impl Swarm {
                 return;
             }
         }
-        self.read(slot, closed, seen, now_us);
+        // The event that brought us here came with the wakeup: its reply
+        // had arrived by then.
+        self.read(slot, closed, seen, now_us, Some(self.wake_us));
         self.settle(slot, now, now_us);
     }
 
@@ -79,7 +81,21 @@ impl Swarm {
     /// As in the server, a short read proves the socket drained (the next
     /// byte raises a new edge), so the `EAGAIN` read is skipped unless the
     /// event also carried the peer's FIN or an error (`closed`).
-    pub(super) fn read(&mut self, slot: usize, closed: bool, seen: Tick, now_us: u32) {
+    ///
+    /// `reported` is the wakeup (µs) whose readiness event led here, if
+    /// one did: a reply to a request sent before it is timed to it, not to
+    /// when the turn got round to reading it. What the turn took is the
+    /// swarm's own delay (`swarm_turn_us`), and a stop in the middle of a
+    /// turn is found only at the next wakeup, too late to be taken out of
+    /// replies read in the rest of that turn.
+    pub(super) fn read(
+        &mut self,
+        slot: usize,
+        closed: bool,
+        seen: Tick,
+        now_us: u32,
+        reported: Option<u64>,
+    ) {
         let flood = self.config.flood.is_some() && self.phase == Phase::Running;
         loop {
             let conn = &mut self.conns[slot];
@@ -103,16 +119,21 @@ impl Swarm {
                     for _ in 0..out.replies {
                         let proof = match conn.inflight.pop() {
                             Matched::Stamped(sent) => {
-                                let rtt = u64::from(now_us.wrapping_sub(sent));
                                 // Stamps are 32-bit (71 minutes); the stall
-                                // log is on the whole clock.
+                                // log and the wakeup are on the whole clock.
                                 let now = self.wake_us
                                     + u64::from(now_us.wrapping_sub(self.wake_us as u32));
-                                let stalled = self.stall_log.since(now.saturating_sub(rtt));
+                                let sent = now.saturating_sub(u64::from(now_us.wrapping_sub(sent)));
+                                let received = match reported {
+                                    Some(at) if at > sent => at,
+                                    _ => now,
+                                };
+                                let stalled = self.stall_log.since(sent);
                                 if stalled > 0 {
                                     self.counters.stall_adjusted_replies += 1;
                                 }
-                                self.rtts.record(rtt.saturating_sub(stalled).max(1));
+                                let rtt = (received - sent).saturating_sub(stalled);
+                                self.rtts.record(rtt.max(1));
                                 answered += 1;
                                 Proof::Reply
                             }
