@@ -568,7 +568,23 @@ fn a_connect_wait_bound_out_of_range_is_a_usage_error_naming_the_flag() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("--max-connect-wait"), "{stderr}");
+    assert!(
+        stderr.contains("--max-connect-wait: must be between 1ms and 24h"),
+        "{stderr}"
+    );
+    // And a value in range is taken: the run goes ahead (and fails, for
+    // nobody listens there), rather than stopping at the flag.
+    let out = swarm(&[
+        "--connect",
+        &free_port().to_string(),
+        "--clients",
+        "1",
+        "--duration",
+        "200ms",
+        "--max-connect-wait",
+        "50ms",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
 }
 
 #[test]
