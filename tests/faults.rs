@@ -545,8 +545,10 @@ fn restart_storm() {
         "not every client back within {bound:?} of the kill; swarm:\n{}",
         swarm.log()
     );
+    // 3: the restart cost replies; 4: the swarm itself fell behind in the
+    // storm (its own failure only). Either way it ran to its report.
     assert!(
-        matches!(status.code(), Some(0) | Some(3)),
+        matches!(status.code(), Some(0) | Some(3) | Some(4)),
         "swarm exit {status:?}\n{}",
         swarm.log()
     );

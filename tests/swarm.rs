@@ -484,3 +484,158 @@ fn churn_closes_idle_connections_on_purpose_and_costs_no_reply() {
     assert_eq!(stats.closed_by_peer, stats.accepted, "{stats}");
     assert_eq!(stats.evicted, 0, "{stats}");
 }
+
+#[test]
+fn reconnects_that_hang_on_a_server_that_takes_no_new_connections_fail_the_run() {
+    // Existing connections keep being answered; from 1.5 s on every new SYN
+    // is dropped. Churn closes 10 a second, and their reconnects hang: by
+    // the end, 2 s and 1 s after the last two waves, they are far past
+    // the bound (2 × 200 ms), and the run must not call them open.
+    let mut server = Answerer::heartbeats_backlog_one();
+    let addr = server.addr.to_string();
+    let started = Instant::now();
+    let mut load = Child::spawn(&[
+        "swarm",
+        "--connect",
+        &addr,
+        "--clients",
+        "100",
+        "--interval",
+        "200ms",
+        "--churn",
+        "10",
+        "--backoff-min",
+        "50ms",
+        "--backoff-max",
+        "100ms",
+        "--duration",
+        "4s",
+        "--json",
+        "-",
+    ]);
+    std::thread::sleep(Duration::from_millis(1500).saturating_sub(started.elapsed()));
+    server.stop_accepting();
+    let status = load.wait_exit(Duration::from_secs(30));
+    let json = load.stdout_text();
+    let _ = load.wait_for_line("\u{0}never", Duration::from_millis(300));
+    let log = load.log();
+    assert_eq!(status.code(), Some(3), "{json}\n{log}");
+    // Churn at 2 s and 3 s, 10 each; allow for a wave that found few idle.
+    let stuck = field(&json, "stuck_connects");
+    assert!(stuck >= 10.0, "{json}");
+    assert!(field(&json, "longest_connect_ms") >= 900.0, "{json}");
+    assert_eq!(field(&json, "max_connect_wait_ms"), 400.0, "{json}");
+    assert!(
+        field(&json, "connected") + field(&json, "churn_pending") + stuck <= 100.0,
+        "a stuck reconnect counted as pending: {json}"
+    );
+    assert!(
+        json.contains("connects were not done within --max-connect-wait 400 ms"),
+        "{json}"
+    );
+    assert!(log.contains("still hanging at the end"), "{log}");
+
+    // The opening ramp the same: connects that hang from the start are
+    // stuck, not pending.
+    let out = swarm(&[
+        "--connect",
+        &addr,
+        "--clients",
+        "5",
+        "--interval",
+        "200ms",
+        "--duration",
+        "1s",
+        "--json",
+        "-",
+    ]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{json}");
+    assert_eq!(field(&json, "stuck_connects"), 5.0, "{json}");
+    assert!(json.contains("5 connects were not done within"), "{json}");
+}
+
+#[test]
+fn a_connect_wait_bound_out_of_range_is_a_usage_error_naming_the_flag() {
+    let out = swarm(&[
+        "--connect",
+        "127.0.0.1:9",
+        "--clients",
+        "1",
+        "--max-connect-wait",
+        "0ms",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--max-connect-wait: must be between 1ms and 24h"),
+        "{stderr}"
+    );
+    // And a value in range is taken: the run goes ahead (and fails, for
+    // nobody listens there), rather than stopping at the flag.
+    let out = swarm(&[
+        "--connect",
+        &free_port().to_string(),
+        "--clients",
+        "1",
+        "--duration",
+        "200ms",
+        "--max-connect-wait",
+        "50ms",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn unpaced_connects_are_spread_over_turns_and_no_connection_is_left_unused() {
+    // --connect-rate 0 once started every connect in one turn: at 19,000
+    // that turn took seconds, in which no connection it had opened was
+    // used, and a server evicted them. The first status line comes in the
+    // second turn of the loop at the earliest: by then one turn started
+    // all 3000 connects, where a turn now starts at most 64.
+    let server = Lubdub::start(any_port(), Duration::from_millis(500), 3);
+    let out = swarm(&[
+        "--connect",
+        &server.addr.to_string(),
+        "--clients",
+        "3000",
+        "--connect-rate",
+        "0",
+        "--interval",
+        "500ms",
+        "--duration",
+        "2500ms",
+        "--status-every",
+        "1ms",
+        "--json",
+        "-",
+    ]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr
+        .lines()
+        .find(|l| l.contains("/3000 up "))
+        .unwrap_or_else(|| panic!("no status line:\n{stderr}"));
+    let number_before = |word: &str| -> u64 {
+        first
+            .split(word)
+            .next()
+            .and_then(|head| head.split(['/', ' ']).rfind(|w| !w.is_empty()))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count before {word:?} in {first:?}"))
+    };
+    let started = number_before("/3000 up") + number_before(" connecting");
+    assert!(
+        started < 1000,
+        "{started} connects started before the first status line: {first}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{json}\n{stderr}");
+    assert_eq!(field(&json, "connected"), 3000.0, "{json}");
+    assert_eq!(field(&json, "reconnects"), 0.0, "{json}");
+    // Every turn is timed; none held the loop anywhere near a second.
+    let turns = json.split("\"swarm_turn_us\":").nth(1).unwrap();
+    let longest = field(turns, "max");
+    assert!(longest > 0.0 && longest < 1_000_000.0, "{json}");
+    assert_eq!(server.stop().evicted, 0);
+}

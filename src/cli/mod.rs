@@ -38,6 +38,7 @@ enum Command {
     Client(client::ClientArgs),
     /// Hold many heartbeating connections to load-test a server.
     // Boxed: its flags outweigh the others' several times over.
+    #[command(after_help = swarm::EXIT_CODES)]
     Swarm(Box<swarm::SwarmArgs>),
 }
 

@@ -12,6 +12,19 @@ use lubdub::swarm::{Criteria, Exchange, Snapshot, Swarm, SwarmConfig, SwarmError
 
 /// Exit code when the run did not meet its target (connections or replies).
 pub const TARGET_MISSED: i32 = 3;
+/// Exit code when the run failed only for the swarm's own doing (it stalled
+/// or fell behind): the server was not found wanting, nor vouched for.
+pub const SWARM_FAILED_ITSELF: i32 = 4;
+
+/// The exit codes, for `--help`.
+pub const EXIT_CODES: &str = "Exit codes:
+  0  the run was ok
+  1  the swarm could not run (file limit, ports, event loop)
+  2  a bad flag or value, or a --json path that cannot be written
+  3  the run missed its target (the reasons are the last line on stderr)
+  4  the run failed only for the swarm's own doing: it stalled longer than
+     --max-stall, or fell so far behind that it skipped heartbeats; the
+     server is not blamed, and the run proves nothing about it";
 
 /// Flags of `lubdub swarm`.
 #[derive(Args, Debug)]
@@ -92,6 +105,11 @@ pub struct SwarmArgs {
     /// The run fails with more lost connections than this (churn aside).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub max_reconnects: u64,
+    /// The run fails when a connect (the first or a reconnect) is not done
+    /// within this long, or is still hanging this long when the run ends
+    /// [default: the shorter of --connect-timeout and 2 × --interval; 1ms..=24h].
+    #[arg(long, value_parser = super::duration, value_name = "DUR")]
+    pub max_connect_wait: Option<Duration>,
     #[command(flatten)]
     keepalive: super::KeepaliveArgs,
     /// Log level: off, error, warn, info, debug (one line per connect and reconnect), trace.
@@ -165,6 +183,7 @@ pub fn run(args: SwarmArgs) -> i32 {
             max_late: args.max_late,
             max_connect_failures: args.max_connect_failures,
             max_reconnects: args.max_reconnects,
+            max_connect_wait: args.max_connect_wait,
         },
         // A terminal gets one line rewritten every second; a log file or
         // pipe a plain line every five seconds. Either way each line covers
@@ -233,7 +252,11 @@ pub fn run(args: SwarmArgs) -> i32 {
         None => 0,
         Some(reason) => {
             eprintln!("lubdub: swarm: {reason}");
-            TARGET_MISSED
+            if report.failed_by_swarm_only() {
+                SWARM_FAILED_ITSELF
+            } else {
+                TARGET_MISSED
+            }
         }
     }
 }

@@ -43,6 +43,10 @@ pub(super) struct Conn {
     pub unfinished: bool,
     /// Which addresses the current connect attempt has tried.
     pub attempt: Attempt,
+    /// When the current (or last) connect attempt began, on the swarm's
+    /// running clock (its own stalls taken out): how long a connect has
+    /// hung, and how long after its connect a connection was closed.
+    pub since: Tick,
 }
 
 /// Recognises replies in the byte stream.

@@ -41,9 +41,15 @@ impl Rtt {
 pub struct LostBy {
     /// The server closed (FIN) after it had answered.
     pub closed: u64,
-    /// The server closed or reset before answering anything — what a
-    /// server at its connection limit does.
+    /// The server closed or reset before answering anything, with a
+    /// request of the swarm's to answer or within a second of the connect
+    /// — what a server at its connection limit does.
     pub rejected: u64,
+    /// The server closed or reset, without a reply, a connection on which
+    /// no request of the swarm's had reached it, a second or more after its
+    /// connect began: an eviction for a silence that was the swarm's (it
+    /// was too slow to use the connection), not a refusal.
+    pub idle: u64,
     /// The server reset the connection (or the write found it broken).
     pub reset: u64,
     /// Nothing came for the silence limit.
@@ -85,6 +91,17 @@ pub struct Counters {
     pub connect_failures: u64,
     /// Connects that failed, by reason.
     pub connect_failures_by: FailedBy,
+    /// Connects that completed, but later than the connect-wait bound
+    /// (`--max-connect-wait`). A failed run.
+    pub slow_connects: u64,
+    /// Connects still in flight when sending stopped that had already been
+    /// in flight longer than the connect-wait bound: a connection that is
+    /// not coming back, not one on its way. A failed run; set at the end.
+    pub stuck_connects: u64,
+    /// The longest any connect was in flight (completed, failed, or still
+    /// hanging at the end), in milliseconds, the swarm's own stalls taken
+    /// out.
+    pub longest_connect_ms: u64,
     /// Established connections that were lost (each is followed by a reconnect).
     pub reconnects: u64,
     /// Lost connections, by reason.
@@ -123,16 +140,23 @@ pub struct Counters {
     pub pauses: u64,
     /// Total length of those stalls, in milliseconds.
     pub paused_ms: u64,
+    /// The longest of them, in milliseconds.
+    pub longest_pause_ms: u64,
+    /// Round trips that spanned a stall of the swarm's own, timed with the
+    /// stall taken out: a reply that waited in the socket while the swarm
+    /// was stopped is the swarm's delay, not the server's.
+    pub stall_adjusted_replies: u64,
     /// Socket options the kernel refused on new connections (kept).
     pub sockopt_errors: u64,
 }
 
 impl LostBy {
     /// Each reason with its count, in a fixed order.
-    pub fn fields(&self) -> [(&'static str, u64); 6] {
+    pub fn fields(&self) -> [(&'static str, u64); 7] {
         [
             ("closed", self.closed),
             ("rejected", self.rejected),
+            ("idle", self.idle),
             ("reset", self.reset),
             ("silent", self.silent),
             ("protocol", self.protocol),

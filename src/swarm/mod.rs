@@ -39,6 +39,7 @@ pub mod pace;
 pub mod ports;
 mod reactor;
 pub mod report;
+mod stall_log;
 pub mod status;
 pub mod verdict;
 
@@ -198,6 +199,19 @@ pub const MAX_FLOOD_DEPTH: u32 = 4096;
 pub const MAX_EXCHANGE_LEN: usize = 64 * 1024;
 
 impl SwarmConfig {
+    /// How long a connect may be in flight before it counts against the
+    /// run: `--max-connect-wait`, or else the shorter of the connect timeout
+    /// and two intervals. Two intervals: a connection that is not up by
+    /// then has missed a heartbeat it should have sent, and a reconnect
+    /// that hangs (a server that keeps its connections but takes no new
+    /// ones) is seen long before the run ends rather than passing as a
+    /// connection on its way back.
+    pub fn connect_wait_bound(&self) -> Duration {
+        self.criteria
+            .max_connect_wait
+            .unwrap_or_else(|| self.connect_timeout.min(self.interval.saturating_mul(2)))
+    }
+
     pub(crate) fn timing(&self) -> Timing {
         Timing {
             interval: self.interval,
@@ -270,6 +284,9 @@ impl SwarmConfig {
             Duration::from_micros(1),
             MAX_WAIT,
         )?;
+        if let Some(wait) = self.criteria.max_connect_wait {
+            check::duration("max_connect_wait", wait, Duration::from_millis(1), MAX_WAIT)?;
+        }
         check::max_frame(self.max_frame)?;
         check::client_tick(self.tick, self.interval)?;
         if let Some(first) = self.sources.first() {
@@ -381,8 +398,41 @@ mod tests {
         assert_eq!(v6_from_v4.validate().unwrap_err().field, "source_addrs");
         let misses = SwarmConfig {
             misses: u32::MAX,
-            ..base
+            ..base.clone()
         };
         assert_eq!(misses.validate().unwrap_err().field, "misses");
+        let wait = SwarmConfig {
+            criteria: Criteria {
+                max_connect_wait: Some(Duration::ZERO),
+                ..Criteria::default()
+            },
+            ..base
+        };
+        assert_eq!(wait.validate().unwrap_err().field, "max_connect_wait");
+    }
+
+    #[test]
+    fn the_connect_wait_bound_is_the_shorter_of_the_connect_timeout_and_two_intervals() {
+        let at = |interval_ms, timeout_ms| SwarmConfig {
+            interval: Duration::from_millis(interval_ms),
+            connect_timeout: Duration::from_millis(timeout_ms),
+            ..SwarmConfig::default()
+        };
+        assert_eq!(
+            at(200, 10_000).connect_wait_bound(),
+            Duration::from_millis(400)
+        );
+        assert_eq!(
+            at(5_000, 3_000).connect_wait_bound(),
+            Duration::from_millis(3_000)
+        );
+        let flag = SwarmConfig {
+            criteria: Criteria {
+                max_connect_wait: Some(Duration::from_secs(7)),
+                ..Criteria::default()
+            },
+            ..at(200, 10_000)
+        };
+        assert_eq!(flag.connect_wait_bound(), Duration::from_secs(7));
     }
 }

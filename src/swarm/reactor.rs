@@ -12,6 +12,7 @@ use super::conn::{Conn, Inflight, Link, Pattern, Reader};
 use super::counters::{rtt_histogram, Counters, FailedBy, LostBy, Rtt, Rtts};
 use super::pace::Pacer;
 use super::report::Report;
+use super::stall_log::StallLog;
 use super::status::{Snapshot, Window};
 use super::{Exchange, SwarmConfig, SwarmError};
 use crate::client::describe;
@@ -40,6 +41,25 @@ const SCRATCH: usize = 64 * 1024;
 
 /// Most send stamps kept per connection in interval mode (4 bytes each).
 const MAX_RING: usize = 64;
+
+/// Most connects started in one turn of the loop, paced or not, and the
+/// longest a turn spends starting them; the rest wait for the next turn,
+/// which comes at once. A connect costs the kernel more the more
+/// connections there are to the same server (the ephemeral port search,
+/// from about 10 µs to about a millisecond): at 19,000 unpaced connects one
+/// turn took 5–8 s, in which no reply was read and no heartbeat sent, and
+/// the server evicted thousands of connections the swarm had not yet
+/// used. The time bound adapts to that cost; the count bounds a turn
+/// however coarse the clock.
+const CONNECTS_PER_TURN: usize = 64;
+const CONNECT_TIME_PER_TURN: Duration = Duration::from_millis(5);
+
+/// A connection closed with no reply, when none of the swarm's requests
+/// had reached it, this long or longer after its connect began, is filed
+/// as `idle`, not `rejected`: a server at its connection limit closes at
+/// once, within a round trip of the accept; one that waited this long was
+/// giving up a connection the swarm had left silent.
+const REJECTED_WITHIN: Duration = Duration::from_secs(1);
 
 /// Where the run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +100,16 @@ pub struct Swarm {
     rtts: Rtts,
     /// How late heartbeats went out against their schedule (µs).
     lag: Histogram<u64>,
+    /// How long each turn of the loop took, from waking to waiting again
+    /// (µs): the longest an arrived reply or a due deadline could wait to
+    /// be seen, in either mode. A turn that opens thousands of connects,
+    /// or one the swarm was stopped in, shows here.
+    turns: Histogram<u64>,
+    /// The swarm's recent stalls, taken out of the round trips that span them.
+    stall_log: StallLog,
+    /// The microsecond clock at the last wakeup: with it a 32-bit stamp
+    /// taken later in the same turn is made whole again.
+    wake_us: u64,
     counters: Counters,
     /// Requests outstanding over all connections.
     in_flight: u64,
@@ -90,6 +120,14 @@ pub struct Swarm {
     /// they are read; both keep their capacity.
     unfinished: Vec<usize>,
     unfinished_spare: Vec<usize>,
+    /// Ticks the swarm was kept from running so far, all its stalls
+    /// together: `now - stalled_ticks` is its running clock, on which a
+    /// connect's wait is measured, so a stall of the swarm's own is never
+    /// taken for a server slow to accept.
+    stalled_ticks: Tick,
+    /// How long a connect may be in flight before it counts against the
+    /// run, in ticks (see [`SwarmConfig::connect_wait_bound`]).
+    connect_wait_bound: Tick,
     /// Picks the connections to churn.
     churn_rng: Rng,
     /// Churn owed but not yet done: the fraction of a connection carried
@@ -153,6 +191,7 @@ impl Swarm {
                 churned: false,
                 unfinished: false,
                 attempt: Attempt::default(),
+                since: 0,
             });
         }
         let ticks_per_second = clock.ticks(Duration::from_secs(1));
@@ -170,6 +209,9 @@ impl Swarm {
             template,
             rtts: Rtts::new(),
             lag: rtt_histogram(),
+            turns: rtt_histogram(),
+            stall_log: StallLog::new(),
+            wake_us: 0,
             counters: Counters::default(),
             in_flight: 0,
             stalls: Stalls::new(
@@ -179,6 +221,8 @@ impl Swarm {
             ),
             unfinished: Vec::new(),
             unfinished_spare: Vec::new(),
+            stalled_ticks: 0,
+            connect_wait_bound: clock.ticks(config.connect_wait_bound()),
             churn_rng: rng.split(),
             churn_due: 0.0,
             phase: Phase::Running,
@@ -222,6 +266,7 @@ impl Swarm {
         let second = self.clock.ticks(Duration::from_secs(1));
         let mut next_churn = (self.config.churn > 0.0).then_some(second);
         let (mut connected_at_end, mut churn_pending) = (0, 0);
+        let mut turn_began = Instant::now();
         for slot in 0..self.conns.len() {
             self.conns[slot].machine.start(0);
             self.settle(slot, 0, 0);
@@ -237,6 +282,19 @@ impl Swarm {
                 last.last = true;
                 on_status(&last);
                 connected_at_end = self.counters.connected;
+                // A connect still hanging past the bound is not a
+                // connection on its way back: it is counted as stuck, and a
+                // churned one stuck so is not pending but down.
+                let mut stuck = 0;
+                for slot in 0..self.conns.len() {
+                    if self.conns[slot].link == Link::Connecting
+                        && self.connect_done(slot, now, false)
+                    {
+                        stuck += 1;
+                        self.conns[slot].churned = false;
+                    }
+                }
+                self.counters.stuck_connects = stuck;
                 churn_pending = self
                     .conns
                     .iter()
@@ -282,20 +340,26 @@ impl Swarm {
                 Phase::Draining { until } => wake[2] = Some(until),
             }
             let deadline = wake.iter().flatten().min().copied();
-            let timeout = deadline.map(|d| self.clock.until(d, Instant::now()));
+            let turn_ended = Instant::now();
+            let turn = turn_ended.saturating_duration_since(turn_began);
+            self.turns
+                .saturating_record((turn.as_micros() as u64).max(1));
+            let timeout = deadline.map(|d| self.clock.until(d, turn_ended));
             // Data left by a read budget raises no new edge: do not sleep on it.
             let timeout = if self.unfinished.is_empty() {
                 timeout
             } else {
                 Some(Duration::ZERO)
             };
-            let timeout = self.stalls.before_poll(Instant::now(), timeout);
+            let timeout = self.stalls.before_poll(turn_ended, timeout);
             match self.poll.poll(&mut self.events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(SwarmError::Poll(e)),
             }
-            self.excuse_stall(Instant::now());
+            turn_began = Instant::now();
+            self.wake_us = self.rtt_clock.tick_at(turn_began);
+            self.excuse_stall(turn_began);
             if let Some(answer) = self.resolver.answer() {
                 let now = self.clock.now();
                 self.addrs.resolved(answer, now);
@@ -349,7 +413,12 @@ impl Swarm {
             rtt_count,
             rtt_mean_us,
             lag: Rtt::of(&self.lag),
-            criteria: self.config.criteria,
+            turns: Rtt::of(&self.turns),
+            // The bound the run was judged by, whether given or derived.
+            criteria: super::Criteria {
+                max_connect_wait: Some(self.config.connect_wait_bound()),
+                ..self.config.criteria
+            },
         })
     }
 
@@ -400,6 +469,14 @@ impl Swarm {
         };
         self.counters.pauses += 1;
         self.counters.paused_ms += stall.nanos / 1_000_000;
+        self.counters.longest_pause_ms =
+            self.counters.longest_pause_ms.max(stall.nanos / 1_000_000);
+        self.stalled_ticks += stall.nanos / self.clock.tick_nanos();
+        // Placed where it was: it began `since` before this judgement and
+        // lasted `nanos` (a reply that came in it is read only now).
+        let judged = self.rtt_clock.tick_at(instant);
+        let began = judged.saturating_sub(stall.since / 1_000);
+        self.stall_log.record(began, began + stall.nanos / 1_000);
         if stall.excused {
             let now = self.clock.tick_of(nanos);
             let tick = self.clock.tick_nanos();
@@ -442,7 +519,7 @@ impl Swarm {
                 // Evidence before verdict: read what the kernel holds first
                 // (the readiness event may have come before a stall, or not
                 // yet be in this batch).
-                self.read(slot, false, seen, now_us);
+                self.read(slot, false, seen, now_us, None);
                 if self.conns[slot].unfinished {
                     // More than a budget waits: the verdict waits for it
                     // (the timer, past due, fires again next turn).
@@ -472,7 +549,7 @@ impl Swarm {
             }
             // As if the FIN had come: read until `WouldBlock`, not just
             // until a short read.
-            self.read(slot, true, seen, now_us);
+            self.read(slot, true, seen, now_us, None);
             self.settle(slot, now, now_us);
         }
         slots.clear();
@@ -524,8 +601,9 @@ impl Swarm {
             }
         }
         let now_us = self.rtt_clock.now() as u32;
+        let (mut budget, began) = (CONNECTS_PER_TURN, Instant::now());
         while let Some(&slot) = self.ready.front() {
-            if !self.pacer.try_take(now) {
+            if budget == 0 || !self.pacer.try_take(now) {
                 break;
             }
             self.ready.pop_front();
@@ -534,10 +612,39 @@ impl Swarm {
                 continue;
             }
             conn.attempt = Attempt::default();
+            conn.since = now.saturating_sub(self.stalled_ticks);
             conn.machine.handle_connect_started(now);
             self.open(slot, now);
             self.settle(slot, now, now_us);
+            budget -= 1;
+            if began.elapsed() >= CONNECT_TIME_PER_TURN {
+                break;
+            }
         }
+    }
+
+    /// A connect attempt of `slot` is over at `now` (`completed`), or is
+    /// being judged while still in flight: records how long it has been in
+    /// flight, counts a completed one that took longer than the bound as
+    /// slow, and returns whether it is past the bound.
+    pub(super) fn connect_done(&mut self, slot: usize, now: Tick, completed: bool) -> bool {
+        let waited = now
+            .saturating_sub(self.stalled_ticks)
+            .saturating_sub(self.conns[slot].since);
+        let ms = self.clock.duration(waited).as_millis() as u64;
+        self.counters.longest_connect_ms = self.counters.longest_connect_ms.max(ms);
+        let late = waited > self.connect_wait_bound;
+        if late && completed {
+            self.counters.slow_connects += 1;
+            if self.counters.slow_connects == 1 {
+                log::info!(
+                    "connect to {} took {ms} ms, longer than the connect-wait bound {} (the first; every one is counted)",
+                    self.config.connect,
+                    crate::duration::format(self.config.connect_wait_bound())
+                );
+            }
+        }
+        late
     }
 
     /// Starts `slot`'s connect to the next address of this attempt not yet
@@ -662,13 +769,23 @@ impl Swarm {
                             _ if reason == Reason::Requested => self.counters.churned += 1,
                             Link::Up => {
                                 self.counters.reconnects += 1;
-                                count_lost(
-                                    &mut self.counters.reconnects_by,
-                                    &reason,
-                                    conn.answered,
-                                );
+                                // Whether any request of ours reached the
+                                // server: bytes written, not just queued.
+                                let queued = conn.inflight.outstanding() * self.request_len as u64;
+                                let age = now
+                                    .saturating_sub(self.stalled_ticks)
+                                    .saturating_sub(conn.since);
+                                let seen = Seen {
+                                    answered: conn.answered,
+                                    asked: queued > conn.unsent,
+                                    after: self.clock.duration(age),
+                                };
+                                count_lost(&mut self.counters.reconnects_by, &reason, seen);
                             }
-                            _ => {
+                            link => {
+                                if link == Link::Connecting {
+                                    self.connect_done(slot, now, false);
+                                }
                                 // A churned connection that cannot come
                                 // back is down for real now.
                                 self.conns[slot].churned = false;
@@ -717,12 +834,34 @@ impl Swarm {
     }
 }
 
-/// Files a lost connection under its reason.
-fn count_lost(by: &mut LostBy, reason: &Reason, answered: bool) {
+/// What the swarm saw of a connection the server closed.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// The server had sent something on it.
+    answered: bool,
+    /// A request of the swarm's had reached the server (written, not
+    /// only queued).
+    asked: bool,
+    /// How long after its connect began it was found closed, the swarm's
+    /// own stalls taken out.
+    after: Duration,
+}
+
+/// Files a lost connection under what was seen of it. A close before any
+/// reply is `rejected` if the server had a request to answer or closed
+/// at once, `idle` if it closed a connection the swarm had not yet used,
+/// after a while: that is an eviction for silence, and the silence was the
+/// swarm's.
+fn count_lost(by: &mut LostBy, reason: &Reason, seen: Seen) {
     use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
     let slot = match reason {
         Reason::PeerClosed | Reason::Io(ConnectionReset | BrokenPipe | ConnectionAborted)
-            if !answered =>
+            if !seen.answered && !seen.asked && seen.after >= REJECTED_WITHIN =>
+        {
+            &mut by.idle
+        }
+        Reason::PeerClosed | Reason::Io(ConnectionReset | BrokenPipe | ConnectionAborted)
+            if !seen.answered =>
         {
             &mut by.rejected
         }
@@ -793,4 +932,43 @@ fn check_limits(config: &SwarmConfig) -> Result<(), SwarmError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filed(reason: Reason, answered: bool, asked: bool, after_ms: u64) -> LostBy {
+        let mut by = LostBy::default();
+        let seen = Seen {
+            answered,
+            asked,
+            after: Duration::from_millis(after_ms),
+        };
+        count_lost(&mut by, &reason, seen);
+        by
+    }
+
+    #[test]
+    fn a_close_with_no_reply_is_filed_by_what_was_seen() {
+        let reset = Reason::Io(io::ErrorKind::ConnectionReset);
+        for reason in [Reason::PeerClosed, reset] {
+            // Closed at once: a server at its limit, whether or not our
+            // first request had gone out.
+            assert_eq!(filed(reason, false, false, 5).rejected, 1);
+            assert_eq!(filed(reason, false, true, 5).rejected, 1);
+            // A request of ours unanswered, then closed: still a refusal.
+            assert_eq!(filed(reason, false, true, 5_000).rejected, 1);
+            // Nothing of ours had reached it, and it waited: an eviction
+            // for the swarm's own silence.
+            assert_eq!(filed(reason, false, false, 1_000).idle, 1);
+            assert_eq!(filed(reason, false, false, 5_300).idle, 1);
+        }
+        // After a reply, by how it ended.
+        assert_eq!(filed(Reason::PeerClosed, true, false, 5_000).closed, 1);
+        assert_eq!(filed(reset, true, true, 5).reset, 1);
+        // Silence is the server's, whatever else.
+        let silent = Reason::Silent { idle: 10 };
+        assert_eq!(filed(silent, false, false, 5_000).silent, 1);
+    }
 }

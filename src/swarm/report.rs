@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::counters::{human_list, json_object, Counters, Rtt};
-use super::verdict::Criteria;
+use super::verdict::{Criteria, Failure};
 
 /// The end-of-run report.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +28,9 @@ pub struct Report {
     pub elapsed: Duration,
     /// Round-trip percentiles. In interval mode each is measured from when
     /// its heartbeat was due, so the swarm's own lateness is in it; in flood
-    /// mode (a closed loop) from when the request was sent.
+    /// mode (a closed loop) from when the request was sent. Either way a
+    /// stall of the swarm's own (kept from running) is taken out of the
+    /// round trips that span it.
     pub rtt: Rtt,
     /// Round trips recorded.
     pub rtt_count: u64,
@@ -38,6 +40,10 @@ pub struct Report {
     /// microseconds: its own lag, to tell a slow server from a slow load
     /// generator (zero in flood mode).
     pub lag: Rtt,
+    /// How long the turns of the swarm's loop took, in microseconds, in
+    /// either mode: the longest an arrived reply or a due deadline waited
+    /// to be seen.
+    pub turns: Rtt,
     /// What the run was judged by.
     pub criteria: Criteria,
 }
@@ -50,7 +56,19 @@ impl Report {
 
     /// Every way the run missed its target, one line each.
     pub fn failures(&self) -> Vec<String> {
+        self.judged().into_iter().map(|f| f.reason).collect()
+    }
+
+    /// Every way the run missed its target, with whose doing each was.
+    pub fn judged(&self) -> Vec<Failure> {
         self.criteria.failures(self)
+    }
+
+    /// Whether the run failed only for the swarm's own doing (it stalled or
+    /// fell behind), none of it the server's.
+    pub fn failed_by_swarm_only(&self) -> bool {
+        let all = self.judged();
+        !all.is_empty() && all.iter().all(|f| f.swarm_own)
     }
 
     /// Why the run missed its target, on one line, if it did.
@@ -91,25 +109,31 @@ impl Report {
             concat!(
                 "{{\"target\":{},\"connected\":{},\"peak_connected\":{},",
                 "\"connect_failures\":{},\"connect_failures_by_reason\":{},",
+                "\"slow_connects\":{},\"stuck_connects\":{},\"longest_connect_ms\":{},",
                 "\"reconnects\":{},\"reconnects_by_reason\":{},\"churned\":{},\"churn_pending\":{},",
                 "\"heartbeats_sent\":{},\"skipped_sends\":{},",
                 "\"replies\":{},\"untimed_replies\":{},\"unexpected_replies\":{},",
                 "\"missing_replies\":{},\"late_replies\":{},",
                 "\"protocol_errors\":{},\"dropped_bytes\":{},\"other_frames\":{},",
-                "\"pauses\":{},\"paused_ms\":{},\"sockopt_errors\":{},",
+                "\"pauses\":{},\"paused_ms\":{},\"longest_pause_ms\":{},\"stall_adjusted_replies\":{},",
+                "\"sockopt_errors\":{},",
                 "\"elapsed_s\":{:.3},\"replies_per_s\":{:.1},",
                 "\"rtt_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{},\"mean\":{:.1},\"count\":{}}},",
                 "\"closed_loop\":{},\"swarm_lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},",
+                "\"swarm_turn_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},",
                 "\"mode\":\"{}\",\"interval_ms\":{},\"flood_depth\":{},",
                 "\"criteria\":{{\"max_p99_ms\":{},\"max_stall_ms\":{},\"max_late\":{},",
-                "\"max_connect_failures\":{},\"max_reconnects\":{}}},",
-                "\"ok\":{},\"failure\":{}}}"
+                "\"max_connect_failures\":{},\"max_reconnects\":{},\"max_connect_wait_ms\":{}}},",
+                "\"ok\":{},\"swarm_own_failure\":{},\"failure\":{}}}"
             ),
             self.target,
             self.connected,
             c.peak_connected,
             c.connect_failures,
             json_object(&c.connect_failures_by.fields()),
+            c.slow_connects,
+            c.stuck_connects,
+            c.longest_connect_ms,
             c.reconnects,
             json_object(&c.reconnects_by.fields()),
             c.churned,
@@ -126,6 +150,8 @@ impl Report {
             c.other_frames,
             c.pauses,
             c.paused_ms,
+            c.longest_pause_ms,
+            c.stall_adjusted_replies,
             c.sockopt_errors,
             self.elapsed.as_secs_f64(),
             self.replies_per_s(),
@@ -139,6 +165,9 @@ impl Report {
             self.lag.p50,
             self.lag.p99,
             self.lag.max,
+            self.turns.p50,
+            self.turns.p99,
+            self.turns.max,
             self.mode,
             self.interval_ms,
             self.flood_depth,
@@ -147,7 +176,11 @@ impl Report {
             self.criteria.max_late,
             self.criteria.max_connect_failures,
             self.criteria.max_reconnects,
+            self.criteria
+                .max_connect_wait
+                .map_or("null".to_string(), |d| d.as_millis().to_string()),
             failure == "null",
+            self.failed_by_swarm_only(),
             failure,
         );
         out
@@ -167,6 +200,16 @@ impl Report {
             human_list(&c.connect_failures_by.fields()),
             c.reconnects,
             human_list(&c.reconnects_by.fields()),
+        );
+        let _ = writeln!(
+            out,
+            "connects:    the longest in flight {} ms (bound {}), {} done late, {} still hanging at the end",
+            c.longest_connect_ms,
+            self.criteria
+                .max_connect_wait
+                .map_or("none".to_string(), |d| format!("{} ms", d.as_millis())),
+            c.slow_connects,
+            c.stuck_connects,
         );
         if c.churned > 0 {
             let _ = writeln!(
@@ -207,6 +250,11 @@ impl Report {
                 self.lag.p50, self.lag.p99, self.lag.max, c.skipped_sends
             );
         }
+        let _ = writeln!(
+            out,
+            "swarm turns: p50 {}us  p99 {}us  max {}us per turn of its loop (the longest a reply or deadline waited to be seen)",
+            self.turns.p50, self.turns.p99, self.turns.max
+        );
         if c.protocol_errors + c.dropped_bytes + c.other_frames + c.unexpected_replies > 0 {
             let _ = writeln!(
                 out,
@@ -224,16 +272,21 @@ impl Report {
         if c.pauses > 0 {
             let _ = writeln!(
                 out,
-                "stalls:      the swarm itself stalled {} times, {}ms in all",
-                c.pauses, c.paused_ms
+                "stalls:      the swarm itself stalled {} times, {}ms in all, the longest {}ms; taken out of the {} round trips that spanned them",
+                c.pauses, c.paused_ms, c.longest_pause_ms, c.stall_adjusted_replies
             );
         }
-        let failures = self.failures();
+        let failures = self.judged();
         if failures.is_empty() {
             let _ = writeln!(out, "result:      ok");
         }
-        for reason in failures {
-            let _ = writeln!(out, "result:      FAILED: {reason}");
+        for failure in failures {
+            let whose = if failure.swarm_own {
+                " (the swarm's own)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "result:      FAILED{whose}: {}", failure.reason);
         }
         out
     }
@@ -288,6 +341,7 @@ mod tests {
             rtt_count: hist.len(),
             rtt_mean_us: hist.mean(),
             lag: Rtt::default(),
+            turns: Rtt::default(),
             criteria: Criteria::default(),
         }
     }
@@ -300,6 +354,10 @@ mod tests {
             "connected",
             "peak_connected",
             "connect_failures",
+            "slow_connects",
+            "stuck_connects",
+            "longest_connect_ms",
+            "max_connect_wait_ms",
             "reconnects",
             "heartbeats_sent",
             "replies",
@@ -316,7 +374,10 @@ mod tests {
             assert!(json.contains(&format!("\"{field}\":")), "{field} in {json}");
         }
         assert!(json.contains("\"replies_per_s\":10.0"), "{json}");
-        assert!(json.contains("\"ok\":true,\"failure\":null}"), "{json}");
+        assert!(
+            json.contains("\"ok\":true,\"swarm_own_failure\":false,\"failure\":null}"),
+            "{json}"
+        );
         assert_eq!(json.matches('{').count(), json.matches('}').count());
         assert!(!json.contains('\n'));
     }
@@ -337,11 +398,52 @@ mod tests {
         assert!(r.failure().unwrap().contains("only 7 of 10"));
         assert!(r
             .to_json()
-            .contains("\"ok\":false,\"failure\":\"only 7 of 10"));
+            .contains("\"ok\":false,\"swarm_own_failure\":false,\"failure\":\"only 7 of 10"));
         let mut r = report();
         r.counters.missing_replies = 3;
         assert_eq!(r.failure().unwrap(), "3 of 200 requests got no reply");
         assert!(r.summary().contains("FAILED: 3 of 200"));
+        let mut r = report();
+        r.criteria.max_connect_wait = Some(Duration::from_millis(400));
+        r.counters.stuck_connects = 70;
+        r.counters.longest_connect_ms = 6_500;
+        let failure = r.failure().unwrap();
+        assert!(
+            failure.starts_with(
+                "70 connects were not done within --max-connect-wait 400 ms: 70 still hanging"
+            ),
+            "{failure}"
+        );
+        assert!(failure.contains("the longest hung 6500 ms"), "{failure}");
+        assert!(r.to_json().contains("\"max_connect_wait_ms\":400"));
+        assert!(r.summary().contains("70 still hanging at the end"));
+    }
+
+    #[test]
+    fn a_stall_of_the_swarm_own_is_named_as_its_own_and_not_the_server_s() {
+        let mut r = report();
+        r.counters.pauses = 1;
+        r.counters.paused_ms = 1_503;
+        r.counters.longest_pause_ms = 1_503;
+        let failure = r.failure().unwrap();
+        assert!(
+            failure.starts_with("the swarm itself stalled 1.5 s"),
+            "{failure}"
+        );
+        assert!(r.failed_by_swarm_only());
+        assert!(r.to_json().contains("\"swarm_own_failure\":true"));
+        assert!(r
+            .summary()
+            .contains("FAILED (the swarm's own): the swarm itself stalled"));
+        // Under --max-stall it is reported, not failed.
+        r.counters.longest_pause_ms = 600;
+        assert!(r.ok(), "{:?}", r.failure());
+        // A turn of its loop that long is the same stall.
+        r.turns.max = 5_300_000;
+        assert!(r.failure().unwrap().contains("its longest turn 5300 ms"));
+        // And with a server failure too, it is not the swarm's only.
+        r.counters.missing_replies = 1;
+        assert!(!r.failed_by_swarm_only());
     }
 
     #[test]

@@ -6,6 +6,14 @@
 //! request that never got its reply, a reply nobody asked for, a heartbeat
 //! the swarm itself was too late to send — and always fail. The others have
 //! a bound whose default a user can loosen or tighten.
+//!
+//! Two failures are the swarm's own, not the server's: heartbeats it was
+//! too far behind to send, and a stall of its own longer than `max_stall`
+//! (kept from running, or one turn of its loop taking that long). A load
+//! generator that was not running for longer than the stall it would fail
+//! a server for cannot vouch for the run, so the run fails — but says
+//! whose fault it was, and the command line exits with a code of its own
+//! when no failure is the server's.
 
 use std::time::Duration;
 
@@ -28,6 +36,13 @@ pub struct Criteria {
     /// Established connections allowed to be lost (default 0); connections
     /// closed on purpose (churn) do not count.
     pub max_reconnects: u64,
+    /// Longest a connect may be in flight, from its first SYN to done, the
+    /// swarm's own stalls taken out; a connect slower than this, or still
+    /// hanging this long when the run ends, fails the run. `None`: the
+    /// shorter of the connect timeout and two intervals (see
+    /// [`SwarmConfig::connect_wait_bound`](super::SwarmConfig::connect_wait_bound)),
+    /// and a report always carries the bound it was judged by.
+    pub max_connect_wait: Option<Duration>,
 }
 
 impl Default for Criteria {
@@ -41,14 +56,69 @@ impl Default for Criteria {
             max_late: 0,
             max_connect_failures: 0,
             max_reconnects: 0,
+            max_connect_wait: None,
         }
     }
 }
 
+/// One way a run missed its target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// For a human, on one line.
+    pub reason: String,
+    /// The swarm's own doing (it fell behind, or stalled), not the server's.
+    pub swarm_own: bool,
+}
+
 impl Criteria {
-    /// Every way `report` missed its target, one line each; empty when it
-    /// met it.
-    pub fn failures(&self, report: &Report) -> Vec<String> {
+    /// Every way `report` missed its target, the swarm's own first (when it
+    /// stalled, what follows was measured by a harness that was not always
+    /// running); empty when it met it.
+    pub fn failures(&self, report: &Report) -> Vec<Failure> {
+        let own = self.own_failures(report).into_iter().map(|reason| Failure {
+            reason,
+            swarm_own: true,
+        });
+        let server = self
+            .server_failures(report)
+            .into_iter()
+            .map(|reason| Failure {
+                reason,
+                swarm_own: false,
+            });
+        own.chain(server).collect()
+    }
+
+    /// The swarm fell behind, or stalled for longer than it would let a
+    /// server stall.
+    fn own_failures(&self, report: &Report) -> Vec<String> {
+        let c = &report.counters;
+        let mut out = Vec::new();
+        let own_stall_ms = c.longest_pause_ms.max(report.turns.max / 1000);
+        if own_stall_ms > self.max_stall.as_millis() as u64 {
+            out.push(format!(
+                "the swarm itself stalled {:.1} s, longer than --max-stall {} ms (kept from running {} times, {} ms in all, the longest {} ms; its longest turn {} ms): a load generator that was not running cannot vouch for the run — this is not the server's doing",
+                own_stall_ms as f64 / 1000.0,
+                self.max_stall.as_millis(),
+                c.pauses,
+                c.paused_ms,
+                c.longest_pause_ms,
+                report.turns.max / 1000
+            ));
+        }
+        if c.skipped_sends > 0 {
+            out.push(format!(
+                "the swarm itself fell behind: {} heartbeats skipped, its own lag up to {} ms — \
+                 the load generator, not the server, was the bottleneck",
+                c.skipped_sends,
+                report.lag.max / 1000
+            ));
+        }
+        out
+    }
+
+    /// What the server did.
+    fn server_failures(&self, report: &Report) -> Vec<String> {
         let c = &report.counters;
         let mut out = Vec::new();
         let open = report.connected + report.churn_pending;
@@ -68,14 +138,6 @@ impl Criteria {
             out.push(format!(
                 "{} replies came that no request asked for",
                 c.unexpected_replies
-            ));
-        }
-        if c.skipped_sends > 0 {
-            out.push(format!(
-                "the swarm itself fell behind: {} heartbeats skipped, its own lag up to {} ms — \
-                 the load generator, not the server, was the bottleneck",
-                c.skipped_sends,
-                report.lag.max / 1000
             ));
         }
         let over = |what: &str, n: u64, max: u64, flag: &str| {
@@ -99,6 +161,17 @@ impl Criteria {
             self.max_late,
             "max-late",
         ));
+        let late_connects = c.slow_connects + c.stuck_connects;
+        if late_connects > 0 {
+            let bound = match self.max_connect_wait {
+                Some(wait) => format!("--max-connect-wait {} ms", wait.as_millis()),
+                None => "the connect-wait bound".to_string(),
+            };
+            out.push(format!(
+                "{late_connects} connects were not done within {bound}: {} still hanging when the run ended, {} done late; the longest hung {} ms",
+                c.stuck_connects, c.slow_connects, c.longest_connect_ms
+            ));
+        }
         let us = |d: Duration| d.as_micros() as u64;
         if report.rtt.max > us(self.max_stall) {
             out.push(format!(

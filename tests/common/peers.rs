@@ -26,6 +26,10 @@ pub struct Answerer {
     pub accepted: Arc<AtomicU64>,
     /// Every distinct peer address accepted.
     pub peers: Arc<std::sync::Mutex<std::collections::BTreeSet<std::net::IpAddr>>>,
+    /// Cleared by [`stop_accepting`](Self::stop_accepting).
+    accepting: Arc<AtomicBool>,
+    /// The connections that fill the accept queue once it stops accepting.
+    filler: Vec<std::net::TcpStream>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -54,22 +58,69 @@ impl Answerer {
         unit: usize,
         reply: &'static [u8],
     ) -> Answerer {
-        let std_listener = bind_retrying(addr);
+        Answerer::on(bind_retrying(addr), welcome, unit, reply)
+    }
+
+    /// Answers heartbeats on 127.0.0.1 with a listen backlog of 1, so that
+    /// once it [stops accepting](Self::stop_accepting) new connects hang
+    /// while the connections it has keep working.
+    pub fn heartbeats_backlog_one() -> Answerer {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        socket.listen(1).unwrap();
+        Answerer::on(socket.into(), None, 8, &HEARTBEAT_RESPONSE)
+    }
+
+    /// Stops accepting and fills the accept queue with connections of its
+    /// own: from then on the kernel drops every SYN to the port (a full
+    /// accept queue drops the SYN, no RST), so a connect hangs in SYN_SENT
+    /// retransmitting — the fault of a server that keeps its connections
+    /// but takes no new ones, made without root or a firewall.
+    pub fn stop_accepting(&mut self) {
+        self.accepting.store(false, Ordering::Release);
+        // The loop polls every 10 ms; after this it accepts nothing more.
+        std::thread::sleep(Duration::from_millis(50));
+        while self.filler.len() < 64 {
+            match std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(300)) {
+                Ok(stream) => self.filler.push(stream),
+                Err(_) => return, // the queue is full: this SYN was dropped
+            }
+        }
+        panic!("the accept queue of {} never filled", self.addr);
+    }
+
+    fn on(
+        std_listener: std::net::TcpListener,
+        welcome: Option<&'static [u8]>,
+        unit: usize,
+        reply: &'static [u8],
+    ) -> Answerer {
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU64::new(0));
         let peers = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let accepting = Arc::new(AtomicBool::new(true));
         let (stop2, accepted2, peers2) = (stop.clone(), accepted.clone(), peers.clone());
+        let accepting2 = accepting.clone();
         let thread = std::thread::spawn(move || {
             let listener = TcpListener::from_std(std_listener);
-            serve(listener, welcome, unit, reply, &stop2, &accepted2, &peers2)
+            let flags = Flags {
+                stop: &stop2,
+                accepting: &accepting2,
+            };
+            serve(listener, welcome, unit, reply, flags, &accepted2, &peers2)
         });
         Answerer {
             addr,
             stop,
             accepted,
             peers,
+            accepting,
+            filler: Vec::new(),
             thread: Some(thread),
         }
     }
@@ -92,12 +143,18 @@ impl Drop for Answerer {
     }
 }
 
+/// What the serving loop is told from outside.
+struct Flags<'a> {
+    stop: &'a AtomicBool,
+    accepting: &'a AtomicBool,
+}
+
 fn serve(
     mut listener: TcpListener,
     welcome: Option<&[u8]>,
     unit: usize,
     reply: &[u8],
-    stop: &AtomicBool,
+    flags: Flags<'_>,
     accepted: &AtomicU64,
     peers: &std::sync::Mutex<std::collections::BTreeSet<std::net::IpAddr>>,
 ) {
@@ -112,12 +169,12 @@ fn serve(
     let mut next = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
     let answers = reply.repeat(8192);
-    while !stop.load(Ordering::Acquire) {
+    while !flags.stop.load(Ordering::Acquire) {
         poll.poll(&mut events, Some(Duration::from_millis(10)))
             .unwrap();
         for event in events.iter() {
             if event.token() == LISTENER {
-                loop {
+                while flags.accepting.load(Ordering::Acquire) {
                     match listener.accept() {
                         Ok((mut stream, peer)) => {
                             accepted.fetch_add(1, Ordering::Relaxed);

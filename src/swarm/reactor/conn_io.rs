@@ -61,6 +61,7 @@ impl Swarm {
                             self.counters.peak_connected.max(self.counters.connected);
                         log::debug!("client {slot}: connected");
                         conn.machine.handle_connected(seen);
+                        self.connect_done(slot, now, true);
                         if let Some(depth) = self.config.flood {
                             self.queue_requests(slot, depth, now_us);
                         }
@@ -72,7 +73,9 @@ impl Swarm {
                 return;
             }
         }
-        self.read(slot, closed, seen, now_us);
+        // The event that brought us here came with the wakeup: its reply
+        // had arrived by then.
+        self.read(slot, closed, seen, now_us, Some(self.wake_us));
         self.settle(slot, now, now_us);
     }
 
@@ -86,7 +89,21 @@ impl Swarm {
     /// swarm reads would otherwise hold the whole swarm inside one
     /// connection's loop. Past it the connection is read on next turn
     /// (`resume_reads`); until then other reads of it wait for that one.
-    pub(super) fn read(&mut self, slot: usize, closed: bool, seen: Tick, now_us: u32) {
+    ///
+    /// `reported` is the wakeup (µs) whose readiness event led here, if
+    /// one did: a reply to a request sent before it is timed to it, not to
+    /// when the turn got round to reading it. What the turn took is the
+    /// swarm's own delay (`swarm_turn_us`), and a stop in the middle of a
+    /// turn is found only at the next wakeup, too late to be taken out of
+    /// replies read in the rest of that turn.
+    pub(super) fn read(
+        &mut self,
+        slot: usize,
+        closed: bool,
+        seen: Tick,
+        now_us: u32,
+        reported: Option<u64>,
+    ) {
         let flood = self.config.flood.is_some() && self.phase == Phase::Running;
         let mut reads = 0;
         loop {
@@ -120,8 +137,21 @@ impl Swarm {
                     for _ in 0..out.replies {
                         let proof = match conn.inflight.pop() {
                             Matched::Stamped(sent) => {
-                                let rtt = now_us.wrapping_sub(sent).max(1);
-                                self.rtts.record(u64::from(rtt));
+                                // Stamps are 32-bit (71 minutes); the stall
+                                // log and the wakeup are on the whole clock.
+                                let now = self.wake_us
+                                    + u64::from(now_us.wrapping_sub(self.wake_us as u32));
+                                let sent = now.saturating_sub(u64::from(now_us.wrapping_sub(sent)));
+                                let received = match reported {
+                                    Some(at) if at > sent => at,
+                                    _ => now,
+                                };
+                                let stalled = self.stall_log.since(sent);
+                                if stalled > 0 {
+                                    self.counters.stall_adjusted_replies += 1;
+                                }
+                                let rtt = (received - sent).saturating_sub(stalled);
+                                self.rtts.record(rtt.max(1));
                                 answered += 1;
                                 Proof::Reply
                             }
