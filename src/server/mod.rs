@@ -31,6 +31,7 @@
 mod accept;
 mod config;
 mod conn;
+mod evidence;
 mod handler;
 mod io;
 mod stats;
@@ -529,6 +530,7 @@ impl<H: Handler> Server<H> {
             }
             Verdict::Dead { misses, idle } => {
                 let idle_ms = idle / 1_000_000;
+                self.record_eviction_evidence(slot, id);
                 info!(
                     "evicted peer={} misses={misses} idle={idle_ms}ms conn={id}",
                     Peer(&self.conns[slot].stream)

@@ -14,6 +14,11 @@ pub struct Stats {
     pub peak_active: u64,
     /// Closed because they were silent for `interval × misses`.
     pub evicted: u64,
+    /// Evictions that left bytes unread in the socket's receive queue. The
+    /// server reads what the kernel holds before every verdict, so anything
+    /// but zero means that read missed frames that may have proved the
+    /// peer alive (the debug line `eviction evidence` names each).
+    pub evicted_with_unread_data: u64,
     /// Closed because the peer closed (EOF) or reset.
     pub closed_by_peer: u64,
     /// Closed because the peer sent a malformed frame.
@@ -67,7 +72,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "active={} peak={} accepted={} evicted={} closed_by_peer={} protocol_errors={} \
+            "active={} peak={} accepted={} evicted={} evicted_with_unread_data={} closed_by_peer={} protocol_errors={} \
              rejected={} slow_readers={} over_budget={} io_errors={} closed_by_request={} \
              sockopt_errors={} accept_pauses={} pauses={} paused_ms={} buffered={} peak_buffered={} \
              heartbeats={} heartbeat_responses={} data_frames={} reserved_frames={} bytes_in={} bytes_out={}",
@@ -75,6 +80,7 @@ impl fmt::Display for Stats {
             self.peak_active,
             self.accepted,
             self.evicted,
+            self.evicted_with_unread_data,
             self.closed_by_peer,
             self.protocol_errors,
             self.rejected,
