@@ -145,15 +145,28 @@ fn nstat() -> Option<Vec<(String, u64)>> {
         .output()
         .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
-    Some(
-        text.lines()
-            .filter_map(|l| {
-                let mut w = l.split_whitespace();
-                let (k, v) = (w.next()?, w.next()?.parse().ok()?);
-                NSTAT_KEYS.contains(&k).then(|| (k.to_string(), v))
-            })
-            .collect(),
-    )
+    let mut counters: Vec<(String, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (k, v) = (w.next()?, w.next()?.parse().ok()?);
+            NSTAT_KEYS.contains(&k).then(|| (k.to_string(), v))
+        })
+        .collect();
+    // Packets loopback dropped because a CPU's input backlog was full
+    // (netdev_max_backlog), and times its softirq ran out of budget:
+    // machine-wide, from /proc/net/softnet_stat (hex columns 2 and 3).
+    if let Ok(softnet) = std::fs::read_to_string("/proc/net/softnet_stat") {
+        let column = |i: usize| -> u64 {
+            softnet
+                .lines()
+                .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(i)?, 16).ok())
+                .sum()
+        };
+        counters.push(("SoftnetDropped".into(), column(1)));
+        counters.push(("SoftnetSqueezed".into(), column(2)));
+    }
+    Some(counters)
 }
 
 fn nstat_diff(before: &[(String, u64)], after: &[(String, u64)]) -> String {

@@ -137,9 +137,18 @@ impl ServerLog {
     pub fn parse(raw: &[String], map: &WallMap) -> ServerLog {
         let mut log = ServerLog::default();
         let mut evidence: Vec<(String, String)> = Vec::new();
+        // The peer of each connection, from its accept: a socket the peer
+        // reset no longer has a peer address to log (`peer=unknown`).
+        let mut accepted: std::collections::HashMap<String, SocketAddr> = Default::default();
         for line in raw {
             let Some(at) = map.at(line) else { continue };
-            if line.contains("] evicted peer=") {
+            if line.contains("accepted peer=") {
+                if let (Some(conn), Some(peer)) = (field(line, "conn"), field(line, "peer")) {
+                    if let Ok(peer) = peer.parse() {
+                        accepted.insert(conn.to_string(), peer);
+                    }
+                }
+            } else if line.contains("] evicted peer=") {
                 let conn = field(line, "conn").unwrap_or("?").to_string();
                 let ev = evidence
                     .iter()
@@ -149,6 +158,7 @@ impl ServerLog {
                     at,
                     peer: field(line, "peer")
                         .and_then(|p| p.parse().ok())
+                        .or_else(|| accepted.get(&conn).copied())
                         .unwrap_or_else(|| panic!("no peer in {line:?}")),
                     idle_ms: ms_field(line, "idle")
                         .unwrap_or_else(|| panic!("no idle in {line:?}")),
@@ -381,7 +391,7 @@ pub fn judge(
             _ if r.live_at(e.at) => {
                 let report = live_report(log, r, e.at, e.peer, stops);
                 f.live_evictions.push(format!(
-                    "{:?} peer={} conn={} evicted at {:.3}s, {}ms after its last frame; {}",
+                    "{:?} peer={} conn={} evicted at {:.3}s, {}ms after its last frame; {}; peer saw: {}",
                     r.kind,
                     e.peer,
                     e.conn,
@@ -390,7 +400,8 @@ pub fn judge(
                     e.evidence
                         .as_deref()
                         .and_then(|l| l.split_once(" unread=").map(|(_, rest)| format!("unread={rest}")))
-                        .unwrap_or_else(|| "no evidence line".into())
+                        .unwrap_or_else(|| "no evidence line".into()),
+                    r.how_closed.as_deref().unwrap_or("not seen")
                 ));
                 f.failures.push(format!(
                     "live peer evicted: {}\n    {}\n{report}",

@@ -366,10 +366,46 @@ fn read_all(peer: &mut Peer, buf: &mut [u8], now: i64) {
 
 fn closed_by_server(peer: &mut Peer, now: i64, how: &str) {
     peer.record.server_closed = Some(now);
-    peer.record.how_closed = Some(how.to_string());
+    // The sender's side of the story: data still unacknowledged and the
+    // retransmissions this connection needed tell a frame lost or held
+    // back on the way from one the server had and missed.
+    let sender = peer.stream.as_ref().map(sender_state).unwrap_or_default();
+    peer.record.how_closed = Some(format!("{how}; sender {sender}"));
     peer.stream = None;
     // Reconnecting kinds come back after a pause.
     peer.next = now + 100_000;
+}
+
+/// The peer's own socket as the kernel sees it: unacknowledged segments,
+/// retransmissions, the retransmission timer.
+fn sender_state(stream: &TcpStream) -> String {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain integers; all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, which we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return "tcp_info=?".into();
+    }
+    format!(
+        "unacked={} lost={} retrans={} total_retrans={} backoff={} rto={}ms last_ack_recv={}ms",
+        info.tcpi_unacked,
+        info.tcpi_lost,
+        info.tcpi_retrans,
+        info.tcpi_total_retrans,
+        info.tcpi_backoff,
+        info.tcpi_rto / 1000,
+        info.tcpi_last_ack_recv
+    )
 }
 
 /// Does what is due for one peer.
