@@ -202,6 +202,18 @@ fn run(seed: u64, profile: Profile, with_nstat: bool) -> Outcome {
         "--log-level",
         "debug",
     ]);
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+        // A test killed while the server is stopped must not leave a
+        // stopped server behind: the kernel kills it with its parent.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
     let (mut server, addr) = Child::listening(command);
     let pid = server.child.id();
     let clock = Clock { t0: Instant::now() };
