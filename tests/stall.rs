@@ -421,3 +421,60 @@ fn a_swarm_stopped_briefly_under_heartbeats_is_ok_and_reports_its_stall() {
     assert_server_not_blamed(&json);
     assert_eq!(server.stop().evicted, 0);
 }
+
+/// A handler whose every data frame takes 1.2 s: a turn of the reactor
+/// stopped in its middle, as a SIGSTOP between two reads stops it.
+struct StopsMidTurn;
+
+impl lubdub::server::Handler for StopsMidTurn {
+    const WANTS_DATA: bool = true;
+
+    fn on_data(
+        &mut self,
+        _id: lubdub::server::ConnId,
+        _payload: &[u8],
+        _reply: &mut lubdub::server::Reply<'_>,
+    ) {
+        std::thread::sleep(Duration::from_millis(1200));
+    }
+}
+
+#[test]
+fn frames_read_after_a_stop_in_the_middle_of_a_turn_are_not_stamped_as_before_it() {
+    // What evicted a live peer under randomized faults: a stop landed in
+    // the middle of a turn, the turn went on after it and read the frames
+    // that came during the stop, stamping them with the turn's wakeup —
+    // before the stop. The stop was the second in the excuse window, so
+    // nothing moved, and the next turn judged those peers silent for the
+    // whole stop with their frames already read (`unread=0`). Here the stop
+    // is a handler that takes 1.2 s, after a first stall (the caller away
+    // 700 ms) spent the excuse. Before: 152 and 153 of 300 live peers
+    // evicted, `unread=0`.
+    let mut server = common::embedded_with(StopsMidTurn, |c| {
+        c.interval = Duration::from_millis(200);
+        c.misses = 3;
+    });
+    let peers = Heartbeaters::start(server.local_addr(), 300, Duration::from_millis(200));
+    drive(&mut server, Duration::from_millis(600));
+    assert_eq!(server.stats().active, 300);
+    std::thread::sleep(Duration::from_millis(700));
+    let mut first = common::connect(server.local_addr());
+    drive(&mut server, Duration::from_millis(100));
+    assert_eq!(server.stats().active, 301);
+    assert_eq!(server.stats().excused_pauses, 1, "{}", server.stats());
+    // Written before the others' next heartbeats, which pile up behind it
+    // while the caller is away 100 ms: first in the batch, half the peers
+    // after it.
+    use std::io::Write;
+    first.write_all(&[2, 0, 0, 0, 9, 0, 0, 0, 1]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drive(&mut server, Duration::from_millis(1500));
+    let logs = peers.finish();
+    let stats = *server.stats();
+    assert_eq!(stats.excused_pauses, 1, "the stop is not excused: {stats}");
+    assert!(stats.pauses >= 2, "{stats}");
+    for (i, log) in logs.iter().enumerate() {
+        assert!(log.closed_at.is_none(), "live peer {i} evicted: {stats}");
+    }
+    assert_eq!(stats.evicted, 0, "{stats}");
+}

@@ -31,6 +31,7 @@
 mod accept;
 mod config;
 mod conn;
+mod evidence;
 mod handler;
 mod io;
 mod stats;
@@ -566,6 +567,7 @@ impl<H: Handler> Server<H> {
                 let misses = self.rule.missed(last_seen, now.nanos);
                 let idle_ms = now.nanos.saturating_sub(last_seen) / 1_000_000;
                 let excused_ms = (judged - last_seen) / 1_000_000;
+                self.record_eviction_evidence(slot, id);
                 info!(
                     "evicted peer={} misses={misses} idle={idle_ms}ms excused={excused_ms}ms conn={id}",
                     Peer(&self.conns[slot].stream)

@@ -14,6 +14,11 @@ pub struct Stats {
     pub peak_active: u64,
     /// Closed because they were silent for `interval × misses`.
     pub evicted: u64,
+    /// Evictions that left bytes unread in the socket's receive queue. The
+    /// server reads what the kernel holds before every verdict, so anything
+    /// but zero means that read missed frames that may have proved the
+    /// peer alive (the debug line `eviction evidence` names each).
+    pub evicted_with_unread_data: u64,
     /// Closed because the peer closed (EOF) or reset.
     pub closed_by_peer: u64,
     /// Closed because the peer sent a malformed frame.
@@ -73,7 +78,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "active={} peak={} accepted={} evicted={} closed_by_peer={} protocol_errors={} \
+            "active={} peak={} accepted={} evicted={} evicted_with_unread_data={} closed_by_peer={} protocol_errors={} \
              rejected={} slow_readers={} over_budget={} io_errors={} closed_by_request={} \
              sockopt_errors={} accept_pauses={} pauses={} paused_ms={} excused_pauses={} longest_turn_us={} buffered={} peak_buffered={} \
              heartbeats={} heartbeat_responses={} data_frames={} reserved_frames={} bytes_in={} bytes_out={}",
@@ -81,6 +86,7 @@ impl fmt::Display for Stats {
             self.peak_active,
             self.accepted,
             self.evicted,
+            self.evicted_with_unread_data,
             self.closed_by_peer,
             self.protocol_errors,
             self.rejected,
