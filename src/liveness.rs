@@ -127,7 +127,7 @@ impl Rule {
 
 impl Rule {
     /// A peer's last-seen stamp after the reactor stalled for `pause`,
-    /// which began at `began` at the latest, and woke at `now`: moved
+    /// which began at `began` at the earliest, and woke at `now`: moved
     /// forward by the pause; after a stall of an interval or more, also far
     /// enough that its deadline is at least one interval away — long enough
     /// for a paused host's remote peers to be heard again once TCP

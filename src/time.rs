@@ -169,14 +169,23 @@ pub struct Stalls {
     threshold: Duration,
     /// Where the current segment began, and its allowance.
     segment: Option<(Instant, Duration)>,
-    /// The longest overrun since the last judgement, and when that
-    /// segment ended.
-    worst: Option<(Duration, Instant)>,
-    /// All overruns since the last judgement: none of it was watched.
-    overrun: Duration,
+    /// The segment with the longest overrun since the last judgement.
+    worst: Option<Worst>,
+    /// Time watched (within an allowance) since the last judgement.
+    watched: Duration,
     /// The last judgement.
     judged: Option<Instant>,
     excuses: Excuses,
+}
+
+/// The segment with the longest overrun in a span between judgements.
+#[derive(Debug, Clone, Copy)]
+struct Worst {
+    overrun: Duration,
+    /// Where the segment began: the earliest the stall can have begun.
+    began: Instant,
+    /// Time watched in the span before the segment began.
+    watched_before: Duration,
 }
 
 /// A stall found at a judgement.
@@ -185,8 +194,11 @@ pub struct Stall {
     /// How long the thread was kept from running, in nanoseconds: the
     /// overrun of one segment past its allowance.
     pub nanos: u64,
-    /// Nanoseconds from the latest moment the stall can have begun to the
-    /// judgement (at least `nanos`).
+    /// Nanoseconds from the earliest moment the stall can have begun (the
+    /// start of the segment it overran) to the judgement: at least `nanos`.
+    /// A peer whose deadline had passed before then was dead while the
+    /// reactor watched; one whose deadline is after it gets the benefit of
+    /// the doubt.
     pub since: u64,
     /// Whether it is excused (the peers' deadlines move by it).
     pub excused: bool,
@@ -201,7 +213,7 @@ impl Stalls {
             threshold: Duration::from_nanos(threshold),
             segment: None,
             worst: None,
-            overrun: Duration::ZERO,
+            watched: Duration::ZERO,
             judged: None,
             excuses: Excuses::new(threshold, limit, interval),
         }
@@ -243,42 +255,49 @@ impl Stalls {
     /// is excused. What follows is work until noted otherwise.
     pub fn judge(&mut self, now: Instant) -> Option<Stall> {
         self.begin_segment(now, Duration::ZERO);
-        let span = self
-            .judged
-            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
         self.judged = Some(now);
-        // Time past any segment's allowance was not watched, the stall's
-        // and every other's: two stops in one span must not leave the
-        // shorter counted as watching, or it would earn the next excuse.
-        let watched = span.saturating_sub(std::mem::take(&mut self.overrun));
-        let watched = watched.as_nanos() as u64;
-        let (overrun, ended) = self.worst.take()?;
-        if overrun <= self.threshold {
-            // Jitter, not a stall.
-            self.excuses.observe(watched, 0);
+        let watched = std::mem::take(&mut self.watched);
+        let nanos = |d: Duration| d.as_nanos() as u64;
+        let Some(worst) = self.worst.take().filter(|w| w.overrun > self.threshold) else {
+            // Jitter at most, not a stall: all of the span was watched.
+            self.excuses.observe(nanos(watched), 0);
             return None;
+        };
+        // Only what was watched before the stall began earns it an excuse:
+        // watched time after it (the caller's ordinary turn that followed a
+        // stop late in a turn, say) would otherwise let a stall right after
+        // the last excuse — before the deadline that one moved a dead peer
+        // to — be excused, and move it again, turn after turn.
+        let excused = self
+            .excuses
+            .observe(nanos(worst.watched_before), nanos(worst.overrun))?;
+        if !excused {
+            self.excuses
+                .observe(nanos(watched.saturating_sub(worst.watched_before)), 0);
         }
-        let nanos = overrun.as_nanos() as u64;
-        let excused = self.excuses.observe(watched, nanos)?;
-        let since = nanos + now.saturating_duration_since(ended).as_nanos() as u64;
+        // After an excuse, what was watched between the stall and this
+        // judgement counts toward no window: deadlines move from here on.
         Some(Stall {
-            nanos,
-            since,
+            nanos: nanos(worst.overrun),
+            since: nanos(now.saturating_duration_since(worst.began)),
             excused,
         })
     }
 
-    /// Ends the current segment at `now` (keeping its overrun if it is the
+    /// Ends the current segment at `now` (keeping it if its overrun is the
     /// longest since the last judgement) and begins one with `allowed`.
     fn begin_segment(&mut self, now: Instant, allowed: Duration) {
         if let Some((began, allowance)) = self.segment {
-            let overrun = now
-                .saturating_duration_since(began)
-                .saturating_sub(allowance);
-            self.overrun += overrun;
-            if !overrun.is_zero() && self.worst.is_none_or(|(worst, _)| overrun > worst) {
-                self.worst = Some((overrun, now));
+            let len = now.saturating_duration_since(began);
+            let overrun = len.saturating_sub(allowance);
+            if !overrun.is_zero() && self.worst.is_none_or(|w| overrun > w.overrun) {
+                self.worst = Some(Worst {
+                    overrun,
+                    began,
+                    watched_before: self.watched,
+                });
             }
+            self.watched += len - overrun;
         }
         self.segment = Some((now, allowed));
     }
@@ -409,8 +428,9 @@ mod tests {
         assert!(stall.excused, "the first is");
         // The same again and again: the caller's excess is not watched
         // time, only its 50 ms allowance is, so the next excuse waits for
-        // a window (300 + 100 + 50 ms) of that: one turn in nine, where
-        // counting the caller's time as watched would excuse every turn.
+        // a window (300 + 100 + 50 ms) of that watched before a stall
+        // begins: one turn in ten, where counting the caller's time as
+        // watched would excuse every turn.
         let mut excused = Vec::new();
         for turn in 1..=27 {
             stalls.returned(at(t0, ms), Some(Duration::ZERO));
@@ -421,7 +441,7 @@ mod tests {
                 excused.push(turn);
             }
         }
-        assert_eq!(excused, [9, 18, 27]);
+        assert_eq!(excused, [10, 20]);
     }
 
     #[test]

@@ -31,17 +31,23 @@ struct Turn {
     /// The caller's own time before it calls again (work or sleep alike).
     caller: u64,
     /// A stop of the whole process, and where it lands: 0 in `poll`,
-    /// 1 in the middle of the work, 2 in the caller's time.
+    /// 1 in the middle of the work, 2 in the caller's time, 3 in the work
+    /// after the verdict (the rest of `fire_timers`: an evidence read, a
+    /// handler's `on_close`, a log line on a full pipe).
     stop: Option<(u64, u8)>,
 }
 
 fn turn() -> impl Strategy<Value = Turn> {
     (
-        prop_oneof![Just(None), (0u64..400).prop_map(Some)],
+        prop_oneof![
+            Just(None),
+            (0u64..400).prop_map(Some),
+            (0u64..1200).prop_map(Some)
+        ],
         0u64..80,
         vec(0u64..8, 0..6),
         prop_oneof![0u64..60, 0u64..800],
-        proptest::option::weighted(0.3, (0u64..2_500, 0u8..3)),
+        proptest::option::weighted(0.3, (0u64..2_500, 0u8..4)),
     )
         .prop_map(|(timeout, woken_after, work, caller, stop)| Turn {
             timeout,
@@ -122,6 +128,10 @@ impl Sim {
             if self.verdict() {
                 return (Some(self.now), longest);
             }
+            if stop(3) > 0 {
+                self.now += stop(3);
+                self.stalls.progress(self.at());
+            }
             self.stalls.returned(self.at(), asked);
             self.now += turn.caller * MS + stop(2);
         }
@@ -167,4 +177,81 @@ proptest! {
             longest / MS
         );
     }
+}
+
+/// A stop in the work after the verdict (the rest of the timers, a log line
+/// on a full pipe) is judged only at the next wakeup, after the caller's
+/// whole ordinary turn. Were that turn, watched after the stop, counted
+/// toward the stop's excuse, the stop — begun right after the last excuse,
+/// before the deadline that one moved the dead peer to — would be excused
+/// and move it again, every turn (evicted at 3.25 s against a bound of
+/// 1.7 s before).
+#[test]
+fn a_stop_after_the_verdict_in_every_turn_cannot_keep_a_dead_peer() {
+    let rule = Rule::new(INTERVAL, MISSES);
+    let turn = Turn {
+        timeout: Some(600),
+        woken_after: 0,
+        work: vec![],
+        caller: 500,
+        stop: Some((150, 3)),
+    };
+    let mut sim = Sim {
+        t0: Instant::now(),
+        now: 0,
+        stalls: Stalls::new(THRESHOLD, rule.limit(), rule.interval()),
+        excused: ExcusedStalls::default(),
+        rule,
+        last_seen: 0,
+    };
+    let (evicted, longest) = sim.run(&[turn], 60_000 * MS);
+    // The property's bound: deadline + 2 × longest stretch + interval.
+    let bound = rule.limit() + 2 * longest + rule.interval();
+    let evicted = evicted.expect("never evicted in 60 s");
+    assert!(
+        evicted <= bound,
+        "silent since 0: evicted at {} ms, bound {} ms (longest stretch {} ms)",
+        evicted / MS,
+        bound / MS,
+        longest / MS
+    );
+}
+
+/// A whole-host pause (a paused VM) that begins while the reactor sleeps in
+/// `poll` towards a peer's deadline. Dated from the end of the sleep (the
+/// latest it can have begun), at or after that deadline, the stall would
+/// take the peer for "dead before the stall began" though the pause began
+/// 30 ms before its deadline, and its frame sent during the pause (held by
+/// its TCP until it retransmits) could not save it. Dated from the start of
+/// the segment it overran, the peer gets the benefit of the doubt.
+#[test]
+fn a_pause_that_begins_inside_the_sleep_before_a_deadline_excuses_that_peer() {
+    let rule = Rule::new(INTERVAL, MISSES); // 100 ms × 3
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut stalls = Stalls::new(THRESHOLD, rule.limit(), rule.interval());
+    let mut excused = ExcusedStalls::default();
+    let last_seen = 0; // its last frame read at 0: deadline 300 ms
+                       // Watching, idle, until 260 ms (first judgement at 0).
+    stalls.judge(at(0));
+    for ms in (0..260).step_by(50) {
+        stalls.before_poll(at(ms), Some(Duration::from_millis(50)));
+        assert_eq!(stalls.judge(at(ms + 50)), None);
+    }
+    // Asleep towards the deadline (40 ms); the host is paused at 270 ms
+    // for a second; the reactor runs again at 1270 ms.
+    stalls.before_poll(at(260), Some(Duration::from_millis(40)));
+    let stall = stalls.judge(at(1270)).expect("a stall");
+    assert!(stall.excused);
+    let now = 1270 * MS;
+    let began = now - stall.since;
+    excused.record(now, stall.nanos, began);
+    let stamp = excused.stamp(&rule, last_seen);
+    assert!(
+        matches!(rule.check(stamp, now), Verdict::Alive { .. }),
+        "the pause began at 270 ms, before the deadline (300 ms), but it was dated from {} ms: \
+         the peer is judged on stamp {} ms and dead",
+        began / MS,
+        stamp / MS
+    );
 }

@@ -498,6 +498,10 @@ impl<H: Handler> Server<H> {
 
     fn fire_timers(&mut self, now: Now) {
         while let Some((fired, _, timer)) = self.wheel.poll(now.tick) {
+            // A unit of work ends with each timer (most re-arm a live peer
+            // and touch nothing else): a progress point, so that millions
+            // due at once are work, not a stall.
+            self.stalls.progress(Instant::now());
             match timer {
                 Timer::Liveness(slot) => self.check_liveness(slot as usize, fired, now),
                 Timer::Stats => {
@@ -562,10 +566,13 @@ impl<H: Handler> Server<H> {
             Verdict::Dead { .. } => {
                 // Reported from the real stamp: the whole silence, and the
                 // part of it an excused stall accounts for apart.
+                // Read from the clock now, not the judgement's: a slow
+                // timer or log line earlier in this turn is silence too.
+                let at = self.fresh_nanos().max(now.nanos);
                 let last_seen = self.conns[slot].last_seen;
                 let judged = self.excused.stamp(&self.rule, last_seen);
-                let misses = self.rule.missed(last_seen, now.nanos);
-                let idle_ms = now.nanos.saturating_sub(last_seen) / 1_000_000;
+                let misses = self.rule.missed(last_seen, at);
+                let idle_ms = at.saturating_sub(last_seen) / 1_000_000;
                 let excused_ms = (judged - last_seen) / 1_000_000;
                 self.record_eviction_evidence(slot, id);
                 info!(

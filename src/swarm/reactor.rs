@@ -273,7 +273,11 @@ impl Swarm {
         }
 
         loop {
-            let now = self.clock.now();
+            // Judged again before any verdict: a stop in the work after the
+            // wakeup (reads, settles) is excused, or not, before the timers.
+            let instant = Instant::now();
+            self.excuse_stall(instant);
+            let now = self.clock.tick_of(self.clock.nanos(instant));
             if self.phase == Phase::Running
                 && (self.shutdown.is_requested() || end.is_some_and(|end| now >= end))
             {
