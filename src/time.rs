@@ -258,7 +258,7 @@ impl Stalls {
         self.judged = Some(now);
         let watched = std::mem::take(&mut self.watched);
         let nanos = |d: Duration| d.as_nanos() as u64;
-        let Some(worst) = self.worst.take().filter(|w| w.overrun > self.threshold) else {
+        let Some(worst) = self.worst.take() else {
             // Jitter at most, not a stall: all of the span was watched.
             self.excuses.observe(nanos(watched), 0);
             return None;
@@ -290,14 +290,20 @@ impl Stalls {
         if let Some((began, allowance)) = self.segment {
             let len = now.saturating_duration_since(began);
             let overrun = len.saturating_sub(allowance);
-            if !overrun.is_zero() && self.worst.is_none_or(|w| overrun > w.overrun) {
-                self.worst = Some(Worst {
-                    overrun,
-                    began,
-                    watched_before: self.watched,
-                });
+            // An overrun within the threshold is work or jitter, and was
+            // watched like the rest; past it, none of it was.
+            if overrun <= self.threshold {
+                self.watched += len;
+            } else {
+                if self.worst.is_none_or(|w| overrun > w.overrun) {
+                    self.worst = Some(Worst {
+                        overrun,
+                        began,
+                        watched_before: self.watched,
+                    });
+                }
+                self.watched += len - overrun;
             }
-            self.watched += len - overrun;
         }
         self.segment = Some((now, allowed));
     }
@@ -442,6 +448,31 @@ mod tests {
             }
         }
         assert_eq!(excused, [10, 20]);
+    }
+
+    #[test]
+    fn work_is_watched_time() {
+        // Window: 300 + 100 + 50 ms. After one excused stall, a reactor
+        // busy for 500 ms (units of 5 ms, never asleep) has watched a
+        // window, and the next stall is excused.
+        let t0 = Instant::now();
+        let mut stalls = Stalls::new(50_000_000, 300_000_000, 100_000_000);
+        stalls.judge(at(t0, 0));
+        stalls.progress(at(t0, 0));
+        stalls.progress(at(t0, 100));
+        assert!(stalls.judge(at(t0, 100)).expect("a stall").excused);
+        let mut ms = 100;
+        while ms < 600 {
+            ms += 5;
+            stalls.progress(at(t0, ms));
+            if ms % 50 == 0 {
+                stalls.before_poll(at(t0, ms), Some(Duration::ZERO));
+                assert_eq!(stalls.judge(at(t0, ms)), None);
+            }
+        }
+        stalls.progress(at(t0, ms + 100));
+        let stall = stalls.judge(at(t0, ms + 100)).expect("a stall");
+        assert!(stall.excused, "500 ms of work is a window watched");
     }
 
     #[test]

@@ -260,31 +260,42 @@ fn a_client_stopped_while_its_server_went_silent_still_reconnects() {
     assert!(took < Duration::from_millis(1500), "took {took:?}");
 }
 
-#[test]
-fn a_swarm_stopped_past_the_limit_reports_no_reconnect_but_its_own_stall() {
+/// A swarm (`args` after `--connect ADDR`, a 3 s run, JSON on stdout)
+/// against a healthy server, stopped `after` into the run for `stop`: its
+/// exit status, its report, and the server.
+fn swarm_stopped(
+    args: &[&str],
+    after: Duration,
+    stop: Duration,
+) -> (std::process::ExitStatus, String, Lubdub) {
     let server = Lubdub::any_port();
     let addr = server.addr.to_string();
-    let mut swarm = Child::spawn(&[
+    let mut command = vec![
         "swarm",
         "--connect",
         &addr,
-        "--clients",
-        "100",
-        "--interval",
-        "100ms",
-        "--misses",
-        "3",
         "--duration",
         "3s",
         "--json",
         "-",
-    ]);
-    std::thread::sleep(Duration::from_millis(800));
+    ];
+    command.extend_from_slice(args);
+    let mut swarm = Child::spawn(&command);
+    std::thread::sleep(after);
     swarm.signal(SIGSTOP);
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(stop);
     swarm.signal(SIGCONT);
-    let status = swarm.wait_exit(Duration::from_secs(15));
-    let json = swarm.stdout_text();
+    let status = swarm.wait_exit(Duration::from_secs(20));
+    (status, swarm.stdout_text(), server)
+}
+
+#[test]
+fn a_swarm_stopped_past_the_limit_reports_no_reconnect_but_its_own_stall() {
+    let (status, json, server) = swarm_stopped(
+        &["--clients", "100", "--interval", "100ms", "--misses", "3"],
+        Duration::from_millis(800),
+        Duration::from_millis(1000),
+    );
     let field = |key: &str| common::json_number(&json, key);
     // The server was never silent: no connection was given up.
     assert_eq!(field("reconnects"), 0, "{json}");
@@ -338,27 +349,11 @@ fn a_swarm_stopped_under_flood_names_its_own_stall_not_the_server() {
     // Closed loop: a reply that came while the swarm was stopped waits in
     // its socket; timed with the stop in it, it was "a stall longer than
     // --max-stall" blamed on a server that had answered at once.
-    let server = Lubdub::any_port();
-    let addr = server.addr.to_string();
-    let mut swarm = Child::spawn(&[
-        "swarm",
-        "--connect",
-        &addr,
-        "--clients",
-        "20",
-        "--flood",
-        "1",
-        "--duration",
-        "3s",
-        "--json",
-        "-",
-    ]);
-    std::thread::sleep(Duration::from_millis(800));
-    swarm.signal(SIGSTOP);
-    std::thread::sleep(Duration::from_millis(1500));
-    swarm.signal(SIGCONT);
-    let status = swarm.wait_exit(Duration::from_secs(20));
-    let json = swarm.stdout_text();
+    let (status, json, server) = swarm_stopped(
+        &["--clients", "20", "--flood", "1"],
+        Duration::from_millis(800),
+        Duration::from_millis(1500),
+    );
     let field = |key: &str| common::json_number(&json, key);
     // A harness that was not running for 1.5 s cannot vouch for the run:
     // failed, by its own doing, with its own exit code.
@@ -384,29 +379,11 @@ fn a_swarm_stopped_briefly_under_heartbeats_is_ok_and_reports_its_stall() {
     // A 0.6 s stop: shorter than an interval (nothing skipped) and than
     // --max-stall. The heartbeats due in it went out late, which the lag
     // shows; their round trips, the stop taken out, are the server's.
-    let server = Lubdub::any_port();
-    let addr = server.addr.to_string();
-    let mut swarm = Child::spawn(&[
-        "swarm",
-        "--connect",
-        &addr,
-        "--clients",
-        "100",
-        "--interval",
-        "1s",
-        "--misses",
-        "3",
-        "--duration",
-        "3s",
-        "--json",
-        "-",
-    ]);
-    std::thread::sleep(Duration::from_millis(1200));
-    swarm.signal(SIGSTOP);
-    std::thread::sleep(Duration::from_millis(600));
-    swarm.signal(SIGCONT);
-    let status = swarm.wait_exit(Duration::from_secs(20));
-    let json = swarm.stdout_text();
+    let (status, json, server) = swarm_stopped(
+        &["--clients", "100", "--interval", "1s", "--misses", "3"],
+        Duration::from_millis(1200),
+        Duration::from_millis(600),
+    );
     let field = |key: &str| common::json_number(&json, key);
     assert_eq!(status.code(), Some(0), "{json}");
     assert!(field("pauses") >= 1, "{json}");
