@@ -163,7 +163,9 @@ impl Clock {
 ///
 /// Each judgement reports the single longest overrun since the last one:
 /// small delays, however many, never add up to a stall, and a stall is
-/// never longer than the stretch it was.
+/// never longer than the stretch it was. Time past the threshold of an
+/// overrun was not watched; the rest was, and only what was watched before
+/// a stall began counts toward its excuse ([`Excuses`]).
 #[derive(Debug)]
 pub struct Stalls {
     threshold: Duration,
@@ -171,10 +173,9 @@ pub struct Stalls {
     segment: Option<(Instant, Duration)>,
     /// The segment with the longest overrun since the last judgement.
     worst: Option<Worst>,
-    /// Time watched (within an allowance) since the last judgement.
+    /// Time watched since the last judgement: every segment's length,
+    /// less its overrun where that is past the threshold.
     watched: Duration,
-    /// The last judgement.
-    judged: Option<Instant>,
     excuses: Excuses,
 }
 
@@ -214,7 +215,6 @@ impl Stalls {
             segment: None,
             worst: None,
             watched: Duration::ZERO,
-            judged: None,
             excuses: Excuses::new(threshold, limit, interval),
         }
     }
@@ -255,7 +255,6 @@ impl Stalls {
     /// is excused. What follows is work until noted otherwise.
     pub fn judge(&mut self, now: Instant) -> Option<Stall> {
         self.begin_segment(now, Duration::ZERO);
-        self.judged = Some(now);
         let watched = std::mem::take(&mut self.watched);
         let nanos = |d: Duration| d.as_nanos() as u64;
         let Some(worst) = self.worst.take() else {

@@ -445,8 +445,8 @@ impl<H: Handler> Server<H> {
                 self.excused
                     .record(nanos, stall.nanos, nanos.saturating_sub(stall.since));
                 warn!(
-                    "reactor stalled for {stall_ms}ms (kept from running): excused; the deadlines \
-                     of {} connections that fell inside it move by it",
+                    "reactor stalled for {stall_ms}ms (kept from running): excused; deadlines \
+                     that fell inside it move by it ({} connections open)",
                     self.conns.len()
                 );
             } else {
