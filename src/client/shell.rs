@@ -285,7 +285,12 @@ impl<H: Handler> Client<H> {
     /// The server is declared silent only after what the kernel already
     /// holds from it has been read, and a stall of the client itself (a
     /// stopped process, a caller that comes back late) is not counted as
-    /// the server's silence.
+    /// the server's silence. The caller may keep control for `timeout`
+    /// (at least the stall threshold) before it calls again: a loop that
+    /// drives this client beside a server and sockets of its own, each
+    /// waiting in turn for up to what it asked, counts no stall; time past
+    /// that is a stall, excused at most once per window of watched time
+    /// (see [`crate::liveness`]).
     pub fn poll_once(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
         // What is already due: the first connect, or whatever an earlier
         // step or `send_data` left. Timers are judged only after the poll.
