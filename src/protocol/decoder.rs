@@ -321,6 +321,20 @@ impl Decoder {
         }
     }
 
+    /// The fewest more bytes that could complete a frame: what the
+    /// current one still lacks, or a whole header between frames (a
+    /// heartbeat is nothing more). `usize::MAX` after an error: no frame
+    /// completes then. Fewer bytes than this waiting in a socket cannot
+    /// prove its peer alive.
+    pub fn missing(&self) -> usize {
+        match &self.state {
+            State::Header { have, .. } => HEADER_LEN - usize::from(*have),
+            State::Body(partial) => partial.payload_len as usize - partial.body.len(),
+            State::Skip { left, .. } => *left as usize,
+            State::Failed(_) => usize::MAX,
+        }
+    }
+
     /// True while a frame has begun but not completed.
     pub fn is_mid_frame(&self) -> bool {
         match &self.state {

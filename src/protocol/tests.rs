@@ -617,6 +617,30 @@ fn a_skipped_data_frame_is_reported_only_when_its_last_byte_is_in() {
 }
 
 #[test]
+fn missing_is_the_fewest_bytes_that_complete_a_frame() {
+    let mut dec = Decoder::new();
+    assert_eq!(dec.missing(), HEADER_LEN, "between frames: a heartbeat");
+    dec.feed(&HEARTBEAT_REQUEST[..3], DEFAULT_MAX_FRAME, |_| {})
+        .unwrap();
+    assert_eq!(dec.missing(), HEADER_LEN - 3);
+    // A data frame of 8 + 10 bytes, 2 of its payload in: 8 to go, whether
+    // the payload is delivered (buffered) or skipped.
+    for payloads in [Payloads::Deliver, Payloads::Skip] {
+        let mut dec = Decoder::new();
+        let frame = raw(2, 18, &[7; 10]);
+        dec.feed_with(&frame[..10], DEFAULT_MAX_FRAME, payloads, |_| {})
+            .unwrap();
+        assert_eq!(dec.missing(), 8, "{payloads:?}");
+    }
+    // After an error, nothing completes.
+    let mut dec = Decoder::new();
+    assert!(dec
+        .feed(&raw(0, 3, &[]), DEFAULT_MAX_FRAME, |_| {})
+        .is_err());
+    assert_eq!(dec.missing(), usize::MAX);
+}
+
+#[test]
 fn pending_and_mid_frame_follow_a_split_header() {
     let mut dec = Decoder::new();
     assert_eq!((dec.pending(), dec.is_mid_frame()), (0, false));

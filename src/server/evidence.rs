@@ -58,19 +58,32 @@ impl fmt::Display for Evidence {
 }
 
 impl<H: Handler> Server<H> {
+    /// Whether the kernel holds enough for the connection in `slot` to
+    /// complete a frame: then it may prove the peer alive, and is read
+    /// before any verdict.
+    pub(super) fn frame_may_be_waiting(&self, slot: usize) -> bool {
+        let conn = &self.conns[slot];
+        unread(conn.stream.as_raw_fd()).is_some_and(|n| n as usize >= conn.decoder.missing())
+    }
+
     /// Logs what the kernel held for the connection in `slot`, about to be
-    /// evicted, and counts an eviction that left bytes unread: with evidence
-    /// read before every verdict that count should stay zero.
+    /// evicted, and counts an eviction that left unread enough bytes to
+    /// complete a frame — bytes that could have proven the peer alive: with
+    /// evidence read before every verdict, that count stays zero. (Fewer
+    /// bytes than a frame lacks prove nothing: a trickler's next byte may
+    /// land between the read and this look.)
     pub(super) fn record_eviction_evidence(&mut self, slot: usize, id: ConnId) {
         let conn = &self.conns[slot];
         let evidence = Evidence::gather(&conn.stream);
-        if evidence.unread.is_some_and(|n| n > 0) {
+        let missing = conn.decoder.missing();
+        if evidence.unread.is_some_and(|n| n as usize >= missing) {
             self.stats.evicted_with_unread_data += 1;
         }
         debug!(
-            "eviction evidence peer={} conn={id} {evidence} decoder_partial={}",
+            "eviction evidence peer={} conn={id} {evidence} decoder_partial={} missing={}",
             Peer(&conn.stream),
-            conn.decoder.pending()
+            conn.decoder.pending(),
+            missing
         );
     }
 }

@@ -532,11 +532,17 @@ impl<H: Handler> Server<H> {
         let mut verdict = self
             .rule
             .check(self.excused.stamp(&self.rule, conn.last_seen), now.nanos);
-        if let Verdict::Dead { .. } = verdict {
-            // Evidence before verdict: whatever the kernel already holds for
-            // this peer is read first. After a stall, or with more ready
-            // sockets than one batch of events, it may hold the very frames
-            // that prove the peer alive, or its FIN.
+        // Evidence before verdict: whatever the kernel already holds for
+        // this peer is read first. After a stall, or with more ready
+        // sockets than one batch of events, it may hold the very frames
+        // that prove the peer alive, or its FIN. And once more if, after
+        // that read, enough has arrived to complete a frame (it came in the
+        // microseconds since): the verdict is on all the kernel holds.
+        let mut looks = 0;
+        while matches!(verdict, Verdict::Dead { .. })
+            && (looks == 0 || (looks == 1 && self.frame_may_be_waiting(slot)))
+        {
+            looks += 1;
             self.read_ready(slot, ReadCause::Evidence);
             let Some(conn) = self.conn(id) else {
                 return; // the read closed it, and counted why

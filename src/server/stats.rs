@@ -14,10 +14,13 @@ pub struct Stats {
     pub peak_active: u64,
     /// Closed because they were silent for `interval × misses`.
     pub evicted: u64,
-    /// Evictions that left bytes unread in the socket's receive queue. The
-    /// server reads what the kernel holds before every verdict, so anything
-    /// but zero means that read missed frames that may have proved the
-    /// peer alive (the debug line `eviction evidence` names each).
+    /// Evictions that left unread in the socket's receive queue enough
+    /// bytes to complete a frame. The server reads what the kernel holds
+    /// before every verdict (and again if a frame's worth arrived since),
+    /// so anything but zero means a frame that may have proved the peer
+    /// alive was missed (the debug line `eviction evidence` names each).
+    /// Fewer bytes than the frame in progress lacks prove nothing: a
+    /// trickler's next byte may land just after the read.
     pub evicted_with_unread_data: u64,
     /// Closed because the peer closed (EOF) or reset.
     pub closed_by_peer: u64,
