@@ -70,6 +70,19 @@ struct Sim {
 }
 
 impl Sim {
+    /// The reactor at time zero, its peer last heard from at `last_seen`.
+    fn new(last_seen: u64) -> Sim {
+        let rule = Rule::new(INTERVAL, MISSES);
+        Sim {
+            t0: Instant::now(),
+            now: 0,
+            stalls: Stalls::new(THRESHOLD, rule.limit(), rule.interval()),
+            excused: ExcusedStalls::default(),
+            rule,
+            last_seen,
+        }
+    }
+
     fn at(&self) -> Instant {
         self.t0 + Duration::from_nanos(self.now)
     }
@@ -147,15 +160,8 @@ proptest! {
         turns in vec(turn(), 1..12),
         silent_from in 0u64..500,
     ) {
-        let rule = Rule::new(INTERVAL, MISSES);
-        let mut sim = Sim {
-            t0: Instant::now(),
-            now: 0,
-            stalls: Stalls::new(THRESHOLD, rule.limit(), rule.interval()),
-            excused: ExcusedStalls::default(),
-            rule,
-            last_seen: silent_from * MS,
-        };
+        let mut sim = Sim::new(silent_from * MS);
+        let rule = sim.rule;
         let horizon = 600_000 * MS;
         let (evicted, longest) = sim.run(&turns, horizon);
         let Some(evicted) = evicted else {
@@ -196,14 +202,7 @@ fn a_stop_after_the_verdict_in_every_turn_cannot_keep_a_dead_peer() {
         caller: 500,
         stop: Some((150, 3)),
     };
-    let mut sim = Sim {
-        t0: Instant::now(),
-        now: 0,
-        stalls: Stalls::new(THRESHOLD, rule.limit(), rule.interval()),
-        excused: ExcusedStalls::default(),
-        rule,
-        last_seen: 0,
-    };
+    let mut sim = Sim::new(0);
     let (evicted, longest) = sim.run(&[turn], 60_000 * MS);
     // The property's bound: deadline + 2 × longest stretch + interval.
     let bound = rule.limit() + 2 * longest + rule.interval();
