@@ -72,7 +72,16 @@ fn a_server_stopped_past_the_limit_evicts_no_live_peer_but_still_the_silent_one(
         );
     }
     assert_eq!(stat(&stats, "evicted"), 1, "{stats}");
-    assert_eq!(stat(&stats, "pauses"), 1, "{stats}");
+    // The stop is one stall; a loaded machine may add a short one of its
+    // own (a scheduling delay past the 50 ms threshold), which is counted
+    // too, but no second long one.
+    assert!(stat(&stats, "pauses") >= 1, "{stats}");
+    let long_stalls = server
+        .log()
+        .lines()
+        .filter(|l| l.contains("stalled for") && stalled_ms(l) >= 1000)
+        .count();
+    assert_eq!(long_stalls, 1, "the stop, once:\n{}", server.log());
     // The eviction line tells the whole silence (at least the 100 ms before
     // the stop and the 1.5 s of it), and the excused part apart; what is
     // left is at least the limit. (Before, it said idle=6xxms: the silence
@@ -87,12 +96,6 @@ fn a_server_stopped_past_the_limit_evicts_no_live_peer_but_still_the_silent_one(
     let excused = stat(&evicted, "excused");
     assert!(idle >= 1600, "{evicted}");
     assert!(excused >= 1000 && idle >= excused + 600, "{evicted}");
-    assert_eq!(
-        server.log().matches("stalled for").count(),
-        1,
-        "one stall, one line:\n{}",
-        server.log()
-    );
 }
 
 #[test]
