@@ -68,8 +68,11 @@ pub mod liveness;
 mod nonblocking;
 pub mod protocol;
 pub mod rng;
+mod send;
 pub mod server;
 pub mod shutdown;
 pub mod swarm;
 pub mod time;
 pub mod wheel;
+
+pub use send::SendError;

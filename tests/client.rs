@@ -293,7 +293,7 @@ fn data_frames_flow_both_ways_through_the_library_api() {
     client.close();
     assert_eq!(
         client.send_data(b"x"),
-        Err(lubdub::client::SendError::NotConnected)
+        Err(lubdub::client::SendError::Closed)
     );
 }
 

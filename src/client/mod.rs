@@ -238,29 +238,7 @@ impl std::error::Error for ClientError {
     }
 }
 
-/// Why [`Client::send_data`] refused a payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendError {
-    /// No connection is up; nothing is queued across reconnects.
-    NotConnected,
-    /// The payload does not fit in one frame.
-    TooLarge,
-    /// Too much is already waiting to be sent (the data frames' share of
-    /// [`ClientConfig::max_backlog`]); try again once it has drained.
-    Backlog,
-}
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SendError::NotConnected => "not connected",
-            SendError::TooLarge => "payload too large for one frame",
-            SendError::Backlog => "send backlog full",
-        })
-    }
-}
-
-impl std::error::Error for SendError {}
+pub use crate::send::SendError;
 
 /// A human rendering of a [`Reason`], with tick counts shown as durations.
 pub fn describe(reason: &Reason, clock: &Clock) -> String {

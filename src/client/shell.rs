@@ -248,7 +248,7 @@ impl<H: Handler> Client<H> {
     /// the connection ([`Reason::SlowReader`]).
     pub fn send_data(&mut self, payload: &[u8]) -> Result<(), SendError> {
         if !self.machine.is_connected() {
-            return Err(SendError::NotConnected);
+            return Err(SendError::Closed);
         }
         queue_data(
             &mut self.outbuf,
