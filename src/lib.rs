@@ -69,6 +69,7 @@ mod nonblocking;
 pub mod protocol;
 pub mod rng;
 mod send;
+mod step;
 pub mod server;
 pub mod shutdown;
 pub mod swarm;
@@ -76,3 +77,4 @@ pub mod time;
 pub mod wheel;
 
 pub use send::SendError;
+pub use step::Step;

@@ -51,6 +51,7 @@ pub use self::config::{Config, DEFAULT_MAX_BUFFERED};
 pub use self::handler::{CloseReason, ConnId, Handler, Reply};
 pub use self::stats::Stats;
 pub use crate::check::ConfigError;
+pub use crate::step::Step;
 
 use self::conn::Conn;
 use crate::keepalive::SocketOptions;
@@ -152,15 +153,6 @@ impl std::error::Error for ServerError {
             ServerError::Poll(e) => Some(e),
         }
     }
-}
-
-/// Whether the reactor keeps going after a [`Server::poll_once`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Call `poll_once` again.
-    Running,
-    /// Shutdown was requested; listener and connections are closed.
-    Stopped,
 }
 
 /// The heartbeat server. See the [module docs](self).
