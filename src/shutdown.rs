@@ -32,6 +32,12 @@ impl ShutdownHandle {
         let _ = self.waker.wake();
     }
 
+    /// Wakes the loop without asking it to stop (it looks at every source
+    /// it has when it wakes).
+    pub fn wake(&self) {
+        let _ = self.waker.wake();
+    }
+
     /// The loop's waker, for anything else that must wake it (mio allows one
     /// waker per poll; the loop checks every source when it wakes).
     pub fn waker(&self) -> Arc<Waker> {

@@ -18,7 +18,14 @@ use lubdub::server::{CloseReason, ConnId, Handler, Server};
 struct Closes(Vec<(Instant, CloseReason)>);
 
 impl Handler for Closes {
-    fn on_close(&mut self, _id: ConnId, reason: CloseReason) {
+    type State = ();
+    fn on_close(
+        &mut self,
+        _ctx: &mut lubdub::server::Context<'_, ()>,
+        _id: ConnId,
+        _state: (),
+        reason: CloseReason,
+    ) {
         self.0.push((Instant::now(), reason));
     }
 }

@@ -15,10 +15,22 @@ struct Ids {
 }
 
 impl Handler for Ids {
-    fn on_connect(&mut self, id: ConnId, _peer: std::net::SocketAddr) {
+    type State = ();
+    fn on_connect(
+        &mut self,
+        _ctx: &mut lubdub::server::Context<'_, ()>,
+        id: ConnId,
+        _peer: std::net::SocketAddr,
+    ) {
         self.opened.push(id);
     }
-    fn on_close(&mut self, id: ConnId, reason: CloseReason) {
+    fn on_close(
+        &mut self,
+        _ctx: &mut lubdub::server::Context<'_, ()>,
+        id: ConnId,
+        _state: (),
+        reason: CloseReason,
+    ) {
         self.closed.push((id, reason));
     }
 }
@@ -80,17 +92,27 @@ fn a_stale_id_never_reaches_the_next_tenant_of_its_slot() {
     assert_eq!(new.slot(), old.slot(), "the slab reuses the freed slot");
     assert_ne!(new.serial(), old.serial());
     assert!(!server.is_open(old));
-    assert!(!server.send_data(old, b"not for you"));
-    assert!(!server.close(old));
+    assert_eq!(
+        server.context().send(old, b"not for you"),
+        Err(lubdub::SendError::Closed)
+    );
+    assert!(!server.context().close(old));
     assert!(server.is_open(new));
 
     // The new tenant is untouched and still served; data sent to its own id arrives.
-    assert!(server.send_data(new, b"hi"));
+    assert_eq!(server.context().send(new, b"hi"), Ok(()));
     let mut frame = [0u8; 10];
     second.read_exact(&mut frame).unwrap();
     assert_eq!(&frame[..8], &[2, 0, 0, 0, 10, 0, 0, 0]);
     assert_eq!(&frame[8..], b"hi");
-    assert!(server.close(new));
+    assert!(server.context().close(new));
+    assert!(!server.is_open(new), "closing from the moment it is asked");
+    assert_eq!(
+        server.handler().closed.len(),
+        1,
+        "but carried out on the loop"
+    );
+    server.poll_once(Some(Duration::ZERO)).unwrap();
     assert_eq!(server.handler().closed[1], (new, CloseReason::Requested));
 }
 

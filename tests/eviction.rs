@@ -130,11 +130,23 @@ struct Idles {
 }
 
 impl lubdub::server::Handler for Idles {
+    type State = ();
     const WANTS_DATA: bool = false;
-    fn on_connect(&mut self, id: lubdub::server::ConnId, peer: std::net::SocketAddr) {
+    fn on_connect(
+        &mut self,
+        _ctx: &mut lubdub::server::Context<'_, ()>,
+        id: lubdub::server::ConnId,
+        peer: std::net::SocketAddr,
+    ) {
         self.peers.insert(id, peer);
     }
-    fn on_close(&mut self, id: lubdub::server::ConnId, reason: lubdub::server::CloseReason) {
+    fn on_close(
+        &mut self,
+        _ctx: &mut lubdub::server::Context<'_, ()>,
+        id: lubdub::server::ConnId,
+        _state: (),
+        reason: lubdub::server::CloseReason,
+    ) {
         if let lubdub::server::CloseReason::Evicted { idle_ms, .. } = reason {
             self.evicted.push((self.peers[&id], idle_ms));
         }
@@ -294,22 +306,34 @@ struct Slow(
 );
 
 impl lubdub::server::Handler for Slow {
+    type State = ();
     const WANTS_DATA: bool = true;
 
-    fn on_connect(&mut self, id: lubdub::server::ConnId, peer: std::net::SocketAddr) {
+    fn on_connect(
+        &mut self,
+        _ctx: &mut lubdub::server::Context<'_, ()>,
+        id: lubdub::server::ConnId,
+        peer: std::net::SocketAddr,
+    ) {
         self.1.push((id, peer));
     }
 
     fn on_data(
         &mut self,
+        _ctx: &mut lubdub::server::Context<'_, ()>,
         _id: lubdub::server::ConnId,
         _payload: &[u8],
-        _reply: &mut lubdub::server::Reply<'_>,
     ) {
         std::thread::sleep(Duration::from_millis(self.0));
     }
 
-    fn on_close(&mut self, id: lubdub::server::ConnId, _reason: lubdub::server::CloseReason) {
+    fn on_close(
+        &mut self,
+        _ctx: &mut lubdub::server::Context<'_, ()>,
+        id: lubdub::server::ConnId,
+        _state: (),
+        _reason: lubdub::server::CloseReason,
+    ) {
         if let Some(&(_, peer)) = self.1.iter().find(|(open, _)| *open == id) {
             self.2.push((peer, Instant::now()));
         }

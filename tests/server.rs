@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use lubdub::server::{CloseReason, ConnId, Handler, Reply};
+use lubdub::server::{CloseReason, ConnId, Context, Handler};
 
 const LIMIT: Duration = Duration::from_millis(150); // 50 ms × 3
 /// One 7 ms tick, plus scheduling noise on a loaded machine.
@@ -201,21 +201,28 @@ fn connections_over_the_maximum_are_closed_at_once_and_counted() {
 struct Recorder(Arc<Mutex<Vec<String>>>);
 
 impl Handler for Recorder {
-    fn on_connect(&mut self, id: ConnId, _peer: std::net::SocketAddr) {
+    type State = ();
+    fn on_connect(&mut self, _ctx: &mut Context<'_, ()>, id: ConnId, _peer: std::net::SocketAddr) {
         self.0.lock().unwrap().push(format!("connect {id}"));
     }
-    fn on_data(&mut self, id: ConnId, payload: &[u8], reply: &mut Reply<'_>) {
+    fn on_data(&mut self, ctx: &mut Context<'_, ()>, id: ConnId, payload: &[u8]) {
         self.0
             .lock()
             .unwrap()
             .push(format!("data {id} {}", String::from_utf8_lossy(payload)));
         if payload == b"bye" {
-            reply.close();
+            ctx.close(id);
         } else {
-            reply.send_data(payload).unwrap();
+            ctx.send(id, payload).unwrap();
         }
     }
-    fn on_close(&mut self, id: ConnId, reason: CloseReason) {
+    fn on_close(
+        &mut self,
+        _ctx: &mut Context<'_, ()>,
+        id: ConnId,
+        _state: (),
+        reason: CloseReason,
+    ) {
         self.0.lock().unwrap().push(format!("close {id} {reason}"));
     }
 }
@@ -251,7 +258,7 @@ fn data_frames_reach_the_handler_and_its_replies_come_back() {
     assert!(log[0].starts_with("connect "));
     assert!(log[1].ends_with(" hello"));
     assert!(log[2].ends_with(" bye"));
-    assert!(log[3].ends_with("closed by handler"), "{log:?}");
+    assert!(log[3].ends_with("closed on request"), "{log:?}");
 }
 
 #[test]

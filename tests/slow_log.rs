@@ -42,7 +42,14 @@ impl log::Log for SlowStats {
 struct Closes(Vec<(Instant, CloseReason)>);
 
 impl Handler for Closes {
-    fn on_close(&mut self, _id: ConnId, reason: CloseReason) {
+    type State = ();
+    fn on_close(
+        &mut self,
+        _ctx: &mut lubdub::server::Context<'_, ()>,
+        _id: ConnId,
+        _state: (),
+        reason: CloseReason,
+    ) {
         self.0.push((Instant::now(), reason));
     }
 }

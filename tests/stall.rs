@@ -407,13 +407,14 @@ fn a_swarm_stopped_briefly_under_heartbeats_is_ok_and_reports_its_stall() {
 struct StopsMidTurn;
 
 impl lubdub::server::Handler for StopsMidTurn {
+    type State = ();
     const WANTS_DATA: bool = true;
 
     fn on_data(
         &mut self,
+        _ctx: &mut lubdub::server::Context<'_, ()>,
         _id: lubdub::server::ConnId,
         _payload: &[u8],
-        _reply: &mut lubdub::server::Reply<'_>,
     ) {
         std::thread::sleep(Duration::from_millis(1200));
     }

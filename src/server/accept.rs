@@ -9,7 +9,7 @@ use mio::Interest;
 use socket2::{Domain, Socket, Type};
 
 use super::conn::Conn;
-use super::{Config, ConnId, Handler, Now, Server, Timer, ACCEPT_BUDGET};
+use super::{Config, ConnId, Context, Handler, Now, Server, Timer, ACCEPT_BUDGET, FIRST_CONN};
 use crate::protocol::Decoder;
 
 /// A non-blocking listener with `SO_REUSEADDR` (a restarted server can bind
@@ -75,20 +75,20 @@ impl<H: Handler> Server<H> {
     /// descriptor pause listener events are ignored altogether.
     pub(super) fn accept_failed(&mut self, e: std::io::Error, now: Now) -> bool {
         if is_resource_exhaustion(&e) {
-            self.stats.accept_pauses += 1;
+            self.core.stats.accept_pauses += 1;
             let pauses = self.accept_paused.get_or_insert(0);
             *pauses += 1;
             if *pauses == 1 {
                 warn!(
                     "accept paused: {e} (open connections {}); retrying every {}",
-                    self.conns.len(),
+                    self.core.conns.len(),
                     crate::duration::format(self.config.accept_pause)
                 );
             }
             self.retry_accept(now);
             return false;
         }
-        self.stats.io_errors += 1;
+        self.core.stats.io_errors += 1;
         // The peer gave up between SYN and accept (ECONNABORTED) or similar
         // per-connection trouble: that one is gone, go on.
         if matches!(
@@ -117,13 +117,13 @@ impl<H: Handler> Server<H> {
     }
 
     fn admit(&mut self, mut stream: mio::net::TcpStream, addr: std::net::SocketAddr) {
-        if self.conns.len() >= self.max_connections {
+        if self.core.conns.len() >= self.max_connections {
             // Accept and close at once: a refused peer learns now, instead of
             // timing out in a backlog we will never drain.
-            self.stats.rejected += 1;
+            self.core.stats.rejected += 1;
             debug!(
                 "rejected peer={addr}: {} connections open (max_connections)",
-                self.conns.len()
+                self.core.conns.len()
             );
             return;
         }
@@ -132,7 +132,7 @@ impl<H: Handler> Server<H> {
             // is rare and may be peculiar to this peer's socket; the kernel
             // keepalive is only the second line of defence, so the
             // connection is kept. Each cause is logged once.
-            self.stats.sockopt_errors += 1;
+            self.core.stats.sockopt_errors += 1;
             let cause = (e.option, e.error.raw_os_error());
             if !self.sockopt_logged.contains(&cause) {
                 self.sockopt_logged.push(cause);
@@ -142,18 +142,18 @@ impl<H: Handler> Server<H> {
         // Stamped when it was taken, not at the wakeup: a connection
         // accepted late in a long turn is not held to an earlier deadline.
         let seen = self.fresh_nanos();
-        let entry = self.conns.vacant_entry();
+        let entry = self.core.conns.vacant_entry();
         let slot = entry.key();
         // Readable and writable for life: re-registering when a backlog
         // appears or drains would cost an epoll_ctl each time, while a
         // writable edge with nothing to write costs one branch.
-        if let Err(e) = self.poll.registry().register(
+        if let Err(e) = self.registry.register(
             &mut stream,
-            mio::Token(slot),
+            mio::Token(self.base + FIRST_CONN + slot),
             Interest::READABLE | Interest::WRITABLE,
         ) {
             warn!("dropped peer={addr}: cannot register with poll: {e}");
-            self.stats.io_errors += 1;
+            self.core.stats.io_errors += 1;
             return;
         }
         let serial = self.next_serial;
@@ -162,22 +162,42 @@ impl<H: Handler> Server<H> {
             slot: slot as u32,
             serial,
         };
-        let deadline = self.clock.tick_after(self.rule.deadline(seen));
-        let timer = self.wheel.schedule(deadline, Timer::Liveness(id.slot));
+        // With probes, the first look is after one interval.
+        let first = if self.config.probe {
+            seen + self.rule.interval()
+        } else {
+            self.rule.deadline(seen)
+        };
+        let timer = self
+            .wheel
+            .schedule(self.clock.tick_after(first), Timer::Liveness(id.slot));
         entry.insert(Conn {
             stream,
             serial,
             last_seen: seen,
             timer,
             decoder: Decoder::new(),
-            backlog: None,
+            pending: None,
             unfinished: false,
             peer_closed: false,
+            closing: false,
+            state: H::State::default(),
         });
-        self.stats.accepted += 1;
-        self.stats.active += 1;
-        self.stats.peak_active = self.stats.peak_active.max(self.stats.active);
+        let stats = &mut self.core.stats;
+        stats.accepted += 1;
+        stats.active += 1;
+        stats.peak_active = stats.peak_active.max(stats.active);
         debug!("accepted peer={addr} conn={id}");
-        self.handler.on_connect(id, addr);
+        if let Some(greeting) = &self.config.greeting {
+            // Unframed, before anything else: what the peer reads first.
+            if let Err(failure) = self.core.write(slot, greeting) {
+                self.core.mark_closing(slot, failure.reason());
+            }
+        }
+        let mut ctx = Context {
+            core: &mut self.core,
+        };
+        self.handler.on_connect(&mut ctx, id, addr);
+        self.process_closes();
     }
 }

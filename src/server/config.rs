@@ -47,6 +47,21 @@ pub struct Config {
     pub accept_pause: Duration,
     /// Readiness events fetched per poll.
     pub events_capacity: usize,
+    /// Bytes sent to every peer as soon as it is accepted, unframed and
+    /// exactly as given — as the original Qt server sends its welcome text,
+    /// so clients written for it see what they expect. lubdub's own client
+    /// and the swarm skip it when lenient. Default none.
+    pub greeting: Option<Vec<u8>>,
+    /// Send a heartbeat request to a peer silent for an interval (and again
+    /// each further interval of silence), for peers that only answer. A
+    /// peer that answers is kept; one that does not is evicted on the usual
+    /// deadline. Costs one timer per connection per interval instead of per
+    /// `interval × misses`. Default off.
+    pub probe: bool,
+    /// Commands from other threads that may wait for the loop
+    /// ([`Commands`](super::Commands)); also the most applied per turn.
+    /// Default 1024.
+    pub command_queue: usize,
 }
 
 /// Default [`Config::max_buffered`]: room for a thousand max-size frames
@@ -71,6 +86,9 @@ impl Default for Config {
             stats_every: None,
             accept_pause: Duration::from_millis(100),
             events_capacity: 1024,
+            greeting: None,
+            probe: false,
+            command_queue: 1024,
         }
     }
 }
@@ -83,6 +101,7 @@ pub const MAX_CONNECTIONS: usize = 100_000_000;
 /// real deployment.
 const MAX_BUFFERED: usize = 1 << 40;
 const MAX_EVENTS: usize = 1 << 20;
+const MAX_COMMANDS: usize = 1 << 20;
 
 impl Config {
     /// The tick in force: the configured one, or `interval / 20` clamped to
@@ -147,6 +166,12 @@ impl Config {
             Duration::from_secs(60),
         )?;
         check::number("events_capacity", self.events_capacity, 1, MAX_EVENTS)?;
+        check::number("command_queue", self.command_queue, 1, MAX_COMMANDS)?;
+        if let Some(greeting) = &self.greeting {
+            // Sent whole on accept: it must fit the backlog a peer is
+            // allowed, or every connection would close as a slow reader.
+            check::number("greeting", greeting.len(), 1, self.max_backlog)?;
+        }
         Ok(())
     }
 }

@@ -8,15 +8,17 @@
 //!
 //! While a connection is idle it owns no heap memory: the decoder keeps a
 //! split header inline and only buffers a data frame's body while it is
-//! actually split, and `backlog` exists only while the kernel's send buffer
-//! is full.
+//! actually split, and `pending` exists only while the kernel's send buffer
+//! is full or a deferred reply holds its place. The handler's own state is
+//! kept here too, and costs nothing when it is `()`.
 
 use mio::net::TcpStream;
 
+use super::output::Pending;
 use crate::protocol::Decoder;
 use crate::wheel::TimerId;
 
-pub(crate) struct Conn {
+pub(crate) struct Conn<S> {
     pub(crate) stream: TcpStream,
     pub(crate) serial: u64,
     /// When the last complete frame (or the accept) was read, in
@@ -27,11 +29,11 @@ pub(crate) struct Conn {
     /// The one wheel entry this connection holds: its next liveness check.
     pub(crate) timer: TimerId,
     pub(crate) decoder: Decoder,
-    /// Bytes the kernel would not take yet; `None` in the normal case.
-    /// Boxed on purpose: 8 bytes per idle connection instead of a `Vec`'s 24,
-    /// for the price of one more allocation when a backlog actually forms.
-    #[allow(clippy::box_collection)]
-    pub(crate) backlog: Option<Box<Vec<u8>>>,
+    /// Bytes the kernel would not take yet, and places held for deferred
+    /// replies; `None` in the normal case. Boxed on purpose: 8 bytes per
+    /// idle connection, for the price of one more allocation when a
+    /// backlog actually forms.
+    pub(crate) pending: Option<Box<Pending>>,
     /// On the reactor's list of connections that used up their read budget
     /// with data left, to be read again next turn (so at most once there,
     /// and not read for an event before then: one budget per turn).
@@ -40,6 +42,12 @@ pub(crate) struct Conn {
     /// a short read does not prove the socket drained, keep reading to EOF.
     /// (Both flags sit in what was padding: the struct does not grow.)
     pub(crate) peer_closed: bool,
+    /// A close was asked for (by the handler, a command, or a send that
+    /// found the peer does not read) and waits for the reactor to carry it
+    /// out: nothing more is read from it or sent to it.
+    pub(crate) closing: bool,
+    /// The handler's state for this connection.
+    pub(crate) state: S,
 }
 
 #[cfg(test)]
@@ -54,7 +62,7 @@ mod size {
         // carries a selector id for its own checks (16 bytes, not 4), and
         // the padding moves with it: 72.
         let bound = if cfg!(debug_assertions) { 72 } else { 56 };
-        let conn = std::mem::size_of::<Conn>();
+        let conn = std::mem::size_of::<Conn<()>>();
         assert!(conn <= bound, "Conn grew to {conn} bytes");
         let node = crate::wheel::node_size::<super::super::Timer>();
         assert!(node <= 32, "a wheel node grew to {node} bytes");

@@ -62,7 +62,7 @@ impl<H: Handler> Server<H> {
     /// complete a frame: then it may prove the peer alive, and is read
     /// before any verdict.
     pub(super) fn frame_may_be_waiting(&self, slot: usize) -> bool {
-        let conn = &self.conns[slot];
+        let conn = &self.core.conns[slot];
         unread(conn.stream.as_raw_fd()).is_some_and(|n| n as usize >= conn.decoder.missing())
     }
 
@@ -73,11 +73,11 @@ impl<H: Handler> Server<H> {
     /// bytes than a frame lacks prove nothing: a trickler's next byte may
     /// land between the read and this look.)
     pub(super) fn record_eviction_evidence(&mut self, slot: usize, id: ConnId) {
-        let conn = &self.conns[slot];
+        let conn = &self.core.conns[slot];
         let evidence = Evidence::gather(&conn.stream);
         let missing = conn.decoder.missing();
         if evidence.unread.is_some_and(|n| n as usize >= missing) {
-            self.stats.evicted_with_unread_data += 1;
+            self.core.stats.evicted_with_unread_data += 1;
         }
         debug!(
             "eviction evidence peer={} conn={id} {evidence} decoder_partial={} missing={}",

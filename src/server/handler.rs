@@ -5,7 +5,8 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use crate::protocol::{self, DecodeError, EncodeError, FrameType};
+use super::context::Context;
+use crate::protocol::DecodeError;
 
 /// A connection, as the reactor names it to its handler.
 ///
@@ -64,7 +65,8 @@ pub enum CloseReason {
     OverBudget,
     /// A read or write failed.
     Io(io::ErrorKind),
-    /// The handler asked for it.
+    /// The handler or the embedding program asked for it
+    /// ([`Context::close`], a command).
     Requested,
     /// The server is shutting down.
     Shutdown,
@@ -89,45 +91,33 @@ impl fmt::Display for CloseReason {
             CloseReason::SlowReader => f.write_str("peer does not read its replies"),
             CloseReason::OverBudget => f.write_str("buffer budget exhausted"),
             CloseReason::Io(kind) => write!(f, "io error: {kind}"),
-            CloseReason::Requested => f.write_str("closed by handler"),
+            CloseReason::Requested => f.write_str("closed on request"),
             CloseReason::Shutdown => f.write_str("server shutting down"),
         }
     }
 }
 
-/// Where a handler queues frames for the connection it was called for. They
-/// go out with the heartbeat replies of the same readiness event, in one write.
-pub struct Reply<'a> {
-    pub(crate) out: &'a mut Vec<u8>,
-    pub(crate) max_frame: usize,
-    pub(crate) close: bool,
-}
-
-impl Reply<'_> {
-    /// Queues a data frame carrying `payload`.
-    pub fn send_data(&mut self, payload: &[u8]) -> Result<(), EncodeError> {
-        if payload.len() + protocol::HEADER_LEN > self.max_frame {
-            return Err(EncodeError::TooLarge {
-                payload_len: payload.len(),
-            });
-        }
-        protocol::encode_frame(FrameType::Data, payload, self.out)
-    }
-
-    /// Closes the connection once this event's replies have been handed to
-    /// the kernel. Replies the kernel would not take at once (a full send
-    /// buffer) are dropped with the connection.
-    pub fn close(&mut self) {
-        self.close = true;
-    }
-}
-
 /// Callbacks from the reactor. Every method has a no-op default, so
-/// `impl Handler for MyType {}` is a working heartbeat server.
+/// `impl Handler for MyType { type State = (); }` is a working heartbeat
+/// server.
+///
+/// Every callback gets a [`Context`]: it can send to and close any
+/// connection by id, broadcast, defer a reply, see how many connections are
+/// open and reach each one's [`State`](Self::State). Nothing a callback does
+/// through it calls back into the handler: a close asked for there (or
+/// forced by a send that finds a peer that does not read) is carried out by
+/// the reactor once the callback has returned, and reported through
+/// [`on_close`](Self::on_close).
 ///
 /// The callbacks run on the reactor thread, inside the event loop: they must
 /// not block.
 pub trait Handler {
+    /// Per-connection state of the handler's own, kept in the connection's
+    /// slot: made with `Default` when the connection is accepted, reached
+    /// through [`Context::state`] and [`Context::state_mut`], and handed
+    /// back by value to [`on_close`](Self::on_close). `()` costs nothing.
+    type State: Default;
+
     /// Whether [`on_data`](Self::on_data) wants payloads. When `false`, the
     /// reactor never reads a data payload into memory: data frames are
     /// counted and prove their peer alive, but their bodies are skipped, so
@@ -135,17 +125,33 @@ pub trait Handler {
     /// memory. `true` unless a handler says otherwise; `()` says `false`.
     const WANTS_DATA: bool = true;
 
-    /// A connection was accepted.
-    fn on_connect(&mut self, _id: ConnId, _peer: SocketAddr) {}
+    /// A connection was accepted, and nothing of the peer's has been read
+    /// yet. Greet it ([`Context::send`]; it follows the configured
+    /// greeting, if any) or refuse it ([`Context::close`]: it is closed
+    /// before anything it sent is read or answered).
+    fn on_connect(&mut self, _ctx: &mut Context<'_, Self::State>, _id: ConnId, _peer: SocketAddr) {}
 
     /// A data frame (type 2) arrived; `payload` excludes the header.
-    fn on_data(&mut self, _id: ConnId, _payload: &[u8], _reply: &mut Reply<'_>) {}
+    /// Answer it now ([`Context::send`] to `id`: the reply leaves after the
+    /// replies to everything the peer sent before, and before those to what
+    /// it sent after) or later ([`Context::defer`]).
+    fn on_data(&mut self, _ctx: &mut Context<'_, Self::State>, _id: ConnId, _payload: &[u8]) {}
 
-    /// A connection was closed; its id is dead from now on.
-    fn on_close(&mut self, _id: ConnId, _reason: CloseReason) {}
+    /// A connection was closed; its id is dead from now on, and `state` is
+    /// what its slot held.
+    fn on_close(
+        &mut self,
+        _ctx: &mut Context<'_, Self::State>,
+        _id: ConnId,
+        _state: Self::State,
+        _reason: CloseReason,
+    ) {
+    }
 }
 
-/// The plain heartbeat server: no callbacks, and data payloads skipped.
+/// The plain heartbeat server: no callbacks, no state, and data payloads
+/// skipped.
 impl Handler for () {
+    type State = ();
     const WANTS_DATA: bool = false;
 }

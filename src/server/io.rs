@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use log::trace;
 
-use super::{held, push_heartbeat_replies, CloseReason, ConnId, Handler, ReadCause, Reply, Server};
-use crate::nonblocking::write_some;
-use crate::protocol::{FrameType, Kind, Payloads};
+use super::core::account;
+use super::{CloseReason, ConnId, Context, Handler, ReadCause, Server};
+use crate::protocol::{FrameType, Kind, Payloads, HEARTBEAT_RESPONSE};
 
 impl<H: Handler> Server<H> {
     pub(super) fn connection_ready(
@@ -28,10 +28,13 @@ impl<H: Handler> Server<H> {
         // reaches the new tenant; that is harmless, because an event only
         // makes us try a read (WouldBlock if there is nothing) and flush a
         // backlog the new tenant cannot have yet.
-        if !self.conns.contains(slot) {
+        let Some(conn) = self.core.conns.get(slot) else {
+            return;
+        };
+        if conn.closing {
             return;
         }
-        if writable && self.conns[slot].backlog.is_some() {
+        if writable && conn.pending.is_some() {
             self.flush(slot, &[]);
         }
         if readable || closed {
@@ -51,13 +54,11 @@ impl<H: Handler> Server<H> {
 
     /// Reads what the kernel holds for `slot` (up to the read budget), hands
     /// out its frames, stamps it seen if a frame completed, and writes the
-    /// replies.
+    /// replies — in the order of the requests, heartbeats and data alike.
     pub(super) fn read_ready(&mut self, slot: usize, why: ReadCause) {
         let Server {
-            conns,
+            core,
             scratch,
-            out,
-            stats,
             handler,
             config,
             unfinished,
@@ -65,9 +66,12 @@ impl<H: Handler> Server<H> {
             stalls,
             ..
         } = self;
-        let Some(conn) = conns.get_mut(slot) else {
+        let Some(conn) = core.conns.get_mut(slot) else {
             return;
         };
+        if conn.closing {
+            return; // closes once the work in progress is done; not read
+        }
         // With the FIN (or an error) signalled, a short read does not prove
         // the socket drained: keep reading to see the EOF.
         let closed = match why {
@@ -97,13 +101,14 @@ impl<H: Handler> Server<H> {
             slot: slot as u32,
             serial: conn.serial,
         };
-        out.clear();
-        let mut heartbeats = 0usize;
+        core.out.clear();
+        core.current = Some(id);
+        let mut heartbeats = 0u64;
         let mut frames = 0u64;
         let mut close: Option<CloseReason> = None;
-        let mut close_after_write = false;
         let mut full_reads = 0;
         loop {
+            let conn = &mut core.conns[slot];
             let n = match conn.stream.read(scratch) {
                 Ok(0) => {
                     close = Some(CloseReason::PeerClosed);
@@ -117,7 +122,7 @@ impl<H: Handler> Server<H> {
                     break;
                 }
             };
-            stats.bytes_in += n as u64;
+            core.stats.bytes_in += n as u64;
             // A split data payload the handler wants is the one thing a read
             // can make the decoder hold (none at all when payloads are
             // skipped: the whole accounting folds away then).
@@ -126,40 +131,53 @@ impl<H: Handler> Server<H> {
             } else {
                 0
             };
-            let result =
-                conn.decoder
-                    .feed_with(&scratch[..n], config.max_frame, payloads, |frame| {
-                        frames += 1;
-                        match frame.kind {
-                            Kind::Known(FrameType::HeartbeatRequest) => heartbeats += 1,
-                            Kind::Known(FrameType::HeartbeatResponse) => {
-                                stats.heartbeat_responses += 1
-                            }
-                            Kind::Known(FrameType::Data) => {
-                                stats.data_frames += 1;
-                                let mut reply = Reply {
-                                    out: &mut *out,
-                                    max_frame: config.max_frame,
-                                    close: false,
-                                };
-                                handler.on_data(id, frame.payload, &mut reply);
-                                close_after_write |= reply.close;
-                            }
-                            Kind::Reserved(_) => stats.reserved_frames += 1,
-                        }
-                    });
+            // The decoder is taken out while it hands out frames, so the
+            // handler's context can reach every connection, this one too.
+            let mut decoder = std::mem::take(&mut conn.decoder);
+            let result = decoder.feed_with(&scratch[..n], config.max_frame, payloads, |frame| {
+                frames += 1;
+                match frame.kind {
+                    Kind::Known(FrameType::HeartbeatRequest) => {
+                        // Answered in place: after the replies to what came
+                        // before it, before those to what comes after.
+                        heartbeats += 1;
+                        core.out.extend_from_slice(&HEARTBEAT_RESPONSE);
+                    }
+                    Kind::Known(FrameType::HeartbeatResponse) => {
+                        core.stats.heartbeat_responses += 1
+                    }
+                    Kind::Known(FrameType::Data) => {
+                        core.stats.data_frames += 1;
+                        let mut ctx = Context { core: &mut *core };
+                        handler.on_data(&mut ctx, id, frame.payload);
+                    }
+                    Kind::Reserved(_) => core.stats.reserved_frames += 1,
+                }
+            });
+            let conn = &mut core.conns[slot];
+            conn.decoder = decoder;
             // Accounted before the result is looked at: one feed can both
             // complete (and free) a split payload and then fail on the next
             // header.
             if H::WANTS_DATA {
                 let held_after = conn.decoder.heap_bytes();
-                if account(stats, held_before, held_after, config.max_buffered) {
+                if account(
+                    &mut core.stats,
+                    held_before,
+                    held_after,
+                    config.max_buffered,
+                ) {
                     close = Some(CloseReason::OverBudget);
                     break;
                 }
             }
             if let Err(e) = result {
                 close = Some(CloseReason::Protocol(e));
+                break;
+            }
+            // The handler (or a send that found this peer not reading)
+            // closed it: nothing more is read.
+            if conn.closing {
                 break;
             }
             // A short read drained the socket: the next byte to arrive raises
@@ -189,106 +207,35 @@ impl<H: Handler> Server<H> {
         stalls.progress(at);
         if frames > 0 {
             // The read path only stamps; the wheel is not touched here.
-            conn.last_seen = clock.nanos(at);
+            core.conns[slot].last_seen = clock.nanos(at);
         }
         if heartbeats > 0 {
-            // Heartbeat replies carry no sequence number, so they follow
-            // whatever data frames the handler queued during this event.
-            push_heartbeat_replies(out, heartbeats);
-            stats.heartbeats += heartbeats as u64;
+            core.stats.heartbeats += heartbeats;
             trace!("conn={id} heartbeats={heartbeats}");
         }
-        let pending = std::mem::take(out);
-        if !pending.is_empty() {
-            self.flush(slot, &pending);
-        }
-        self.out = pending;
+        // The replies go out (as far as the kernel takes them) before any
+        // close, the handler's own included. A failed write marks the
+        // connection closing, with its reason.
+        let _ = core.flush_staged();
+        core.current = None;
         if let Some(reason) = close {
             self.close_conn(slot, reason);
-        } else if close_after_write {
-            self.close_conn(slot, CloseReason::Requested);
         }
+        self.process_closes();
     }
 
     /// Writes the connection's backlog and then `fresh`; whatever the kernel
     /// does not take goes to (or stays in) the backlog. Closes the connection
     /// when the backlog would exceed its bound or the write fails.
     pub(super) fn flush(&mut self, slot: usize, fresh: &[u8]) {
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
-        let max_backlog = self.config.max_backlog;
-        let held_before = held(conn);
-        let mut failure: Option<Failure> = None;
-        if let Some(backlog) = conn.backlog.as_mut() {
-            match write_some(&mut conn.stream, backlog) {
-                Ok(written) => {
-                    self.stats.bytes_out += written as u64;
-                    backlog.drain(..written);
-                }
-                Err(kind) => failure = Some(Failure::Io(kind)),
-            }
-            if failure.is_none() && backlog.is_empty() {
-                conn.backlog = None;
-            }
-        }
-        let mut rest = fresh;
-        if failure.is_none() && conn.backlog.is_none() && !rest.is_empty() {
-            match write_some(&mut conn.stream, rest) {
-                Ok(written) => {
-                    self.stats.bytes_out += written as u64;
-                    rest = &rest[written..];
-                }
-                Err(kind) => failure = Some(Failure::Io(kind)),
-            }
-        }
-        if failure.is_none() && !rest.is_empty() {
-            let backlog = conn.backlog.get_or_insert_with(Default::default);
-            if backlog.len() + rest.len() > max_backlog {
-                failure = Some(Failure::SlowReader);
-            } else {
-                backlog.extend_from_slice(rest);
-            }
-        }
-        let over = account(
-            &mut self.stats,
-            held_before,
-            held(conn),
-            self.config.max_buffered,
-        );
-        if over && failure.is_none() {
-            failure = Some(Failure::OverBudget);
-        }
-        match failure {
-            None => {}
-            Some(Failure::SlowReader) => self.close_conn(slot, CloseReason::SlowReader),
-            Some(Failure::OverBudget) => self.close_conn(slot, CloseReason::OverBudget),
-            Some(Failure::Io(kind)) => self.close_conn(slot, io_close_reason(kind)),
+        if let Err(failure) = self.core.write(slot, fresh) {
+            self.close_conn(slot, failure.reason());
         }
     }
-}
-
-/// Moves the gauge of bytes buffered by one connection's change from
-/// `before` to `after` bytes held; true when that growth took the total past
-/// `budget` — the connection that grew is the one to close (the overshoot is
-/// at most that one read or write, freed at once with it).
-fn account(stats: &mut super::Stats, before: usize, after: usize, budget: usize) -> bool {
-    stats.buffered = stats.buffered - before as u64 + after as u64;
-    if after <= before {
-        return false;
-    }
-    stats.peak_buffered = stats.peak_buffered.max(stats.buffered);
-    stats.buffered > budget as u64
-}
-
-enum Failure {
-    SlowReader,
-    OverBudget,
-    Io(ErrorKind),
 }
 
 /// A reset or broken pipe is the peer going away, not our failure.
-fn io_close_reason(kind: ErrorKind) -> CloseReason {
+pub(super) fn io_close_reason(kind: ErrorKind) -> CloseReason {
     match kind {
         ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
             CloseReason::PeerClosed

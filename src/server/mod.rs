@@ -11,8 +11,18 @@
 //!
 //! # Driving it
 //!
-//! [`Server::run`] loops until a [`ShutdownHandle`] fires. A program with its
-//! own loop calls [`Server::poll_once`] instead, with the longest it may block.
+//! Three ways, one code path:
+//!
+//! - [`Server::run`] loops until a [`ShutdownHandle`] (or a
+//!   [`Commands::shutdown`]) fires;
+//! - [`Server::poll_once`] is one turn of that loop, from a loop of the
+//!   caller's, with the longest it may block;
+//! - on a `mio::Poll` the caller owns ([`Server::bind_on`]): the caller asks
+//!   for [`next_timeout`](Server::next_timeout), polls, hands over the
+//!   events the server [`owns`](Server::owns) with
+//!   [`handle_event`](Server::handle_event), and ends each turn with
+//!   [`handle_timeout`](Server::handle_timeout). `poll_once` is exactly
+//!   that, with a `Poll` of the server's own.
 //!
 //! ```no_run
 //! use lubdub::server::{Config, Server};
@@ -29,11 +39,15 @@
 //! ```
 
 mod accept;
+mod commands;
 mod config;
 mod conn;
+mod context;
+mod core;
 mod evidence;
 mod handler;
 mod io;
+mod output;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -43,27 +57,34 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
+use mio::event::Event;
 use mio::net::TcpListener;
-use mio::{Events, Poll, Token};
-use slab::Slab;
+use mio::{Events, Poll, Registry, Token};
 
+pub use self::commands::{CommandError, Commands};
 pub use self::config::{Config, DEFAULT_MAX_BUFFERED};
-pub use self::handler::{CloseReason, ConnId, Handler, Reply};
+pub use self::context::Context;
+pub use self::core::Deferred;
+pub use self::handler::{CloseReason, ConnId, Handler};
 pub use self::stats::Stats;
 pub use crate::check::ConfigError;
 pub use crate::step::Step;
+pub use crate::SendError;
 
+use self::commands::Command;
 use self::conn::Conn;
+use self::core::{Core, Limits};
 use crate::keepalive::SocketOptions;
 use crate::liveness::{ExcusedStalls, Rule, Verdict};
 use crate::shutdown::ShutdownHandle;
 use crate::time::{Clock, Stalls, Tick};
 use crate::wheel::{TimerId, Wheel};
 
-/// Token of the listener; connection tokens are slab slots, far below it.
-const LISTENER: Token = Token(usize::MAX - 1);
-/// Token of the shutdown waker.
-const WAKER: Token = Token(usize::MAX - 2);
+/// Tokens, counted from the server's first: the listener, the waker, then
+/// one per connection slot.
+const LISTENER: usize = 0;
+const WAKER: usize = 1;
+const FIRST_CONN: usize = 2;
 
 /// Size of the one reactor-wide read buffer. Large enough that a burst of
 /// pipelined heartbeats is drained in one `read`.
@@ -133,6 +154,12 @@ pub enum ServerError {
     },
     /// The poll instance failed.
     Poll(std::io::Error),
+    /// [`Server::poll_once`] or [`Server::run`] on a server made with
+    /// [`Server::bind_on`]: it is driven by the caller's poll.
+    CallersPoll,
+    /// The token range asked of [`Server::bind_on`] does not fit in a
+    /// `usize` (it needs [`Server::tokens`] tokens from its first).
+    Tokens,
 }
 
 impl fmt::Display for ServerError {
@@ -141,6 +168,10 @@ impl fmt::Display for ServerError {
             ServerError::Config(e) => write!(f, "bad configuration: {e}"),
             ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             ServerError::Poll(e) => write!(f, "poll failed: {e}"),
+            ServerError::CallersPoll => f.write_str(
+                "this server is on the caller's poll: drive it with handle_event and handle_timeout",
+            ),
+            ServerError::Tokens => f.write_str("the server's token range does not fit in a usize"),
         }
     }
 }
@@ -151,17 +182,24 @@ impl std::error::Error for ServerError {
             ServerError::Config(e) => Some(e),
             ServerError::Bind { source, .. } => Some(source),
             ServerError::Poll(e) => Some(e),
+            ServerError::CallersPoll | ServerError::Tokens => None,
         }
     }
 }
 
 /// The heartbeat server. See the [module docs](self).
 pub struct Server<H: Handler = ()> {
-    poll: Poll,
+    /// The server's own poll, or `None` on the caller's.
+    poll: Option<Poll>,
+    /// Where the server's sources are registered (the poll's, cloned).
+    registry: Registry,
+    /// The first of the server's tokens.
+    base: usize,
     events: Events,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
-    conns: Slab<Conn>,
+    /// The connections, the counters, and what the handler may act on.
+    core: Core<H::State>,
     wheel: Wheel<Timer>,
     clock: Clock,
     /// The liveness rule in nanoseconds.
@@ -175,16 +213,17 @@ pub struct Server<H: Handler = ()> {
     socket_options: SocketOptions,
     max_connections: usize,
     scratch: Box<[u8]>,
-    /// Replies staged for one connection during one readiness event.
-    out: Vec<u8>,
     /// Connections that used up their read budget with data still waiting
     /// (edge-triggered: no new event will come for it), each listed once
-    /// (`Conn::unfinished`). A spare list to swap with while resuming them,
-    /// so neither allocates in steady state.
+    /// (`Conn::unfinished`). The turn in progress resumes the list it took
+    /// at its start (`resume`), so neither allocates in steady state.
     unfinished: Vec<ConnId>,
-    unfinished_spare: Vec<ConnId>,
+    resume: Vec<ConnId>,
     /// The listener used up its accept budget; accept again next turn.
     accept_unfinished: bool,
+    /// The turn in progress, from its first event (or its timeout) to
+    /// `handle_timeout`'s end.
+    turn: Option<Turn>,
     next_serial: u64,
     /// `Some(pauses)` while an out-of-descriptors episode lasts.
     accept_paused: Option<u64>,
@@ -196,17 +235,74 @@ pub struct Server<H: Handler = ()> {
     /// Socket-option refusals already logged, by option and errno: each
     /// cause is logged once, every occurrence counted.
     sockopt_logged: Vec<(&'static str, Option<i32>)>,
-    stats: Stats,
     handler: H,
     shutdown: ShutdownHandle,
+    commands: Commands,
+    /// `None` once stopped: commands sent then are refused as such.
+    command_rx: Option<std::sync::mpsc::Receiver<Command>>,
+    /// The last turn stopped at its command budget with more queued.
+    commands_left: bool,
     stopped: bool,
 }
 
+/// A turn of the loop in progress.
+#[derive(Debug, Clone, Copy)]
+struct Turn {
+    woke: Instant,
+    now: Now,
+    /// The listener ran out of accept budget last turn: accept once more,
+    /// after this turn's events.
+    resume_accept: bool,
+}
+
 impl<H: Handler> Server<H> {
-    /// Validates `config`, binds the listener and readies the reactor.
+    /// Validates `config`, binds the listener and readies the reactor on a
+    /// `mio::Poll` of its own: drive it with [`run`](Self::run) or
+    /// [`poll_once`](Self::poll_once).
     pub fn bind(config: Config, handler: H) -> Result<Server<H>, ServerError> {
-        config.validate().map_err(ServerError::Config)?;
         let poll = Poll::new().map_err(ServerError::Poll)?;
+        let registry = poll.registry().try_clone().map_err(ServerError::Poll)?;
+        Server::setup(config, handler, Some(poll), registry, 0)
+    }
+
+    /// Validates `config`, binds the listener and registers it on the
+    /// caller's `registry`, with tokens from `first` on: the listener is
+    /// `first`, the command waker `first + 1`, and each connection one more
+    /// — [`tokens`](Self::tokens) of them in all, which the caller keeps
+    /// clear of its own. Drive it with [`next_timeout`](Self::next_timeout),
+    /// [`handle_event`](Self::handle_event) for every event it
+    /// [`owns`](Self::owns), and [`handle_timeout`](Self::handle_timeout).
+    ///
+    /// The command waker is a `mio::Waker` on the caller's poll. On Linux
+    /// each waker is an eventfd of its own, so the caller may have its own
+    /// wakers beside it (mio documents one per poll for portability).
+    pub fn bind_on(
+        config: Config,
+        handler: H,
+        registry: &Registry,
+        first: Token,
+    ) -> Result<Server<H>, ServerError> {
+        let registry = registry.try_clone().map_err(ServerError::Poll)?;
+        Server::setup(config, handler, None, registry, first.0)
+    }
+
+    fn setup(
+        config: Config,
+        handler: H,
+        poll: Option<Poll>,
+        registry: Registry,
+        base: usize,
+    ) -> Result<Server<H>, ServerError> {
+        config.validate().map_err(ServerError::Config)?;
+        let max_connections = match config.max_connections {
+            Some(n) => n,
+            None => crate::limits::file_limit()
+                .map(|l| l.max_connections().min(config::MAX_CONNECTIONS))
+                .unwrap_or(1024),
+        };
+        if base.checked_add(FIRST_CONN + max_connections).is_none() {
+            return Err(ServerError::Tokens);
+        }
         let mut listener = accept::listen(&config).map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,
@@ -215,29 +311,31 @@ impl<H: Handler> Server<H> {
             addr: config.listen,
             source,
         })?;
-        poll.registry()
-            .register(&mut listener, LISTENER, mio::Interest::READABLE)
+        registry
+            .register(
+                &mut listener,
+                Token(base + LISTENER),
+                mio::Interest::READABLE,
+            )
             .map_err(ServerError::Poll)?;
-        let shutdown = ShutdownHandle::new(poll.registry(), WAKER).map_err(ServerError::Poll)?;
+        let shutdown =
+            ShutdownHandle::new(&registry, Token(base + WAKER)).map_err(ServerError::Poll)?;
+        let (commands, command_rx) =
+            Commands::new(config.command_queue, shutdown.clone(), config.max_frame);
 
         let clock = Clock::start(config.effective_tick());
         // interval × misses, exact in nanoseconds: rounded to the wheel's
         // ticks once, per deadline, and never multiplied after rounding.
         let rule = Rule::new(config.interval.as_nanos() as u64, config.misses);
         let socket_options = config.socket_options();
-        let max_connections = match config.max_connections {
-            Some(n) => n,
-            None => crate::limits::file_limit()
-                .map(|l| l.max_connections().min(config::MAX_CONNECTIONS))
-                .unwrap_or(1024),
-        };
         let mut wheel = Wheel::with_capacity(0, max_connections.min(1 << 16) + 2);
         if let Some(every) = config.stats_every {
             wheel.schedule(clock.ticks(every), Timer::Stats);
         }
         info!(
             "listening on {local_addr} interval={} misses={} tick={} max_connections={max_connections} \
-             max_frame={} max_backlog={} max_buffered={} {socket_options} reuse_port={} data={}",
+             max_frame={} max_backlog={} max_buffered={} {socket_options} reuse_port={} data={} \
+             probe={} greeting={}",
             crate::duration::format(config.interval),
             config.misses,
             crate::duration::format(clock.tick()),
@@ -246,13 +344,21 @@ impl<H: Handler> Server<H> {
             config.max_buffered,
             config.reuse_port,
             if H::WANTS_DATA { "delivered" } else { "skipped" },
+            config.probe,
+            config.greeting.as_ref().map_or(0, |g| g.len()),
         );
         Ok(Server {
             poll,
+            registry,
+            base,
             events: Events::with_capacity(config.events_capacity),
             listener: Some(listener),
             local_addr,
-            conns: Slab::new(),
+            core: Core::new(Limits {
+                max_frame: config.max_frame,
+                max_backlog: config.max_backlog,
+                max_buffered: config.max_buffered,
+            }),
             wheel,
             stalls: Stalls::new(clock.pause_threshold(), rule.limit(), rule.interval()),
             excused: ExcusedStalls::default(),
@@ -263,21 +369,38 @@ impl<H: Handler> Server<H> {
             // The decoder keeps split frames itself, so the buffer need not
             // hold a whole max_frame.
             scratch: vec![0; SCRATCH_LEN].into_boxed_slice(),
-            out: Vec::with_capacity(SCRATCH_LEN),
             unfinished: Vec::with_capacity(64),
-            unfinished_spare: Vec::with_capacity(64),
+            resume: Vec::with_capacity(64),
             accept_unfinished: false,
+            turn: None,
             next_serial: 0,
             accept_paused: None,
             accept_retry: None,
             over_budget: None,
             sockopt_logged: Vec::new(),
-            stats: Stats::default(),
             handler,
             shutdown,
+            commands,
+            command_rx: Some(command_rx),
+            commands_left: false,
             stopped: false,
             config,
         })
+    }
+
+    /// How many tokens the server uses from its first: the listener, the
+    /// command waker, and one per connection it may hold.
+    pub fn tokens(&self) -> usize {
+        FIRST_CONN + self.max_connections
+    }
+
+    /// Whether `token` is one of the server's: its events go to
+    /// [`handle_event`](Self::handle_event).
+    pub fn owns(&self, token: Token) -> bool {
+        token
+            .0
+            .checked_sub(self.base)
+            .is_some_and(|offset| offset < self.tokens())
     }
 
     /// The address actually bound (useful with port 0).
@@ -287,7 +410,7 @@ impl<H: Handler> Server<H> {
 
     /// The counters so far.
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.core.stats
     }
 
     /// The configuration in force.
@@ -310,9 +433,41 @@ impl<H: Handler> Server<H> {
         &mut self.handler
     }
 
-    /// A handle that stops [`run`](Self::run) from any thread.
+    /// What a handler can do, from outside its callbacks: send, close,
+    /// broadcast, reach the connections' state (see [`Context`]). Closes
+    /// asked for here are carried out, and reported to the handler, at the
+    /// next turn.
+    pub fn context(&mut self) -> Context<'_, H::State> {
+        Context {
+            core: &mut self.core,
+        }
+    }
+
+    /// The handler and a [`Context`] at once, for code outside the
+    /// callbacks that needs both.
+    pub fn handler_and_context(&mut self) -> (&mut H, Context<'_, H::State>) {
+        (
+            &mut self.handler,
+            Context {
+                core: &mut self.core,
+            },
+        )
+    }
+
+    /// A handle that stops the server from any thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
+    }
+
+    /// A handle that sends, closes, broadcasts and stops from any thread
+    /// (see [`Commands`]).
+    pub fn commands(&self) -> Commands {
+        self.commands.clone()
+    }
+
+    /// Whether `id` names a connection that is open now (and not closing).
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.core.open_slot(id).is_some()
     }
 
     /// Runs until shutdown is requested, then closes everything and returns.
@@ -321,10 +476,13 @@ impl<H: Handler> Server<H> {
         Ok(())
     }
 
-    /// Waits for readiness or the next due timer — but no longer than
-    /// `timeout`, nor than the stall threshold (`max(4 ticks, 50 ms)`: a
-    /// stop that began and ended inside a longer sleep could not be told
-    /// from the sleep) — handles what is ready, and returns.
+    /// One turn on the server's own poll: waits for readiness or the next
+    /// due timer — but no longer than `timeout`, nor than the stall
+    /// threshold (`max(4 ticks, 50 ms)`: a stop that began and ended inside
+    /// a longer sleep could not be told from the sleep) — handles what is
+    /// ready, and returns. It is [`next_timeout`](Self::next_timeout), a
+    /// poll, [`handle_event`](Self::handle_event) for each event and
+    /// [`handle_timeout`](Self::handle_timeout).
     ///
     /// The caller may keep control for `timeout` before it calls again
     /// (the threshold at least; `None` allows just the threshold): a loop
@@ -340,75 +498,147 @@ impl<H: Handler> Server<H> {
         if self.stopped {
             return Ok(Step::Stopped);
         }
-        let wait = self
-            .wheel
-            .next_deadline()
-            .map(|t| self.clock.until(t, Instant::now()));
-        let wait = match (wait, timeout) {
-            _ if !self.unfinished.is_empty() || self.accept_unfinished => Some(Duration::ZERO),
+        let Some(mut poll) = self.poll.take() else {
+            return Err(ServerError::CallersPoll);
+        };
+        let wait = match (self.wait(Instant::now()), timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         let wait = self.stalls.before_poll(Instant::now(), wait);
-        if let Err(e) = self.poll.poll(&mut self.events, Some(wait)) {
+        let polled = poll.poll(&mut self.events, Some(wait));
+        self.poll = Some(poll);
+        if let Err(e) = polled {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(ServerError::Poll(e));
             }
         }
-        let woke = Instant::now();
-        let now = self.wake(woke);
-        // What ran out of budget last turn is resumed after this turn's
-        // events, once: a budget is per turn, and work left over from this
-        // turn waits for the next.
-        // Set only when the last accept call ran out of budget (not when it
-        // failed), so it holds even inside a descriptor-pause episode: the
-        // episode ends at the WouldBlock that drains the backlog.
-        let resume_accept = self.accept_unfinished;
-        let mut resume_reads = std::mem::replace(
-            &mut self.unfinished,
-            std::mem::take(&mut self.unfinished_spare),
-        );
         // Take the events out so handling can borrow `self` mutably; the
         // empty stand-in allocates nothing.
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         for event in events.iter() {
-            match event.token() {
-                // While paused for lack of descriptors, the resume timer
-                // retries; accepting on every new SYN would only fail again.
-                // A listener already due a resume is accepted from once,
-                // below.
-                LISTENER if self.accept_paused.is_none() && !resume_accept => self.accept(now),
-                LISTENER => {}
-                WAKER => {}
-                Token(slot) => self.connection_ready(
-                    slot,
-                    event.is_readable() || event.is_error(),
-                    event.is_writable(),
-                    event.is_read_closed() || event.is_error(),
-                ),
-            }
+            self.handle_event(event, Instant::now());
         }
         self.events = events;
-        self.resume_unfinished(&mut resume_reads);
-        self.unfinished_spare = resume_reads;
-        if resume_accept {
-            self.accept(now);
+        Ok(self.end_turn(Instant::now(), timeout))
+    }
+
+    /// How long the caller's poll may block before it must call
+    /// [`handle_timeout`](Self::handle_timeout): until the next timer, zero
+    /// when work is left over (a read budget, closes, commands), and never
+    /// longer than the stall threshold (see [`poll_once`](Self::poll_once)).
+    /// Polling with a shorter timeout (the caller's own sources may need
+    /// one) is fine; a longer one is a stall.
+    pub fn next_timeout(&mut self, now: Instant) -> Duration {
+        let wait = self.wait(now);
+        self.stalls.before_poll(now, wait)
+    }
+
+    /// Until the next timer, or zero with work left over.
+    fn wait(&self, now: Instant) -> Option<Duration> {
+        if !self.unfinished.is_empty()
+            || self.accept_unfinished
+            || self.commands_left
+            || !self.core.closing.is_empty()
+        {
+            return Some(Duration::ZERO);
         }
+        self.wheel.next_deadline().map(|t| self.clock.until(t, now))
+    }
+
+    /// Handles one readiness event for a token the server
+    /// [`owns`](Self::owns) (others are ignored). The first event of a turn
+    /// begins it; [`handle_timeout`](Self::handle_timeout) ends it.
+    pub fn handle_event(&mut self, event: &Event, now: Instant) {
+        if self.stopped {
+            return;
+        }
+        let Some(offset) = event.token().0.checked_sub(self.base) else {
+            return;
+        };
+        let turn = self.begin_turn(now);
+        match offset {
+            // While paused for lack of descriptors, the resume timer
+            // retries; accepting on every new SYN would only fail again. A
+            // listener already due a resume is accepted from once, at the
+            // turn's end.
+            LISTENER if self.accept_paused.is_none() && !turn.resume_accept => {
+                self.accept(turn.now)
+            }
+            LISTENER | WAKER => {}
+            offset => self.connection_ready(
+                offset - FIRST_CONN,
+                event.is_readable() || event.is_error(),
+                event.is_writable(),
+                event.is_read_closed() || event.is_error(),
+            ),
+        }
+    }
+
+    /// Ends a turn of the caller's loop: resumes what ran out of budget,
+    /// applies commands and closes, stops if asked, runs the timers that
+    /// are due (evictions, probes) and returns whether to go on. Call it
+    /// once per turn of the loop, after the events, whether or not any was
+    /// the server's.
+    pub fn handle_timeout(&mut self, now: Instant) -> Step {
+        self.end_turn(now, None)
+    }
+
+    /// Begins a turn if none is in progress: judges the time since the
+    /// last (a stall?) and takes the list of reads to resume.
+    fn begin_turn(&mut self, instant: Instant) -> Turn {
+        if let Some(turn) = self.turn {
+            return turn;
+        }
+        let now = self.wake(instant);
+        // What ran out of budget last turn is resumed after this turn's
+        // events, once: a budget is per turn, and work left over from this
+        // turn waits for the next. Set only when the last accept call ran
+        // out of budget (not when it failed), so it holds even inside a
+        // descriptor-pause episode: the episode ends at the WouldBlock that
+        // drains the backlog.
+        std::mem::swap(&mut self.unfinished, &mut self.resume);
+        let turn = Turn {
+            woke: instant,
+            now,
+            resume_accept: self.accept_unfinished,
+        };
+        self.turn = Some(turn);
+        turn
+    }
+
+    /// The end of a turn, `timeout` the time the caller may keep control.
+    fn end_turn(&mut self, instant: Instant, timeout: Option<Duration>) -> Step {
+        if self.stopped {
+            return Step::Stopped;
+        }
+        let turn = self.begin_turn(instant);
+        let mut resume = std::mem::take(&mut self.resume);
+        self.resume_unfinished(&mut resume);
+        self.resume = resume;
+        if turn.resume_accept {
+            self.accept(turn.now);
+        }
+        self.apply_commands();
+        self.process_closes();
         if self.shutdown.is_requested() {
             self.stop();
-            return Ok(Step::Stopped);
+            self.turn = None;
+            return Step::Stopped;
         }
         // Judged again, on a fresh clock: a stop in the middle of the turn
         // is excused (or not) before any verdict, and verdicts are made at
         // the time they are made, not at the wakeup.
         let now = self.wake(Instant::now());
         self.fire_timers(now);
+        self.process_closes();
         self.end_budget_episode();
         let done = Instant::now();
-        let turn = done.saturating_duration_since(woke).as_micros() as u64;
-        self.stats.longest_turn_us = self.stats.longest_turn_us.max(turn);
+        let length = done.saturating_duration_since(turn.woke).as_micros() as u64;
+        self.core.stats.longest_turn_us = self.core.stats.longest_turn_us.max(length);
         self.stalls.returned(done, timeout);
-        Ok(Step::Running)
+        self.turn = None;
+        Step::Running
     }
 
     /// Reads the clock after a unit of work: the time to stamp it with
@@ -430,16 +660,17 @@ impl<H: Handler> Server<H> {
         let nanos = self.clock.nanos(instant);
         if let Some(stall) = self.stalls.judge(instant) {
             let stall_ms = stall.nanos / 1_000_000;
-            self.stats.pauses += 1;
-            self.stats.paused_ms += stall_ms;
+            let stats = &mut self.core.stats;
+            stats.pauses += 1;
+            stats.paused_ms += stall_ms;
             if stall.excused {
-                self.stats.excused_pauses += 1;
+                stats.excused_pauses += 1;
                 self.excused
                     .record(nanos, stall.nanos, nanos.saturating_sub(stall.since));
                 warn!(
                     "reactor stalled for {stall_ms}ms (kept from running): excused; deadlines \
                      that fell inside it move by it ({} connections open)",
-                    self.conns.len()
+                    self.core.conns.len()
                 );
             } else {
                 log::debug!(
@@ -453,39 +684,56 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// Queues a data frame to `id` from outside a callback. Returns `false`
-    /// when `id` is no longer open (closed, or its slot has a new tenant).
-    pub fn send_data(&mut self, id: ConnId, payload: &[u8]) -> bool {
-        if !self.is_open(id) {
-            return false;
+    /// Applies the commands queued by other threads, in order, up to one
+    /// queue's worth per turn (a thread that keeps queueing cannot keep the
+    /// loop from its peers).
+    fn apply_commands(&mut self) {
+        self.commands_left = false;
+        for _ in 0..self.config.command_queue {
+            let Some(Ok(command)) = self.command_rx.as_ref().map(|rx| rx.try_recv()) else {
+                return;
+            };
+            let core = &mut self.core;
+            let result = match command {
+                Command::Send(id, payload) => core.send(id, &payload),
+                Command::Broadcast(payload) => core.broadcast(&payload).map(|_| ()),
+                Command::Close(id) => match core.open_slot(id) {
+                    Some(slot) => {
+                        core.mark_closing(slot, CloseReason::Requested);
+                        Ok(())
+                    }
+                    None => Err(SendError::Closed),
+                },
+                Command::Reply(deferred, payload) => core.fill(deferred, Some(&payload)),
+                Command::Discard(deferred) => core.fill(deferred, None),
+            };
+            core.stats.commands += 1;
+            if let Err(e) = result {
+                core.stats.commands_failed += 1;
+                log::debug!("command not carried out: {e}");
+            }
+            self.process_closes();
         }
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        let mut reply = Reply {
-            out: &mut out,
-            max_frame: self.config.max_frame,
-            close: false,
-        };
-        let queued = reply.send_data(payload).is_ok();
-        if queued {
-            self.flush(id.slot as usize, &out);
-        }
-        self.out = out;
-        queued
+        self.commands_left = true;
     }
 
-    /// Closes `id` (with [`CloseReason::Requested`]) if it is still open.
-    pub fn close(&mut self, id: ConnId) -> bool {
-        if !self.is_open(id) {
-            return false;
+    /// Carries out the closes asked for, in order, with whatever those
+    /// closes' callbacks ask for in turn.
+    fn process_closes(&mut self) {
+        let mut i = 0;
+        while i < self.core.closing.len() {
+            let (id, reason) = self.core.closing[i];
+            i += 1;
+            if self
+                .core
+                .conns
+                .get(id.slot as usize)
+                .is_some_and(|c| c.serial == id.serial)
+            {
+                self.close_conn(id.slot as usize, reason);
+            }
         }
-        self.close_conn(id.slot as usize, CloseReason::Requested);
-        true
-    }
-
-    /// Whether `id` names a connection that is open now.
-    pub fn is_open(&self, id: ConnId) -> bool {
-        self.conn(id).is_some()
+        self.core.closing.clear();
     }
 
     fn fire_timers(&mut self, now: Now) {
@@ -497,7 +745,7 @@ impl<H: Handler> Server<H> {
             match timer {
                 Timer::Liveness(slot) => self.check_liveness(slot as usize, fired, now),
                 Timer::Stats => {
-                    info!("stats {}", self.stats);
+                    info!("stats {}", self.core.stats);
                     if let Some(every) = self.config.stats_every {
                         self.wheel
                             .schedule(now.tick + self.clock.ticks(every), Timer::Stats);
@@ -512,7 +760,7 @@ impl<H: Handler> Server<H> {
     }
 
     fn check_liveness(&mut self, slot: usize, fired: TimerId, now: Now) {
-        let Some(conn) = self.conns.get(slot).filter(|c| c.timer == fired) else {
+        let Some(conn) = self.core.conns.get(slot).filter(|c| c.timer == fired) else {
             // close_conn cancels a connection's timer, so a timer that
             // fires belongs to the slot's tenant: this is only a guard.
             return;
@@ -555,9 +803,10 @@ impl<H: Handler> Server<H> {
         }
         match verdict {
             Verdict::Alive { next_deadline } => {
-                let at = self.clock.tick_after(next_deadline);
+                let wake = self.probe(slot, now.nanos, next_deadline);
+                let at = self.clock.tick_after(wake);
                 let timer = self.wheel.schedule(at, Timer::Liveness(id.slot));
-                if let Some(conn) = self.conns.get_mut(slot) {
+                if let Some(conn) = self.core.conns.get_mut(slot) {
                     conn.timer = timer;
                 }
             }
@@ -567,7 +816,7 @@ impl<H: Handler> Server<H> {
                 // Read from the clock now, not the judgement's: a slow
                 // timer or log line earlier in this turn is silence too.
                 let at = self.fresh_nanos().max(now.nanos);
-                let last_seen = self.conns[slot].last_seen;
+                let last_seen = self.core.conns[slot].last_seen;
                 let judged = self.excused.stamp(&self.rule, last_seen);
                 let misses = self.rule.missed(last_seen, at);
                 let idle_ms = at.saturating_sub(last_seen) / 1_000_000;
@@ -575,7 +824,7 @@ impl<H: Handler> Server<H> {
                 self.record_eviction_evidence(slot, id);
                 info!(
                     "evicted peer={} misses={misses} idle={idle_ms}ms excused={excused_ms}ms conn={id}",
-                    Peer(&self.conns[slot].stream)
+                    Peer(&self.core.conns[slot].stream)
                 );
                 self.close_conn(
                     slot,
@@ -589,28 +838,53 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// The open connection `id` names, if any.
-    fn conn(&self, id: ConnId) -> Option<&Conn> {
-        self.conns
+    /// With probes on, asks a peer silent for at least one interval for a
+    /// heartbeat reply, and says when to look at it again: at its next
+    /// whole interval of silence, or its deadline if that is sooner.
+    /// Without, just its deadline.
+    fn probe(&mut self, slot: usize, now: u64, deadline: u64) -> u64 {
+        if !self.config.probe {
+            return deadline;
+        }
+        let judged = self
+            .excused
+            .stamp(&self.rule, self.core.conns[slot].last_seen);
+        let interval = self.rule.interval();
+        let silent = now.saturating_sub(judged);
+        if silent >= interval && !self.core.conns[slot].closing {
+            self.core.stats.probes += 1;
+            if let Err(failure) = self.core.write(slot, &crate::protocol::HEARTBEAT_REQUEST) {
+                self.core.mark_closing(slot, failure.reason());
+            }
+        }
+        let next = judged + interval * (silent / interval + 1);
+        next.min(deadline)
+    }
+
+    /// The open connection `id` names, if any (closing ones included).
+    fn conn(&self, id: ConnId) -> Option<&Conn<H::State>> {
+        self.core
+            .conns
             .get(id.slot as usize)
-            .filter(|c| c.serial == id.serial)
+            .filter(|c| c.serial == id.serial && !c.closing)
     }
 
     /// Removes a connection, counts why, tells the handler.
     fn close_conn(&mut self, slot: usize, reason: CloseReason) {
-        let Some(mut conn) = self.conns.try_remove(slot) else {
+        let Some(mut conn) = self.core.conns.try_remove(slot) else {
             return;
         };
         self.wheel.cancel(conn.timer);
-        let _ = self.poll.registry().deregister(&mut conn.stream);
-        self.stats.buffered -= held(&conn) as u64;
+        let _ = self.registry.deregister(&mut conn.stream);
+        let stats = &mut self.core.stats;
+        stats.buffered -= core::held(&conn) as u64;
         match reason {
-            CloseReason::Evicted { .. } => self.stats.evicted += 1,
-            CloseReason::PeerClosed => self.stats.closed_by_peer += 1,
-            CloseReason::Protocol(_) => self.stats.protocol_errors += 1,
-            CloseReason::SlowReader => self.stats.slow_readers += 1,
+            CloseReason::Evicted { .. } => stats.evicted += 1,
+            CloseReason::PeerClosed => stats.closed_by_peer += 1,
+            CloseReason::Protocol(_) => stats.protocol_errors += 1,
+            CloseReason::SlowReader => stats.slow_readers += 1,
             CloseReason::OverBudget => {
-                self.stats.over_budget += 1;
+                stats.over_budget += 1;
                 let closes = self.over_budget.get_or_insert(0);
                 *closes += 1;
                 if *closes == 1 {
@@ -623,12 +897,12 @@ impl<H: Handler> Server<H> {
                     );
                 }
             }
-            CloseReason::Io(_) => self.stats.io_errors += 1,
-            CloseReason::Requested => self.stats.closed_by_request += 1,
+            CloseReason::Io(_) => stats.io_errors += 1,
+            CloseReason::Requested => stats.closed_by_request += 1,
             // Counted by the "stopped" log line, which names how many.
             CloseReason::Shutdown => {}
         }
-        self.stats.active -= 1;
+        stats.active -= 1;
         if !matches!(
             reason,
             CloseReason::Evicted { .. }
@@ -642,42 +916,51 @@ impl<H: Handler> Server<H> {
                 conn.serial
             );
         }
-        self.handler.on_close(
-            ConnId {
-                slot: slot as u32,
-                serial: conn.serial,
-            },
-            reason,
-        );
+        let id = ConnId {
+            slot: slot as u32,
+            serial: conn.serial,
+        };
+        // The socket closes here, before the callback: its descriptor is
+        // free for the next accept whatever the handler does.
+        drop(conn.stream);
+        let mut ctx = Context {
+            core: &mut self.core,
+        };
+        self.handler.on_close(&mut ctx, id, conn.state, reason);
     }
 
     /// Ends an over-budget episode once buffering is back under half the
     /// budget, so the next exhaustion is logged again.
     fn end_budget_episode(&mut self) {
         if let Some(closes) = self.over_budget {
-            if self.stats.buffered <= self.config.max_buffered as u64 / 2 {
+            if self.core.stats.buffered <= self.config.max_buffered as u64 / 2 {
                 self.over_budget = None;
                 info!(
                     "buffering back under half the budget ({} bytes) after closing {closes} connections",
-                    self.stats.buffered
+                    self.core.stats.buffered
                 );
             }
         }
     }
 
     fn stop(&mut self) {
+        // Commands queued before the stop were applied; later ones are
+        // refused as such.
+        self.command_rx = None;
         self.stopped = true;
         if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
+            let _ = self.registry.deregister(&mut listener);
         }
-        let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
+        let slots: Vec<usize> = self.core.conns.iter().map(|(slot, _)| slot).collect();
         let open = slots.len();
         for slot in slots {
             self.close_conn(slot, CloseReason::Shutdown);
         }
+        // Closes the handler asked for from on_close are moot now.
+        self.core.closing.clear();
         info!(
             "stopped: closed listener and {open} connections; {}",
-            self.stats
+            self.core.stats
         );
     }
 }
@@ -692,19 +975,5 @@ impl fmt::Display for Peer<'_> {
             Ok(addr) => write!(f, "{addr}"),
             Err(_) => f.write_str("unknown"),
         }
-    }
-}
-
-/// Heap bytes a connection holds: a split data payload and a write
-/// backlog, by capacity — what the buffer budget counts.
-fn held(conn: &Conn) -> usize {
-    let backlog = conn.backlog.as_ref().map_or(0, |b| b.capacity());
-    conn.decoder.heap_bytes() + backlog
-}
-
-/// The replies to `n` heartbeat requests, appended to `out`.
-fn push_heartbeat_replies(out: &mut Vec<u8>, n: usize) {
-    for _ in 0..n {
-        out.extend_from_slice(&crate::protocol::HEARTBEAT_RESPONSE);
     }
 }

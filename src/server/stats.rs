@@ -75,6 +75,14 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes written to peers.
     pub bytes_out: u64,
+    /// Heartbeat requests sent to peers silent for an interval (with
+    /// probes on).
+    pub probes: u64,
+    /// Commands applied from other threads.
+    pub commands: u64,
+    /// Of `commands`, those that could not be carried out (the connection
+    /// had closed, its backlog was full, …).
+    pub commands_failed: u64,
 }
 
 impl fmt::Display for Stats {
@@ -84,7 +92,8 @@ impl fmt::Display for Stats {
             "active={} peak={} accepted={} evicted={} evicted_with_unread_data={} closed_by_peer={} protocol_errors={} \
              rejected={} slow_readers={} over_budget={} io_errors={} closed_by_request={} \
              sockopt_errors={} accept_pauses={} pauses={} paused_ms={} excused_pauses={} longest_turn_us={} buffered={} peak_buffered={} \
-             heartbeats={} heartbeat_responses={} data_frames={} reserved_frames={} bytes_in={} bytes_out={}",
+             heartbeats={} heartbeat_responses={} data_frames={} reserved_frames={} bytes_in={} bytes_out={} \
+             probes={} commands={} commands_failed={}",
             self.active,
             self.peak_active,
             self.accepted,
@@ -110,7 +119,10 @@ impl fmt::Display for Stats {
             self.data_frames,
             self.reserved_frames,
             self.bytes_in,
-            self.bytes_out
+            self.bytes_out,
+            self.probes,
+            self.commands,
+            self.commands_failed
         )
     }
 }

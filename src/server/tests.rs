@@ -55,7 +55,8 @@ fn a_failed_accept_during_a_descriptor_pause_still_leaves_a_retry() {
 struct Ids(Vec<ConnId>);
 
 impl Handler for Ids {
-    fn on_connect(&mut self, id: ConnId, _peer: std::net::SocketAddr) {
+    type State = ();
+    fn on_connect(&mut self, _ctx: &mut Context<'_, ()>, id: ConnId, _peer: std::net::SocketAddr) {
         self.0.push(id);
     }
 }
@@ -77,7 +78,11 @@ fn serials_do_not_repeat_past_two_to_the_thirty_two() {
     assert_eq!(fresh.serial() as u32, stale.serial() as u32);
     assert!(server.is_open(fresh));
     assert!(!server.is_open(stale), "a stale id reached the new tenant");
-    assert!(!server.close(stale));
+    assert!(!server.context().close(stale));
+    assert_eq!(
+        server.context().send(stale, b"not yours"),
+        Err(crate::SendError::Closed)
+    );
 }
 
 #[test]

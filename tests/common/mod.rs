@@ -21,7 +21,7 @@ pub const REQUEST: [u8; 8] = [0, 0, 0, 0, 8, 0, 0, 0];
 pub const RESPONSE: [u8; 8] = [1, 0, 0, 0, 8, 0, 0, 0];
 
 /// A server running on a thread; stop it to get it back (stats, handler).
-pub struct Running<H: Handler + Send + 'static> {
+pub struct Running<H: Handler<State: Send> + Send + 'static> {
     pub addr: SocketAddr,
     stop: ShutdownHandle,
     /// The counters as of the end of the server's last turn.
@@ -29,7 +29,7 @@ pub struct Running<H: Handler + Send + 'static> {
     thread: Option<JoinHandle<Server<H>>>,
 }
 
-impl<H: Handler + Send + 'static> Running<H> {
+impl<H: Handler<State: Send> + Send + 'static> Running<H> {
     /// The counters while the server runs, as of the end of its last turn:
     /// poll them (see [`eventually`]) rather than expect an effect at once.
     pub fn stats_now(&self) -> Stats {
@@ -46,7 +46,7 @@ impl<H: Handler + Send + 'static> Running<H> {
     }
 }
 
-impl<H: Handler + Send + 'static> Drop for Running<H> {
+impl<H: Handler<State: Send> + Send + 'static> Drop for Running<H> {
     /// Stops the server and waits until it has closed everything, so a test
     /// can rebind its port straight away.
     fn drop(&mut self) {
@@ -59,7 +59,7 @@ impl<H: Handler + Send + 'static> Drop for Running<H> {
 
 /// Starts a server on 127.0.0.1 with an ephemeral port; `tweak` adjusts the
 /// config.
-pub fn start<H: Handler + Send + 'static>(
+pub fn start<H: Handler<State: Send> + Send + 'static>(
     handler: H,
     tweak: impl FnOnce(&mut Config),
 ) -> Running<H> {
@@ -67,7 +67,7 @@ pub fn start<H: Handler + Send + 'static>(
 }
 
 /// [`start`], returning the error when the server cannot bind.
-pub fn try_start<H: Handler + Send + 'static>(
+pub fn try_start<H: Handler<State: Send> + Send + 'static>(
     handler: H,
     tweak: impl FnOnce(&mut Config),
 ) -> Result<Running<H>, lubdub::server::ServerError> {

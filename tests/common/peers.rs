@@ -467,7 +467,13 @@ pub fn restartable_port() -> SocketAddr {
 pub struct CountAccepts(pub Arc<AtomicU64>);
 
 impl lubdub::server::Handler for CountAccepts {
-    fn on_connect(&mut self, _id: lubdub::server::ConnId, _peer: SocketAddr) {
+    type State = ();
+    fn on_connect(
+        &mut self,
+        _ctx: &mut lubdub::server::Context<'_, ()>,
+        _id: lubdub::server::ConnId,
+        _peer: SocketAddr,
+    ) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 }

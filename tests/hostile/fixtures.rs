@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::common::{connect, ping, REQUEST, RESPONSE};
-use lubdub::server::{ConnId, Handler, Reply, Stats};
+use lubdub::server::{ConnId, Handler, Stats};
 
 /// Held for the whole of a test so that tests run one after another.
 pub fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -222,7 +222,8 @@ pub struct WantsData {
 }
 
 impl Handler for WantsData {
-    fn on_data(&mut self, _id: ConnId, payload: &[u8], _reply: &mut Reply<'_>) {
+    type State = ();
+    fn on_data(&mut self, _ctx: &mut lubdub::server::Context<'_, ()>, _id: ConnId, payload: &[u8]) {
         self.frames.fetch_add(1, Ordering::Relaxed);
         self.bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
