@@ -140,6 +140,57 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Log to stderr through simplelog at the given level.
+/// Bytes given as text with C-style escapes: `\n`, `\r`, `\t`, `\0`,
+/// `\\` and `\xNN` (any byte); everything else stands for its UTF-8 bytes.
+pub fn escaped_bytes(text: &str) -> Result<Bytes, String> {
+    unescape(text).map(Bytes)
+}
+
+/// Bytes from the command line (a type of its own: clap takes a bare
+/// `Vec<u8>` for a list of numbers).
+#[derive(Debug, Clone)]
+pub struct Bytes(pub Vec<u8>);
+
+fn unescape(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut utf8 = [0; 4];
+            out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push(b'\n'),
+            Some('r') => out.push(b'\r'),
+            Some('t') => out.push(b'\t'),
+            Some('0') => out.push(0),
+            Some('\\') => out.push(b'\\'),
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                match u8::from_str_radix(&hex, 16) {
+                    Ok(byte) if hex.len() == 2 => out.push(byte),
+                    _ => {
+                        return Err(format!(
+                            "\\x must be followed by two hex digits (got \"{hex}\")"
+                        ))
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "unknown escape \\{other} (known: \\n \\r \\t \\0 \\\\ \\xNN)"
+                ))
+            }
+            None => return Err("a trailing \\ escapes nothing (write \\\\ for a backslash)".into()),
+        }
+    }
+    if out.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(out)
+}
+
 pub fn init_logging(level: LevelFilter) {
     let config = simplelog::ConfigBuilder::new()
         .set_time_format_rfc3339()
@@ -203,4 +254,30 @@ pub fn log_stop_signal() {
 pub fn fail(what: impl std::fmt::Display) -> i32 {
     eprintln!("lubdub: {what}");
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape as escaped_bytes;
+
+    #[test]
+    fn escapes_give_any_byte_and_mistakes_say_what_is_wrong() {
+        assert_eq!(escaped_bytes("hi\\r\\n").unwrap(), b"hi\r\n");
+        assert_eq!(
+            escaped_bytes("\\x00\\xff\\\\\\t\\0").unwrap(),
+            [0, 255, b'\\', b'\t', 0]
+        );
+        assert_eq!(escaped_bytes("é").unwrap(), "é".as_bytes());
+        assert!(escaped_bytes("\\q")
+            .unwrap_err()
+            .contains("unknown escape \\q"));
+        assert!(escaped_bytes("\\x4")
+            .unwrap_err()
+            .contains("two hex digits"));
+        assert!(escaped_bytes("\\xzz")
+            .unwrap_err()
+            .contains("two hex digits"));
+        assert!(escaped_bytes("end\\").unwrap_err().contains("trailing"));
+        assert!(escaped_bytes("").is_err());
+    }
 }

@@ -43,6 +43,16 @@ pub struct ServerArgs {
     /// Set SO_REUSEPORT so several processes can listen on the same port.
     #[arg(long)]
     reuse_port: bool,
+    /// Bytes sent to every peer on accept, unframed, as the original Qt
+    /// server sends its welcome text (escapes: \n \r \t \0 \\ \xNN).
+    /// lubdub's client and swarm skip it with --lenient.
+    #[arg(long, value_parser = super::escaped_bytes, value_name = "TEXT")]
+    greeting: Option<super::Bytes>,
+    /// Send a heartbeat request to a peer silent for an interval (again each
+    /// further interval), for peers that only answer; one that never answers
+    /// is still evicted after interval × misses.
+    #[arg(long)]
+    probe: bool,
     /// Log the counters every DUR.
     #[arg(long, value_parser = super::duration, value_name = "DUR")]
     stats_every: Option<Duration>,
@@ -65,6 +75,8 @@ pub fn run(args: ServerArgs) -> i32 {
         keepalive: args.keepalive.config(),
         reuse_port: args.reuse_port,
         stats_every: args.stats_every,
+        greeting: args.greeting.map(|g| g.0),
+        probe: args.probe,
         ..Config::default()
     };
     // Judge the values first, so a usage error is the only line printed.
