@@ -26,9 +26,31 @@
 //! | [`swarm`] | many clients in one poll loop, one slab, one wheel; stats and report | yes |
 //! | [`shutdown`], [`duration`] | stopping a loop from another thread; human durations | — |
 //!
-//! # Example
+//! # Three ways to drive it
 //!
-//! A server driven step by step from the caller's own loop, answering one
+//! A server (and a client) is driven one of three ways, with one code path
+//! under all three: `run()` on a thread of its own; `poll_once(timeout)`
+//! from a loop of the program's; or registered on a `mio::Poll` the program
+//! owns, beside its own sources. Other threads act on a running server
+//! through [`server::Commands`].
+//!
+//! **`run`**, stopped from another thread:
+//!
+//! ```
+//! use std::time::Duration;
+//! use lubdub::server::{Config, Server};
+//!
+//! let config = Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
+//! let mut server = Server::bind(config, ()).unwrap();
+//! let commands = server.commands(); // Send + Clone
+//! std::thread::spawn(move || {
+//!     std::thread::sleep(Duration::from_millis(50));
+//!     commands.shutdown();
+//! });
+//! server.run().unwrap(); // returns once shut down, everything closed
+//! ```
+//!
+//! **`poll_once`**, step by step from the program's own loop, answering one
 //! heartbeat over loopback:
 //!
 //! ```
@@ -42,12 +64,57 @@
 //! let mut peer = std::net::TcpStream::connect(server.local_addr()).unwrap();
 //! peer.write_all(&HEARTBEAT_REQUEST).unwrap();
 //! while server.stats().heartbeats == 0 {
+//!     // Blocks for at most 10 ms; the program's own work goes between.
 //!     server.poll_once(Some(Duration::from_millis(10))).unwrap();
 //! }
 //! let mut reply = [0u8; 8];
 //! peer.read_exact(&mut reply).unwrap();
 //! assert_eq!(reply, HEARTBEAT_RESPONSE);
 //! ```
+//!
+//! **On the caller's poll**, beside a UDP socket of the program's own: the
+//! program asks the server how long it may block, hands it the events it
+//! owns, and ends each turn with `handle_timeout`:
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::time::Instant;
+//! use mio::{net::UdpSocket, Events, Interest, Poll, Token};
+//! use lubdub::protocol::{HEARTBEAT_REQUEST, HEARTBEAT_RESPONSE};
+//! use lubdub::server::{Config, Server};
+//! use lubdub::Step;
+//!
+//! const UDP: Token = Token(0);
+//! let mut poll = Poll::new().unwrap();
+//! let config = Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
+//! // The server's tokens start at 1: the program keeps 0 for itself.
+//! let mut server = Server::bind_on(config, (), poll.registry(), Token(1)).unwrap();
+//! let mut udp = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+//! poll.registry().register(&mut udp, UDP, Interest::READABLE).unwrap();
+//!
+//! let mut peer = std::net::TcpStream::connect(server.local_addr()).unwrap();
+//! peer.write_all(&HEARTBEAT_REQUEST).unwrap();
+//! let mut events = Events::with_capacity(256);
+//! while server.stats().heartbeats == 0 {
+//!     poll.poll(&mut events, Some(server.next_timeout(Instant::now()))).unwrap();
+//!     for event in &events {
+//!         if server.owns(event.token()) {
+//!             server.handle_event(event, Instant::now());
+//!         } else if event.token() == UDP {
+//!             // the program's own socket
+//!         }
+//!     }
+//!     assert_eq!(server.handle_timeout(Instant::now()), Step::Running);
+//! }
+//! let mut reply = [0u8; 8];
+//! peer.read_exact(&mut reply).unwrap();
+//! assert_eq!(reply, HEARTBEAT_RESPONSE);
+//! ```
+//!
+//! A handler acts through the [`server::Context`] each callback gets: send
+//! to or close any connection, broadcast, defer a reply, keep state per
+//! connection. `examples/` has whole programs; `docs/embedding.md` in the
+//! repository walks through the rest.
 //!
 //! # Cost
 //!
