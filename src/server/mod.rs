@@ -37,6 +37,50 @@
 //! server.run().expect("reactor failed");
 //! println!("{}", server.stats());
 //! ```
+//!
+//! # Without mio
+//!
+//! The per-connection logic is the sans-IO core, which another event loop
+//! can drive with its own sockets and clock: a [`Decoder`](crate::protocol::Decoder)
+//! per connection turns bytes into frames (split or many per read), every
+//! complete frame stamps the peer seen, a heartbeat request is answered in
+//! place (replies in request order), and a [`Rule`](crate::liveness::Rule)
+//! judges the stamp against the clock:
+//!
+//! ```
+//! use lubdub::liveness::{Rule, Verdict};
+//! use lubdub::protocol::{Decoder, FrameType, Kind, Payloads, DEFAULT_MAX_FRAME};
+//! use lubdub::protocol::{HEARTBEAT_REQUEST, HEARTBEAT_RESPONSE};
+//!
+//! // 5 s × 6, in nanoseconds of the loop's own clock.
+//! let rule = Rule::new(5_000_000_000, 6);
+//! let mut decoder = Decoder::new();
+//! let mut last_seen = 0u64;
+//! let mut replies = Vec::new();
+//!
+//! // Bytes the loop read at t = 1 s: a heartbeat, and half of another.
+//! let now = 1_000_000_000;
+//! let read = [&HEARTBEAT_REQUEST[..], &HEARTBEAT_REQUEST[..4]].concat();
+//! let mut frames = 0;
+//! decoder
+//!     .feed_with(&read, DEFAULT_MAX_FRAME, Payloads::Skip, |frame| {
+//!         frames += 1;
+//!         if frame.kind == Kind::Known(FrameType::HeartbeatRequest) {
+//!             replies.extend_from_slice(&HEARTBEAT_RESPONSE);
+//!         }
+//!     })
+//!     .expect("a malformed frame closes the connection");
+//! if frames > 0 {
+//!     last_seen = now; // a partial frame proves nothing
+//! }
+//! assert_eq!(replies, HEARTBEAT_RESPONSE); // the loop writes these
+//! assert!(matches!(rule.check(last_seen, 30_999_999_999), Verdict::Alive { .. }));
+//! assert!(matches!(rule.check(last_seen, 31_000_000_000), Verdict::Dead { .. }));
+//! ```
+//!
+//! The reactor adds what a loop over many connections needs: one timer per
+//! connection on a wheel instead of a scan, evidence read before every
+//! verdict, stalls of its own excused, bounded buffers.
 
 mod accept;
 mod commands;
