@@ -26,9 +26,9 @@ fn main() {
         .unwrap_or_else(|| "127.0.0.1:8898".into())
         .parse()
         .expect("first argument: HOST:PORT to listen on");
-    let ticks: u32 = args
-        .next()
-        .map_or(10, |n| n.parse().expect("second argument: a number of ticks"));
+    let ticks: u32 = args.next().map_or(10, |n| {
+        n.parse().expect("second argument: a number of ticks")
+    });
     let every = Duration::from_secs(1);
 
     let config = Config {

@@ -63,7 +63,13 @@ impl Handler for Presence {
         }
     }
 
-    fn on_close(&mut self, ctx: &mut Context<'_, Peer>, id: ConnId, peer: Peer, reason: CloseReason) {
+    fn on_close(
+        &mut self,
+        ctx: &mut Context<'_, Peer>,
+        id: ConnId,
+        peer: Peer,
+        reason: CloseReason,
+    ) {
         let name = peer.name.unwrap_or_else(|| format!("{id}"));
         let stayed = peer.since.map_or(Duration::ZERO, |t| t.elapsed());
         println!("{name} left after {stayed:.1?}: {reason}");
