@@ -43,7 +43,6 @@ use std::time::Duration;
 use crate::check::{self, ConfigError};
 use crate::keepalive::{KeepaliveConfig, SocketOptions};
 use crate::protocol::DEFAULT_MAX_FRAME;
-use crate::time::Clock;
 
 pub mod backoff;
 pub mod machine;
@@ -114,9 +113,11 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
-    /// The timing rules in ticks of `clock`.
-    pub fn machine_config(&self, clock: &Clock) -> machine::Config {
-        self.timing().machine_config(clock, self.lenient)
+    /// The timing rules in ticks of [`tick`](Self::tick), for a shell of
+    /// its own around a [`machine::Machine`]
+    /// ([`machine::Config::from_durations`] with every field of this).
+    pub fn machine_config(&self) -> machine::Config {
+        self.timing().machine_config(self.tick, self.lenient)
     }
 
     /// The socket options each connection gets: the kernel keepalive
@@ -191,19 +192,11 @@ impl Timing {
     /// The rules in ticks of `clock`. The silence limit is converted once,
     /// rounding up, so it is never shorter than `interval × misses` and
     /// never a rounded interval multiplied.
-    pub fn machine_config(&self, clock: &Clock, lenient: bool) -> machine::Config {
-        machine::Config {
-            interval: clock.ticks(self.interval).max(1),
-            silence_limit: clock.ticks(self.silence_limit()).max(1),
-            connect_timeout: clock.ticks(self.connect_timeout),
-            backoff: backoff::BackoffConfig {
-                min: clock.ticks(self.backoff_min),
-                max: clock.ticks(self.backoff_max),
-            },
-            lenient,
-            heartbeats: true,
-            phase: None,
-        }
+    pub fn machine_config(&self, tick: Duration, lenient: bool) -> machine::Config {
+        machine::Config::from_durations(tick, self.interval, self.misses)
+            .with_connect_timeout(self.connect_timeout)
+            .with_backoff(self.backoff_min, self.backoff_max)
+            .with_lenient(lenient)
     }
 }
 
@@ -239,17 +232,6 @@ impl std::error::Error for ClientError {
 }
 
 pub use crate::send::SendError;
-
-/// A human rendering of a [`Reason`], with tick counts shown as durations.
-pub fn describe(reason: &Reason, clock: &Clock) -> String {
-    match reason {
-        Reason::Silent { idle } => format!(
-            "server silent for {}",
-            crate::duration::format(clock.duration(*idle))
-        ),
-        other => other.to_string(),
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::machine::{Action, Machine, Proof, Reason, State};
 use super::socket::{completed_meanwhile, connect_progress, start_connect, ConnectProgress};
 use super::target::{Addresses, Attempt, Resolver, Target};
-use super::{describe, ClientConfig, ClientError, SendError};
+use super::{ClientConfig, ClientError, SendError};
 use crate::keepalive::SocketOptions;
 use crate::nonblocking::write_some;
 use crate::protocol::{
@@ -165,7 +165,7 @@ impl<H: Handler> Client<H> {
         let resolver = Resolver::new(shutdown.waker());
         let clock = Clock::start(config.tick);
         let addrs = Addresses::new(&config.connect);
-        let machine_config = config.machine_config(&clock);
+        let machine_config = config.machine_config();
         let stalls = Stalls::new(
             clock.pause_threshold(),
             machine_config
@@ -583,14 +583,15 @@ impl<H: Handler> Client<H> {
                         crate::duration::format(self.config.interval)
                     );
                 }
-                Action::Disconnect { reason, retry_in } => {
+                // Told apart by the handler from the next change on.
+                Action::Disconnect { reason, retry_in }
+                | Action::ConnectFailed { reason, retry_in } => {
                     self.stats.disconnects += 1;
                     self.drop_stream();
                     log::info!(
-                        "reconnecting to {} in {}: {}",
+                        "reconnecting to {} in {}: {reason}",
                         self.config.connect,
                         crate::duration::format(self.clock.duration(retry_in)),
-                        describe(&reason, &self.clock)
                     );
                     self.handler.disconnected(&reason);
                 }
