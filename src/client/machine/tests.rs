@@ -2,6 +2,7 @@
 //! next deadline the machine asks for, so minutes of behaviour run instantly.
 
 use super::*;
+use crate::client::backoff::BackoffConfig;
 use std::time::Duration;
 
 /// 1 tick = 1 ms in these tests: interval 5 s, 6 misses, gRPC backoff.
