@@ -437,7 +437,10 @@ impl<H: Handler> Client<H> {
         }
         self.apply_actions(tick);
         self.in_turn = false;
-        self.stalls.returned(now, allowed);
+        // Measured when control really goes back: this turn's own work
+        // (a slow handler, say) is work, judged as such, not the caller's
+        // allowance.
+        self.stalls.returned(Instant::now(), allowed);
         Step::Running
     }
 
