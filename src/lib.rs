@@ -22,7 +22,7 @@
 //! | [`rng`] | a small seeded generator for jitter and heartbeat phases | no IO, no clock |
 //! | [`client::machine`], [`client::backoff`] | the reconnecting client as a tick-driven state machine | no IO, tick-driven |
 //! | [`server`] | the mio reactor: accept, read, reply, evict, embed hooks | yes |
-//! | [`client`] | one reconnecting heartbeat client (the state machine plus a mio shell) | yes |
+//! | [`client`] | one reconnecting heartbeat client (the state machine plus a mio shell, on its own poll or the caller's) | yes |
 //! | [`swarm`] | many clients in one poll loop, one slab, one wheel; stats and report | yes |
 //! | [`shutdown`], [`duration`] | stopping a loop from another thread; human durations | — |
 //!

@@ -31,8 +31,10 @@ impl Clock {
     /// A clock whose tick zero is `origin` and whose ticks are `tick` long
     /// (at least one microsecond).
     pub fn new(origin: Instant, tick: Duration) -> Clock {
-        let tick_ns = (tick.as_nanos() as u64).max(1_000);
-        Clock { origin, tick_ns }
+        Clock {
+            origin,
+            tick_ns: tick_width(tick),
+        }
     }
 
     /// A clock starting now.
@@ -103,7 +105,7 @@ impl Clock {
     /// `duration` in ticks, rounded up: a span of `ticks(d)` ticks is never
     /// shorter than `d`.
     pub fn ticks(&self, duration: Duration) -> Tick {
-        (duration.as_nanos() as u64).div_ceil(self.tick_ns)
+        ticks_in(duration, self.tick())
     }
 
     /// The instant at which tick `tick` begins.
@@ -126,6 +128,25 @@ impl Clock {
     fn nanos_since_origin(&self, instant: Instant) -> u64 {
         instant.saturating_duration_since(self.origin).as_nanos() as u64
     }
+}
+
+/// The width in nanoseconds of a tick asked to be `tick` long, as every
+/// [`Clock`] takes it: at least one microsecond (a finer tick would only
+/// make timers wake for nothing), at most `u64::MAX` nanoseconds.
+pub fn tick_width(tick: Duration) -> u64 {
+    u64::try_from(tick.as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1_000)
+}
+
+/// `duration` in ticks `tick` wide ([`tick_width`]), rounded up: a span of
+/// that many ticks is never shorter than `duration`. Pure arithmetic, so
+/// the sans-IO core converts its settings with it and agrees with the
+/// shell's [`Clock::ticks`] to the tick.
+pub fn ticks_in(duration: Duration, tick: Duration) -> Tick {
+    u64::try_from(duration.as_nanos())
+        .unwrap_or(u64::MAX)
+        .div_ceil(tick_width(tick))
 }
 
 /// Finds the stretches of time a reactor's thread was kept from running —

@@ -23,39 +23,71 @@
 //! replies (a heartbeat still unanswered when the next one is due, at least
 //! an interval later) are counted and reported but are not by themselves a
 //! reason to disconnect.
+//!
+//! # Writing a shell
+//!
+//! [`Config::from_durations`] turns human units into ticks. A shell (the
+//! [`Client`](super::Client) is one, `examples/sans_io_client.rs` a
+//! smaller one over a std `TcpStream`) does the following:
+//!
+//! - **Ticks.** Count ticks of the config's [`tick`](Config::tick) from
+//!   one origin ([`crate::time::Clock`] does it). Pass the current tick
+//!   *rounded down* ([`Clock::now`](crate::time::Clock::now)) as `now` to
+//!   [`handle_timeout`](Machine::handle_timeout),
+//!   [`handle_connect_started`](Machine::handle_connect_started),
+//!   [`handle_connect_failed`](Machine::handle_connect_failed) and
+//!   [`handle_closed`](Machine::handle_closed): a timer that fires at tick
+//!   `t` has then really reached `t`. Stamp what arrived *rounded up*
+//!   ([`Clock::tick_ceil`](crate::time::Clock::tick_ceil)) for
+//!   [`handle_connected`](Machine::handle_connected) and
+//!   [`handle_received`](Machine::handle_received): the silence limit then
+//!   counts from no earlier than the real arrival, so it is never short.
+//!   [`Clock::tick_range`](crate::time::Clock::tick_range) gives both.
+//! - **Actions.** After every call that feeds something in, pull
+//!   [`poll_action`](Machine::poll_action) until `None` and carry each out
+//!   ([`has_action`](Machine::has_action) says whether any waits). Sleep
+//!   no later than [`poll_timeout`](Machine::poll_timeout), then call
+//!   `handle_timeout`.
+//! - **Reads.** Per read that returned bytes, call
+//!   `handle_received(seen, Proof::Bytes)` once (proof of life only when
+//!   `lenient`; otherwise it changes nothing); then feed the bytes to a
+//!   [`Decoder`](crate::protocol::Decoder) and call `handle_received` once
+//!   *per complete frame*: [`Proof::Reply`] for each heartbeat response
+//!   (each one settles one outstanding heartbeat, so per frame, never per
+//!   read), [`Proof::Frame`] for any other frame. A read of zero bytes or
+//!   a read error is [`handle_closed`](Machine::handle_closed).
+//! - **Answer the server's heartbeat requests.** A server may probe a
+//!   peer that has been quiet with a heartbeat request,
+//!   `00 00 00 00 08 00 00 00` ([`HEARTBEAT_REQUEST`](crate::protocol::HEARTBEAT_REQUEST)),
+//!   and close it if no reply comes. The machine never sees this as more
+//!   than a [`Proof::Frame`]; the shell must write
+//!   `01 00 00 00 08 00 00 00` ([`HEARTBEAT_RESPONSE`](crate::protocol::HEARTBEAT_RESPONSE))
+//!   for each one.
+//! - **Connects.** On [`Action::Connect`], open a socket and call
+//!   `handle_connect_started`; when it completes, `handle_connected`.
+//!   A connect that failed is reported one way only:
+//!   [`handle_connect_failed`](Machine::handle_connect_failed) with the
+//!   error's kind (a connect that takes too long is the machine's own
+//!   verdict, [`Reason::ConnectTimeout`], at `handle_timeout`). Either
+//!   way the machine answers [`Action::ConnectFailed`]; a connection that
+//!   was up and ended is answered by [`Action::Disconnect`]. Both say when
+//!   the next connect comes.
+//! - **Evidence before verdict.** Before a `handle_timeout` at which
+//!   [`silence_due`](Machine::silence_due) holds, read what the kernel
+//!   already holds: the frame that proves the server alive may be there.
 
-use std::fmt;
 use std::io;
 
-use super::backoff::{Backoff, BackoffConfig};
+use super::backoff::Backoff;
 use crate::liveness::Rule;
-use crate::protocol::DecodeError;
 use crate::rng::Rng;
 use crate::time::Tick;
 
-/// Timing rules for one client, in ticks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Config {
-    /// Ticks between heartbeats (at least 1).
-    pub interval: Tick,
-    /// Ticks without a received frame before the connection is given up:
-    /// `interval × misses` converted to ticks once, rounding up — not the
-    /// rounded interval multiplied, which could be many ticks too long.
-    pub silence_limit: Tick,
-    /// Ticks a connect may take.
-    pub connect_timeout: Tick,
-    /// Reconnect delay window.
-    pub backoff: BackoffConfig,
-    /// Any received bytes prove liveness; unparseable bytes are not fatal.
-    pub lenient: bool,
-    /// Send a heartbeat on connect and then every interval. A swarm in flood
-    /// mode turns this off and sends its requests itself.
-    pub heartbeats: bool,
-    /// Heartbeats fall on ticks `t` with `t ≡ phase (mod interval)`. A swarm
-    /// gives each client its own phase so heartbeats are spread evenly over
-    /// the interval; `None` counts intervals from the connect.
-    pub phase: Option<Tick>,
-}
+mod config;
+mod reason;
+
+pub use config::Config;
+pub use reason::Reason;
 
 /// Where the client is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,53 +141,6 @@ pub enum Proof {
     Bytes,
 }
 
-/// Why a connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// The connect failed.
-    ConnectFailed(io::ErrorKind),
-    /// The connect did not finish within the connect timeout.
-    ConnectTimeout,
-    /// Nothing was received for `idle` ticks (at least the silence limit).
-    Silent {
-        /// Ticks since the last proof of life.
-        idle: Tick,
-    },
-    /// The server closed the connection.
-    PeerClosed,
-    /// Reading or writing failed.
-    Io(io::ErrorKind),
-    /// The server sent bytes that are not lubdub frames.
-    Protocol(DecodeError),
-    /// The server sent bytes other than the expected fixed reply.
-    UnexpectedReply,
-    /// The server does not read: more than the send backlog's bound waited
-    /// to be written (replies to its requests, heartbeats, data).
-    SlowReader,
-    /// The shell closed the connection on purpose (a swarm churning its
-    /// connections); it reconnects like after any other loss.
-    Requested,
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Reason::ConnectFailed(io::ErrorKind::NotFound) => {
-                f.write_str("connect failed: the name did not resolve")
-            }
-            Reason::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
-            Reason::ConnectTimeout => f.write_str("connect timed out"),
-            Reason::Silent { idle } => write!(f, "server silent for {idle} ticks"),
-            Reason::PeerClosed => f.write_str("server closed the connection"),
-            Reason::Io(kind) => write!(f, "connection error: {kind}"),
-            Reason::Protocol(e) => write!(f, "protocol error: {e}"),
-            Reason::UnexpectedReply => f.write_str("unexpected bytes instead of the reply"),
-            Reason::SlowReader => f.write_str("server does not read: send backlog full"),
-            Reason::Requested => f.write_str("closed on purpose"),
-        }
-    }
-}
-
 /// Work for the shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -182,9 +167,21 @@ pub enum Action {
         /// Heartbeats outstanding before the one about to be sent.
         unanswered: u32,
     },
-    /// Close the socket; the machine will ask to connect again in `retry_in` ticks.
+    /// The connection that was up has ended: close the socket; the machine
+    /// will ask to connect again in `retry_in` ticks.
     Disconnect {
         /// Why.
+        reason: Reason,
+        /// The backoff delay chosen.
+        retry_in: Tick,
+    },
+    /// The connect attempt failed (the shell reported it, or it ran out of
+    /// time): close its socket; the machine will ask to connect again in
+    /// `retry_in` ticks.
+    ConnectFailed {
+        /// Why: [`Reason::ConnectFailed`] or [`Reason::ConnectTimeout`]
+        /// from the machine's own calls; whatever the shell passed to
+        /// [`Machine::handle_closed`] while connecting.
         reason: Reason,
         /// The backoff delay chosen.
         retry_in: Tick,
@@ -203,13 +200,30 @@ pub struct Machine {
 }
 
 /// Actions not yet pulled; at most one of each kind can be due at once.
+/// No `Option` around the small fields (a count that is never zero when
+/// due uses zero for "none"), so the flags share padding: a swarm holds a
+/// machine per connection.
 #[derive(Debug, Clone, Copy, Default)]
 struct Pending {
-    missed: Option<u32>,
-    skipped: Option<u32>,
-    heartbeat: Option<Tick>,
+    /// Heartbeats outstanding (at least one), or zero.
+    missed: u32,
+    /// Grid points passed over (at least one), or zero.
+    skipped: u32,
+    /// A heartbeat is due, for the tick `heartbeat_due`.
+    heartbeat: bool,
+    heartbeat_due: Tick,
+    /// The reason and the delay.
     disconnect: Option<(Reason, Tick)>,
+    /// Whether the connection `disconnect` ends was up.
+    was_up: bool,
     connect: bool,
+}
+
+impl Pending {
+    fn heartbeat(&mut self, due: Tick) {
+        self.heartbeat = true;
+        self.heartbeat_due = due;
+    }
 }
 
 impl Machine {
@@ -244,21 +258,30 @@ impl Machine {
         matches!(self.state, State::Connected(_))
     }
 
-    /// Begin: the first action will be [`Action::Connect`].
+    /// Begin, from `Idle` or after [`stop`](Self::stop) (with a fresh
+    /// backoff: the first retry waits from the shortest window again): the
+    /// first action will be [`Action::Connect`]. Does nothing while
+    /// running.
     pub fn start(&mut self, _now: Tick) {
-        if self.state == State::Idle {
+        if matches!(self.state, State::Idle | State::Stopped) {
             self.state = State::Ready;
-            self.pending.connect = true;
+            self.backoff.reset();
+            self.pending = Pending {
+                connect: true,
+                ..Pending::default()
+            };
         }
     }
 
-    /// Stop for good: no more actions. The shell closes any socket itself.
+    /// Stop: no more actions until [`start`](Self::start). The shell closes
+    /// any socket itself; nothing is reported for it.
     pub fn stop(&mut self) {
         self.state = State::Stopped;
         self.pending = Pending::default();
     }
 
-    /// The shell began a connect.
+    /// The shell began a connect at `now` (rounded down), after
+    /// [`Action::Connect`].
     pub fn handle_connect_started(&mut self, now: Tick) {
         debug_assert_eq!(self.state, State::Ready, "connect started out of turn");
         if self.state == State::Ready {
@@ -266,7 +289,8 @@ impl Machine {
         }
     }
 
-    /// The connect completed.
+    /// The connect completed; `now` is the moment it was seen, rounded up
+    /// (the connect counts as the first proof of life).
     pub fn handle_connected(&mut self, now: Tick) {
         if !matches!(self.state, State::Connecting { .. }) {
             return;
@@ -282,14 +306,17 @@ impl Machine {
         if self.config.heartbeats {
             // The first heartbeat goes out at once: it tells within one
             // round trip whether the server is really there.
-            self.pending.heartbeat = Some(now);
+            self.pending.heartbeat(now);
             link.unanswered = 1;
             link.next_heartbeat = self.next_heartbeat_after(now, now);
         }
         self.state = State::Connected(link);
     }
 
-    /// Something arrived. Returns whether it counted as proof of life.
+    /// Something arrived, stamped `now` rounded up. Call it once per
+    /// complete frame ([`Proof::Reply`], [`Proof::Frame`]) and once per read
+    /// that returned bytes ([`Proof::Bytes`]); see the module docs. Returns
+    /// whether it counted as proof of life.
     pub fn handle_received(&mut self, now: Tick, proof: Proof) -> bool {
         let State::Connected(link) = &mut self.state else {
             return false;
@@ -311,12 +338,19 @@ impl Machine {
         counts
     }
 
-    /// The connect failed.
+    /// The connect in flight failed with `kind` (for a name that did not
+    /// resolve, [`io::ErrorKind::NotFound`]): the one way to report a
+    /// failed connect. Answered by [`Action::ConnectFailed`].
     pub fn handle_connect_failed(&mut self, now: Tick, kind: io::ErrorKind) {
-        self.handle_closed(now, Reason::ConnectFailed(kind));
+        if matches!(self.state, State::Connecting { .. }) {
+            self.give_up(now, Reason::ConnectFailed(kind));
+        }
     }
 
-    /// The connection (or the connect) ended for `reason`.
+    /// The connection ended for `reason` (the shell closed it, the server
+    /// did, reading or writing failed): answered by [`Action::Disconnect`].
+    /// While connecting it ends the attempt, answered by
+    /// [`Action::ConnectFailed`] with this reason.
     pub fn handle_closed(&mut self, now: Tick, reason: Reason) {
         if matches!(self.state, State::Connecting { .. } | State::Connected(_)) {
             self.give_up(now, reason);
@@ -379,7 +413,9 @@ impl Machine {
         }
     }
 
-    /// Time has reached `now`: do whatever fell due.
+    /// Time has reached `now` (the current tick, rounded down): do whatever
+    /// fell due. Early calls do nothing; see also
+    /// [`silence_due`](Self::silence_due) for what to read first.
     pub fn handle_timeout(&mut self, now: Tick) {
         match self.state {
             State::Idle | State::Ready | State::Stopped => {}
@@ -390,7 +426,7 @@ impl Machine {
             }
             State::Connected(link) => {
                 if now >= self.silence_deadline(&link) {
-                    let idle = now - link.last_seen;
+                    let idle = self.config.duration(now - link.last_seen);
                     self.give_up(now, Reason::Silent { idle });
                 } else if self.config.heartbeats && now >= link.next_heartbeat {
                     // `next_heartbeat` is on the grid; so is the latest grid
@@ -403,14 +439,14 @@ impl Machine {
                         // sent on connect may be younger when the first grid
                         // tick comes soon after; it is not late yet.
                         if link.unanswered > 0 && now - link.last_sent >= interval {
-                            self.pending.missed = Some(link.unanswered);
+                            self.pending.missed = link.unanswered;
                         }
                         link.unanswered = link.unanswered.saturating_add(1);
                         link.last_sent = now;
                         link.next_heartbeat = due.saturating_add(interval);
-                        self.pending.heartbeat = Some(due);
+                        self.pending.heartbeat(due);
                         if behind > 0 {
-                            self.pending.skipped = Some(behind.min(u32::MAX as Tick) as u32);
+                            self.pending.skipped = behind.min(u32::MAX as Tick) as u32;
                         }
                     }
                 }
@@ -443,18 +479,33 @@ impl Machine {
         }
     }
 
+    /// Whether an action waits to be pulled with
+    /// [`poll_action`](Self::poll_action): a shell that left some for later
+    /// must not sleep on them.
+    pub fn has_action(&self) -> bool {
+        let p = &self.pending;
+        p.disconnect.is_some() || p.missed > 0 || p.skipped > 0 || p.heartbeat || p.connect
+    }
+
     /// The next thing to do, if any. Call until `None` after every event.
     pub fn poll_action(&mut self) -> Option<Action> {
         if let Some((reason, retry_in)) = self.pending.disconnect.take() {
-            return Some(Action::Disconnect { reason, retry_in });
+            return Some(if self.pending.was_up {
+                Action::Disconnect { reason, retry_in }
+            } else {
+                Action::ConnectFailed { reason, retry_in }
+            });
         }
-        if let Some(unanswered) = self.pending.missed.take() {
+        if self.pending.missed > 0 {
+            let unanswered = std::mem::take(&mut self.pending.missed);
             return Some(Action::MissedReply { unanswered });
         }
-        if let Some(count) = self.pending.skipped.take() {
+        if self.pending.skipped > 0 {
+            let count = std::mem::take(&mut self.pending.skipped);
             return Some(Action::SkippedHeartbeats { count });
         }
-        if let Some(due) = self.pending.heartbeat.take() {
+        if std::mem::take(&mut self.pending.heartbeat) {
+            let due = self.pending.heartbeat_due;
             return Some(Action::SendHeartbeat { due });
         }
         if std::mem::take(&mut self.pending.connect) {
@@ -464,6 +515,7 @@ impl Machine {
     }
 
     fn give_up(&mut self, now: Tick, reason: Reason) {
+        let was_up = self.is_connected();
         let retry_in = self.backoff.next_delay(&self.config.backoff, &mut self.rng);
         self.state = State::BackingOff {
             until: now.saturating_add(retry_in),
@@ -471,6 +523,7 @@ impl Machine {
         // Whatever was due for the old connection is moot.
         self.pending = Pending {
             disconnect: Some((reason, retry_in)),
+            was_up,
             ..Pending::default()
         };
     }

@@ -5,14 +5,85 @@
 //! - [`backoff`]: how long to wait before reconnecting (exponential, full
 //!   jitter, reset once a new connection has received something);
 //! - [`machine`]: the tick-driven state machine (connecting → connected →
-//!   backing off → connecting …) with the liveness rule, no IO;
+//!   backing off → connecting …) with the liveness rule, no IO; its docs
+//!   say what a shell of one's own must do;
 //! - [`Client`]: the mio shell that owns the socket, converts `Instant` to
 //!   ticks in one place, and carries out the machine's actions.
 //!
 //! The swarm (`crate::swarm`) drives many [`machine::Machine`]s with its own
 //! shell; it shares [`socket`] with this one.
 //!
-//! # Example
+//! # Three ways to drive a `Client`
+//!
+//! - [`Client::run`] on a thread of its own, until its
+//!   [`ShutdownHandle`](crate::shutdown::ShutdownHandle) fires;
+//! - [`Client::poll_once`] from the program's loop: one turn on the
+//!   client's own `mio::Poll`, waiting at most the timeout given;
+//! - on the program's own `mio::Poll` ([`Client::new_on`]), beside its
+//!   other sockets: the client registers two tokens, and the loop asks
+//!   [`Client::next_timeout`] how long it may block, passes the client's
+//!   events to [`Client::handle_event`] ([`Client::owns`] tells them
+//!   apart) and calls [`Client::handle_timeout`] once per turn.
+//!
+//! `poll_once` is exactly the third way on a poll of the client's own, so
+//! the three behave alike. All of them return [`Step::Stopped`](crate::Step)
+//! once the client was shut down or [closed](Client::close), at once and
+//! for good until [`Client::start`]. The [`Handler`] hears `connected`,
+//! `data`, `disconnected` (a connection that was up ended) and
+//! `connect_failed` (an attempt that never came up).
+//!
+//! # On the caller's poll
+//!
+//! A client beside a lubdub server, both on one thread and one poll, until
+//! the client has had three replies (a server is started on a thread here
+//! to have something to talk to):
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use lubdub::client::{Client, ClientConfig};
+//! use lubdub::server::{Config, Server};
+//! use lubdub::Step;
+//! use mio::{Events, Poll, Token};
+//!
+//! let server = Server::bind(
+//!     Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() },
+//!     (),
+//! )?;
+//! let (addr, stop) = (server.local_addr(), server.shutdown_handle());
+//! let thread = std::thread::spawn(move || { let mut server = server; server.run() });
+//!
+//! let mut poll = Poll::new()?;
+//! let mut events = Events::with_capacity(64);
+//! let config = ClientConfig {
+//!     connect: addr.into(),
+//!     interval: Duration::from_millis(20),
+//!     ..ClientConfig::default()
+//! };
+//! // Tokens 10 and 11 are the client's; the program keeps the others.
+//! let mut client = Client::new_on(config, (), poll.registry(), Token(10))?;
+//! while client.stats().replies < 3 {
+//!     // The program's own deadlines would be folded in with `min`.
+//!     let timeout = client.next_timeout(Instant::now());
+//!     poll.poll(&mut events, Some(timeout))?;
+//!     let now = Instant::now();
+//!     for event in events.iter() {
+//!         if client.owns(event.token()) {
+//!             client.handle_event(event, now);
+//!         } // else: the program's own sockets
+//!     }
+//!     if client.handle_timeout(now) == Step::Stopped {
+//!         break;
+//!     }
+//! }
+//! assert_eq!(client.stats().pauses, 0, "an ordinary loop is never a stall");
+//! client.close();
+//! assert_eq!(client.handle_timeout(Instant::now()), Step::Stopped);
+//! stop.shutdown();
+//! thread.join().unwrap()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # On a thread of its own
 //!
 //! ```no_run
 //! use lubdub::client::{Client, ClientConfig, Handler, Outbox};
@@ -43,16 +114,19 @@ use std::time::Duration;
 use crate::check::{self, ConfigError};
 use crate::keepalive::{KeepaliveConfig, SocketOptions};
 use crate::protocol::DEFAULT_MAX_FRAME;
-use crate::time::Clock;
 
 pub mod backoff;
+mod handler;
 pub mod machine;
 mod shell;
 pub mod socket;
+mod stats;
 pub mod target;
 
+pub use handler::{Handler, Outbox};
 pub use machine::Reason;
-pub use shell::{Client, ClientStats, Handler, Outbox};
+pub use shell::Client;
+pub use stats::ClientStats;
 pub use target::Target;
 
 /// Everything a [`Client`] needs, in human units.
@@ -114,9 +188,11 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
-    /// The timing rules in ticks of `clock`.
-    pub fn machine_config(&self, clock: &Clock) -> machine::Config {
-        self.timing().machine_config(clock, self.lenient)
+    /// The timing rules in ticks of [`tick`](Self::tick), for a shell of
+    /// its own around a [`machine::Machine`]
+    /// ([`machine::Config::from_durations`] with every field of this).
+    pub fn machine_config(&self) -> machine::Config {
+        self.timing().machine_config(self.tick, self.lenient)
     }
 
     /// The socket options each connection gets: the kernel keepalive
@@ -191,19 +267,11 @@ impl Timing {
     /// The rules in ticks of `clock`. The silence limit is converted once,
     /// rounding up, so it is never shorter than `interval × misses` and
     /// never a rounded interval multiplied.
-    pub fn machine_config(&self, clock: &Clock, lenient: bool) -> machine::Config {
-        machine::Config {
-            interval: clock.ticks(self.interval).max(1),
-            silence_limit: clock.ticks(self.silence_limit()).max(1),
-            connect_timeout: clock.ticks(self.connect_timeout),
-            backoff: backoff::BackoffConfig {
-                min: clock.ticks(self.backoff_min),
-                max: clock.ticks(self.backoff_max),
-            },
-            lenient,
-            heartbeats: true,
-            phase: None,
-        }
+    pub fn machine_config(&self, tick: Duration, lenient: bool) -> machine::Config {
+        machine::Config::from_durations(tick, self.interval, self.misses)
+            .with_connect_timeout(self.connect_timeout)
+            .with_backoff(self.backoff_min, self.backoff_max)
+            .with_lenient(lenient)
     }
 }
 
@@ -217,6 +285,10 @@ pub enum ClientError {
     Setup(io::Error),
     /// Waiting for events failed.
     Poll(io::Error),
+    /// [`Client::poll_once`] (or `run`) on a client made with
+    /// [`Client::new_on`]: the caller's poll drives it, through
+    /// `next_timeout`, `handle_event` and `handle_timeout`.
+    CallersPoll,
 }
 
 impl fmt::Display for ClientError {
@@ -225,6 +297,10 @@ impl fmt::Display for ClientError {
             ClientError::Config(e) => write!(f, "bad configuration: {e}"),
             ClientError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
             ClientError::Poll(e) => write!(f, "waiting for events failed: {e}"),
+            ClientError::CallersPoll => f.write_str(
+                "this client is driven by the caller's poll (Client::new_on): \
+                 use next_timeout, handle_event and handle_timeout, not poll_once or run",
+            ),
         }
     }
 }
@@ -234,22 +310,12 @@ impl std::error::Error for ClientError {
         match self {
             ClientError::Config(e) => Some(e),
             ClientError::Setup(e) | ClientError::Poll(e) => Some(e),
+            ClientError::CallersPoll => None,
         }
     }
 }
 
 pub use crate::send::SendError;
-
-/// A human rendering of a [`Reason`], with tick counts shown as durations.
-pub fn describe(reason: &Reason, clock: &Clock) -> String {
-    match reason {
-        Reason::Silent { idle } => format!(
-            "server silent for {}",
-            crate::duration::format(clock.duration(*idle))
-        ),
-        other => other.to_string(),
-    }
-}
 
 #[cfg(test)]
 mod tests {

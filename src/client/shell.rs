@@ -1,140 +1,64 @@
-//! The mio shell around one [`Machine`]: the socket, the decoder and the clock.
+//! The mio shell around one [`Machine`]: the socket, the decoder and the
+//! clock, on a poll of its own or on the caller's.
+//!
+//! One code path drives both. A turn is
+//!
+//! ```text
+//! next_timeout(now) → the poll → handle_event(e, now) for each of ours → handle_timeout(now)
+//! ```
+//!
+//! and [`Client::poll_once`] is exactly that turn on the client's own poll.
+//! The stall measure ([`Stalls`]) sees the same notes either way:
+//! `next_timeout` is the sleep it allows, the first `handle_*` of a turn
+//! judges, and the time from `handle_timeout` to the next call is the
+//! caller's turn.
 
-use std::io::{self, Read};
+mod stream;
+
+use std::io;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token};
+use mio::event::Event;
+use mio::{Events, Poll, Registry, Token};
 
-use super::machine::{Action, Machine, Proof, Reason, State};
-use super::socket::{completed_meanwhile, connect_progress, start_connect, ConnectProgress};
-use super::target::{Addresses, Attempt, Resolver, Target};
-use super::{describe, ClientConfig, ClientError, SendError};
+use super::handler::{queue_data, Handler};
+use super::machine::{Action, Machine, State};
+use super::stats::ClientStats;
+use super::target::{Addresses, Attempt, Resolver};
+use super::{ClientConfig, ClientError, SendError};
 use crate::keepalive::SocketOptions;
-use crate::nonblocking::write_some;
-use crate::protocol::{
-    encode_frame, Decoder, Frame, FrameType, Kind, Payloads, HEADER_LEN, HEARTBEAT_REQUEST,
-    HEARTBEAT_RESPONSE,
-};
+use crate::protocol::{Decoder, HEARTBEAT_REQUEST};
 use crate::rng::Rng;
 use crate::shutdown::ShutdownHandle;
+use crate::step::Step;
 use crate::time::{Clock, Stalls, Tick};
-
-const STREAM: Token = Token(0);
-const WAKER: Token = Token(1);
 
 /// Bytes read per `read` call; one buffer per client, reused.
 const SCRATCH: usize = 64 * 1024;
 
-/// Reads per turn: at most 4 × 64 KiB. A server that floods faster than
-/// the client reads would otherwise keep it inside `read` — every frame is
-/// proof of life, so nothing else would ever end that loop — and starve its
-/// own heartbeats and its caller. Past the budget the client polls with a
-/// zero timeout and reads on in the next turn: readiness is edge-triggered,
-/// so the unread data raises no new event of its own.
-const READ_BUDGET: u32 = 4;
+/// Readiness events taken per poll of the client's own poll: it has two
+/// sources.
+const OWN_EVENTS: usize = 16;
 
-/// Callbacks into the embedding program. Every method has a default that
-/// does nothing, and `()` implements the trait for a heartbeat-only client.
-pub trait Handler {
-    /// A connection came up.
-    fn connected(&mut self, _out: &mut Outbox<'_>) {}
-    /// A data frame arrived.
-    fn data(&mut self, _payload: &[u8], _out: &mut Outbox<'_>) {}
-    /// The connection ended; the client will reconnect.
-    fn disconnected(&mut self, _reason: &Reason) {}
-}
-
-impl Handler for () {}
-
-/// Lets a [`Handler`] send data frames on the current connection.
-pub struct Outbox<'a> {
-    buf: &'a mut Vec<u8>,
-    max_frame: usize,
-    max_backlog: usize,
-}
-
-impl Outbox<'_> {
-    /// Queues one data frame; it is written when the callback returns.
-    pub fn send_data(&mut self, payload: &[u8]) -> Result<(), SendError> {
-        queue_data(self.buf, self.max_frame, self.max_backlog, payload)
-    }
-}
-
-/// The share of `max_backlog` data frames may fill. The last quarter is
-/// kept for heartbeats and replies: a program that keeps the backlog full
-/// of data (refused, retrying) must not leave the client's own heartbeat
-/// to push it past the bound and close a server that does read, slowly.
-fn data_limit(max_backlog: usize) -> usize {
-    max_backlog - max_backlog / 4
-}
-
-fn queue_data(
-    buf: &mut Vec<u8>,
-    max_frame: usize,
-    max_backlog: usize,
-    payload: &[u8],
-) -> Result<(), SendError> {
-    if HEADER_LEN + payload.len() > max_frame {
-        return Err(SendError::TooLarge);
-    }
-    if buf.len() + HEADER_LEN + payload.len() > data_limit(max_backlog) {
-        return Err(SendError::Backlog);
-    }
-    encode_frame(FrameType::Data, payload, buf).map_err(|_| SendError::TooLarge)
-}
-
-/// Whether `unsent` bytes, left after the kernel took what it would, mean
-/// the server does not read. Bounds the client's output buffer: every
-/// request the server sends queues a reply, so a server that sends and
-/// never reads would otherwise grow it without limit.
-fn slow_reader(unsent: usize, max_backlog: usize) -> bool {
-    unsent > max_backlog
-}
-
-/// Counters since the client was made.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ClientStats {
-    /// Connections established.
-    pub connects: u64,
-    /// Connections (or connect attempts) given up, each followed by a backoff.
-    pub disconnects: u64,
-    /// Heartbeat requests sent.
-    pub heartbeats_sent: u64,
-    /// Heartbeat responses received.
-    pub replies: u64,
-    /// Heartbeats still unanswered when the next one fell due.
-    pub missed_replies: u64,
-    /// Heartbeats not sent because the client itself fell more than an
-    /// interval behind its schedule (a stall of its own).
-    pub skipped_heartbeats: u64,
-    /// Data frames received.
-    pub data_frames: u64,
-    /// Connections closed for bytes that are not lubdub frames.
-    pub protocol_errors: u64,
-    /// Bytes discarded, when lenient, because they cannot start a frame.
-    pub dropped_bytes: u64,
-    /// Times the client was kept from running for longer than its stall
-    /// threshold (stopped, starved, blocked); an excused stall is not
-    /// counted as the server's silence.
-    pub pauses: u64,
-    /// Socket options the kernel refused on a new connection (the
-    /// connection is kept).
-    pub sockopt_errors: u64,
-    /// Connections closed because the server did not read: more than
-    /// `max_backlog` bytes waited to be written ([`Reason::SlowReader`]).
-    pub slow_readers: u64,
-}
-
-/// One reconnecting heartbeat client on its own `mio::Poll`.
+/// One reconnecting heartbeat client: on its own `mio::Poll`
+/// ([`Client::new`]) or on the caller's ([`Client::new_on`]).
 pub struct Client<H: Handler = ()> {
     config: ClientConfig,
     socket_options: SocketOptions,
     clock: Clock,
-    poll: Poll,
-    events: Events,
+    /// The client's own poll and its event buffer; `None` when the
+    /// caller's poll drives it.
+    own: Option<(Poll, Events)>,
+    /// Where the stream is registered (a clone of the poll's registry).
+    registry: Registry,
+    /// The stream's token; the waker's is the next one.
+    stream_token: Token,
+    waker_token: Token,
     shutdown: ShutdownHandle,
     machine: Machine,
     stalls: Stalls,
+    /// A turn has been judged and not yet ended by `handle_timeout`.
+    in_turn: bool,
     stream: Option<mio::net::TcpStream>,
     resolver: Resolver,
     /// A connect is due and waits for its name lookup.
@@ -156,34 +80,75 @@ pub struct Client<H: Handler = ()> {
 }
 
 impl<H: Handler> Client<H> {
-    /// A client that starts connecting on the first [`poll_once`](Self::poll_once)
-    /// or [`run`](Self::run).
+    /// A client on a poll of its own, driven by [`run`](Self::run) or
+    /// [`poll_once`](Self::poll_once). It starts connecting on the first
+    /// of them.
     pub fn new(config: ClientConfig, handler: H) -> Result<Client<H>, ClientError> {
         config.validate().map_err(ClientError::Config)?;
         let poll = Poll::new().map_err(ClientError::Setup)?;
-        let shutdown = ShutdownHandle::new(poll.registry(), WAKER).map_err(ClientError::Setup)?;
+        let registry = poll.registry().try_clone().map_err(ClientError::Setup)?;
+        let own = (poll, Events::with_capacity(OWN_EVENTS));
+        Client::build(config, handler, registry, Token(0), Some(own))
+    }
+
+    /// A client on the caller's poll: its stream is registered with
+    /// `registry` under `base`, and its waker (for the
+    /// [shutdown handle](Self::shutdown_handle) and name lookups) under
+    /// `Token(base.0 + 1)`; the caller must use neither token for anything
+    /// else. The caller drives it with [`next_timeout`](Self::next_timeout),
+    /// [`handle_event`](Self::handle_event) and
+    /// [`handle_timeout`](Self::handle_timeout) (see the
+    /// [module docs](super#on-the-callers-poll)); it starts connecting on
+    /// the first `handle_timeout`.
+    ///
+    /// mio documents one `Waker` per poll. On Linux (an eventfd each)
+    /// several work side by side, so a program may hold several clients
+    /// and a waker of its own on one poll; portable code should not rely
+    /// on it. After the client is dropped, a clone of its shutdown handle
+    /// may still wake the poll with the waker's token: ignore tokens you
+    /// no longer hold, as mio advises.
+    pub fn new_on(
+        config: ClientConfig,
+        handler: H,
+        registry: &Registry,
+        base: Token,
+    ) -> Result<Client<H>, ClientError> {
+        config.validate().map_err(ClientError::Config)?;
+        let registry = registry.try_clone().map_err(ClientError::Setup)?;
+        Client::build(config, handler, registry, base, None)
+    }
+
+    fn build(
+        config: ClientConfig,
+        handler: H,
+        registry: Registry,
+        base: Token,
+        own: Option<(Poll, Events)>,
+    ) -> Result<Client<H>, ClientError> {
+        let waker_token = base.0.checked_add(1).map(Token).ok_or_else(|| {
+            ClientError::Setup(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the base token leaves no room for the waker's (base + 1)",
+            ))
+        })?;
+        let shutdown = ShutdownHandle::new(&registry, waker_token).map_err(ClientError::Setup)?;
         let resolver = Resolver::new(shutdown.waker());
         let clock = Clock::start(config.tick);
         let addrs = Addresses::new(&config.connect);
-        let machine_config = config.machine_config(&clock);
-        let stalls = Stalls::new(
-            clock.pause_threshold(),
-            machine_config
-                .silence_limit
-                .saturating_mul(clock.tick_nanos()),
-            machine_config.interval.saturating_mul(clock.tick_nanos()),
-        );
-        let mut machine = Machine::new(machine_config, Rng::from_entropy());
+        let mut machine = Machine::new(config.machine_config(), Rng::from_entropy());
         machine.start(0);
         Ok(Client {
             socket_options: config.socket_options(),
+            stalls: stalls_for(&clock, &machine),
             config,
             clock,
-            poll,
-            events: Events::with_capacity(16),
+            own,
+            registry,
+            stream_token: base,
+            waker_token,
             shutdown,
             machine,
-            stalls,
+            in_turn: false,
             stream: None,
             resolver,
             resolving: false,
@@ -198,7 +163,11 @@ impl<H: Handler> Client<H> {
         })
     }
 
-    /// A handle that stops [`run`](Self::run) from any thread.
+    /// A handle that stops the client from any thread: the next
+    /// [`handle_timeout`](Self::handle_timeout) (or `poll_once`, or `run`)
+    /// closes the connection and returns [`Step::Stopped`]. Its waker ends
+    /// a poll that is blocked at once. A shutdown is for good:
+    /// [`start`](Self::start) does not undo it.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
     }
@@ -208,7 +177,8 @@ impl<H: Handler> Client<H> {
         self.stats
     }
 
-    /// The state machine's state.
+    /// The state machine's state ([`State::Stopped`] once closed or shut
+    /// down).
     pub fn state(&self) -> State {
         self.machine.state()
     }
@@ -245,7 +215,14 @@ impl<H: Handler> Client<H> {
     /// [`max_backlog`](ClientConfig::max_backlog); past that this returns
     /// [`SendError::Backlog`] and the connection stays up. The last quarter
     /// is for heartbeats and replies, whose growth past the bound closes
-    /// the connection ([`Reason::SlowReader`]).
+    /// the connection ([`Reason::SlowReader`](super::Reason::SlowReader)).
+    ///
+    /// The frame is handed to the kernel at once. A write that fails here
+    /// ends the connection, but as every close it is carried out and
+    /// reported to the handler by the loop, at the next
+    /// [`handle_timeout`](Self::handle_timeout) (which
+    /// [`next_timeout`](Self::next_timeout) then asks for at once), never
+    /// from inside this call.
     pub fn send_data(&mut self, payload: &[u8]) -> Result<(), SendError> {
         if !self.machine.is_connected() {
             return Err(SendError::Closed);
@@ -256,110 +233,239 @@ impl<H: Handler> Client<H> {
             self.config.max_backlog,
             payload,
         )?;
-        let now = self.clock.now();
-        self.flush(now);
-        self.apply_actions(now);
+        self.flush(self.clock.now());
         Ok(())
     }
 
-    /// Runs until the shutdown handle fires, then closes the connection.
-    pub fn run(&mut self) -> Result<(), ClientError> {
-        while !self.shutdown.is_requested() {
-            self.poll_once(None)?;
-        }
-        self.close();
-        Ok(())
+    /// Whether `token` is one of the two this client registered (its
+    /// stream's and its waker's): events for it go to
+    /// [`handle_event`](Self::handle_event).
+    pub fn owns(&self, token: Token) -> bool {
+        token == self.stream_token || token == self.waker_token
     }
 
-    /// Closes the connection and stops reconnecting.
-    pub fn close(&mut self) {
-        self.machine.stop();
-        self.resolving = false;
-        self.drop_stream();
-    }
-
-    /// One step: carry out due actions, wait for events for at most
-    /// `timeout` (or until the next timer when `None`), handle them and the
-    /// timers that fell due.
+    /// How long the caller may block in its poll, from `now`, before it
+    /// calls [`handle_timeout`](Self::handle_timeout): until the machine's
+    /// next deadline, zero when work is left over (a connect to begin, a
+    /// close to report, data past the read budget, a shutdown to carry
+    /// out), and never longer than the stall threshold (`max(4 ticks,
+    /// 50 ms)`): a stop of the whole thread that began in a sleep cannot
+    /// be told from the sleep until the sleep was due to end. Block for at
+    /// most this (less is fine): longer is a stall of the client.
     ///
-    /// The server is declared silent only after what the kernel already
-    /// holds from it has been read, and a stall of the client itself (a
-    /// stopped process, a caller that comes back late) is not counted as
-    /// the server's silence. The caller may keep control for `timeout`
-    /// (at least the stall threshold) before it calls again: a loop that
-    /// drives this client beside a server and sockets of its own, each
-    /// waiting in turn for up to what it asked, counts no stall; time past
-    /// that is a stall, excused at most once per window of watched time
-    /// (see [`crate::liveness`]).
-    pub fn poll_once(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
-        // What is already due: the first connect, or whatever an earlier
-        // step or `send_data` left. Timers are judged only after the poll.
-        self.apply_actions(self.clock.now());
-
-        let wait = self
-            .machine
-            .poll_timeout()
-            .map(|deadline| self.clock.until(deadline, Instant::now()));
-        let wait = match (wait, timeout) {
-            // Data left over by the read budget: look at the other events,
-            // but do not sleep on data already here.
-            _ if self.unfinished => Some(Duration::ZERO),
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    /// Once the client is stopped it has nothing to wake for:
+    /// `Duration::MAX` (take the minimum with your own timeout; `mio`
+    /// accepts it, an `Instant` does not).
+    pub fn next_timeout(&mut self, now: Instant) -> Duration {
+        if self.is_stopped() {
+            return Duration::MAX;
+        }
+        let wait = if self.work_left() {
+            Some(Duration::ZERO)
+        } else {
+            self.machine
+                .poll_timeout()
+                .map(|deadline| self.clock.until(deadline, now))
         };
-        let wait = self.stalls.before_poll(Instant::now(), wait);
-        match self.poll.poll(&mut self.events, Some(wait)) {
+        self.stalls.before_poll(now, wait)
+    }
+
+    /// Handles a readiness event for one of this client's tokens
+    /// ([`owns`](Self::owns)); others are ignored, as are events once the
+    /// client is stopped. `now` is when the poll returned: it stamps what
+    /// is read. The stream is read at once; verdicts wait for
+    /// [`handle_timeout`](Self::handle_timeout).
+    pub fn handle_event(&mut self, event: &Event, now: Instant) {
+        if self.is_stopped() || !self.owns(event.token()) {
+            return;
+        }
+        let (tick, seen) = self.begin_turn(now);
+        if event.token() == self.stream_token {
+            self.on_stream_ready(tick, seen);
+        } else {
+            // The waker: a name lookup may have finished. A shutdown is
+            // carried out by `handle_timeout`.
+            self.take_resolved(tick);
+        }
+        // A connect that failed, or found no address, is reported now.
+        self.apply_actions(tick);
+    }
+
+    /// Carries out what is due at `now`: call it once after every poll,
+    /// with or without events for the client. Reads what the kernel holds
+    /// before the server may be called silent (evidence before verdict,
+    /// with or without an event), sends heartbeats, reconnects. Returns
+    /// [`Step::Stopped`] once the shutdown handle has fired (the
+    /// connection closed, [`Handler::disconnected`] told
+    /// [`Reason::Requested`](super::Reason::Requested)) or the client was
+    /// closed; from then on it returns `Stopped` at once and does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) -> Step {
+        self.turn(now, None)
+    }
+
+    /// One turn on the client's own poll: [`next_timeout`](Self::next_timeout),
+    /// a poll for at most that and `timeout`, [`handle_event`](Self::handle_event)
+    /// for each event, [`handle_timeout`](Self::handle_timeout).
+    ///
+    /// The caller may keep control for `timeout` (at least the stall
+    /// threshold) before it calls again: a loop that drives this client
+    /// beside a server and sockets of its own, each waiting in turn for up
+    /// to what it asked, counts no stall; time past that is a stall,
+    /// excused at most once per window of watched time (see
+    /// [`crate::liveness`]). Once stopped it returns [`Step::Stopped`] at
+    /// once, without polling. A client made with
+    /// [`new_on`](Self::new_on) has no poll of its own:
+    /// [`ClientError::CallersPoll`].
+    pub fn poll_once(&mut self, timeout: Option<Duration>) -> Result<Step, ClientError> {
+        let Some((mut poll, mut events)) = self.own.take() else {
+            return Err(ClientError::CallersPoll);
+        };
+        let result = self.poll_own(&mut poll, &mut events, timeout);
+        self.own = Some((poll, events));
+        result
+    }
+
+    fn poll_own(
+        &mut self,
+        poll: &mut Poll,
+        events: &mut Events,
+        timeout: Option<Duration>,
+    ) -> Result<Step, ClientError> {
+        if self.is_stopped() {
+            return Ok(Step::Stopped);
+        }
+        let wait = self.next_timeout(Instant::now());
+        let wait = timeout.map_or(wait, |t| t.min(wait));
+        match poll.poll(events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(ClientError::Poll(e)),
         }
-        let instant = Instant::now();
-        let (now, seen) = self.clock.tick_range(instant);
-        self.excuse_stall(instant, now);
-        let mut stream_ready = false;
-        for event in self.events.iter() {
-            // Events for the waker need nothing: the loop re-checks the flag.
-            stream_ready |= event.token() == STREAM;
+        let now = Instant::now();
+        for event in events.iter() {
+            self.handle_event(event, now);
         }
-        if let Some(answer) = self.resolver.answer() {
-            // An answer for a connect no longer wanted (the client was
-            // closed meanwhile) is dropped.
-            if std::mem::take(&mut self.resolving) && self.machine.state() == State::Ready {
-                self.addrs.resolved(answer, now);
-                self.begin_attempt(now);
-            }
+        Ok(self.turn(now, timeout))
+    }
+
+    /// Runs until the client stops: the shutdown handle fires (the
+    /// connection is closed then), or it was closed before.
+    pub fn run(&mut self) -> Result<(), ClientError> {
+        while self.poll_once(None)? == Step::Running {}
+        Ok(())
+    }
+
+    /// Closes the connection and stops reconnecting. An open connection is
+    /// reported to [`Handler::disconnected`] as
+    /// [`Reason::Requested`](super::Reason::Requested); a connect in
+    /// flight is dropped silently. Then every turn returns
+    /// [`Step::Stopped`] at once until [`start`](Self::start).
+    pub fn close(&mut self) {
+        if !self.is_stopped() {
+            self.stop_at(self.clock.now());
         }
+    }
+
+    /// Starts connecting again after [`close`](Self::close), with a fresh
+    /// backoff (the first retry waits from the shortest window again); the
+    /// connect begins at the next `handle_timeout`. Returns
+    /// [`Step::Running`], or [`Step::Stopped`] once the shutdown handle has
+    /// fired: a shutdown is for good. Does nothing to a running client.
+    pub fn start(&mut self) -> Step {
+        if self.shutdown.is_requested() {
+            return Step::Stopped;
+        }
+        if self.is_stopped() {
+            // Time spent stopped was not watched: the stall measure starts
+            // over, as for a new client.
+            self.stalls = stalls_for(&self.clock, &self.machine);
+            self.in_turn = false;
+            self.machine.start(self.clock.now());
+        }
+        Step::Running
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.machine.state() == State::Stopped
+    }
+
+    /// Whether a turn must come without sleeping.
+    fn work_left(&self) -> bool {
+        self.unfinished || self.machine.has_action() || self.shutdown.is_requested()
+    }
+
+    /// `now` as ticks (rounded down, and up for "seen" stamps); the first
+    /// call of a turn judges the time since the last (see [`Stalls`]).
+    fn begin_turn(&mut self, now: Instant) -> (Tick, Tick) {
+        let (tick, seen) = self.clock.tick_range(now);
+        if !self.in_turn {
+            self.in_turn = true;
+            self.excuse_stall(now, tick);
+        }
+        (tick, seen)
+    }
+
+    /// The end of a turn: `handle_timeout`'s work, with control going back
+    /// to the caller for at most `allowed` (see [`Stalls::returned`]).
+    fn turn(&mut self, now: Instant, allowed: Option<Duration>) -> Step {
+        if self.is_stopped() {
+            return Step::Stopped;
+        }
+        let (tick, seen) = self.begin_turn(now);
+        if self.shutdown.is_requested() {
+            self.stop_at(tick);
+            return Step::Stopped;
+        }
+        self.take_resolved(tick);
+        // What was left for this turn: the first connect, or a close that
+        // `send_data` found.
+        self.apply_actions(tick);
         // Evidence before verdict: read before the machine may call the
         // server silent, even without an event (the event may have been
         // consumed before a stall, or the data arrived during one).
-        if stream_ready || self.unfinished || self.machine.silence_due(now) {
-            self.on_stream_ready(now, seen);
+        if self.unfinished || self.machine.silence_due(tick) {
+            self.on_stream_ready(tick, seen);
         }
-        // A connect out of time with addresses left tries the next one
-        // rather than giving the attempt up: a name whose first address
-        // swallows the SYN must not hide the one that answers. One that
-        // completed as its time ran out is taken, not dropped.
-        if self.machine.connect_due(now) && self.attempt.has_next(&self.addrs, self.config.bind) {
-            if completed_meanwhile(self.stream.as_ref()) {
-                self.on_stream_ready(now, seen);
-            } else {
-                self.next_address(now);
-            }
-        }
+        self.connect_timed_out(tick, seen);
         // Data past the read budget may hold the frame that proves the
         // server alive: the verdict waits for it, one turn (of zero
         // timeout) at a time. Never for long: a frame is at most
         // `max_frame` bytes, so one completes within a bounded number of
         // turns, and it moves the silence deadline on.
-        if !(self.unfinished && self.machine.silence_due(now)) {
-            self.machine.handle_timeout(now);
+        if !(self.unfinished && self.machine.silence_due(tick)) {
+            self.machine.handle_timeout(tick);
         }
-        self.apply_actions(now);
-        self.stalls.returned(Instant::now(), timeout);
-        Ok(())
+        self.apply_actions(tick);
+        self.in_turn = false;
+        // Measured when control really goes back: this turn's own work
+        // (a slow handler, say) is work, judged as such, not the caller's
+        // allowance.
+        self.stalls.returned(Instant::now(), allowed);
+        Step::Running
     }
 
-    /// If the client was kept from running since its last wakeup (see
+    /// Stops the machine and closes the connection; one that was up is
+    /// reported as closed on request.
+    fn stop_at(&mut self, now: Tick) {
+        // A loss the loop has not yet carried out (a write in `send_data`
+        // failed) is reported as what it was first.
+        if self.machine.state() != State::Ready {
+            self.apply_actions(now);
+        }
+        let was_up = self.machine.is_connected();
+        self.machine.stop();
+        self.resolving = false;
+        self.in_turn = false;
+        self.drop_stream();
+        if was_up {
+            self.stats.disconnects += 1;
+            log::info!("closed the connection to {}", self.config.connect);
+            self.handler
+                .disconnected(&super::machine::Reason::Requested);
+        }
+    }
+
+    /// If the client was kept from running since its last turn (see
     /// [`Stalls`]) and the stall is excused, the machine moves its liveness
     /// stamp by it; it is logged once.
     fn excuse_stall(&mut self, instant: Instant, now: Tick) {
@@ -374,189 +480,6 @@ impl<H: Handler> Client<H> {
                     stall.nanos / 1_000_000
                 );
             }
-        }
-    }
-
-    fn on_stream_ready(&mut self, now: Tick, seen: Tick) {
-        if self.stream.is_none() {
-            return; // an event for a socket already closed in this batch
-        }
-        if let State::Connecting { .. } = self.machine.state() {
-            let Some(stream) = &self.stream else { return };
-            match connect_progress(stream) {
-                ConnectProgress::Pending => return,
-                ConnectProgress::Failed(e) => {
-                    log::debug!("connect failed: {e}");
-                    if self.attempt.has_next(&self.addrs, self.config.bind) {
-                        self.next_address(now);
-                    } else {
-                        self.drop_stream();
-                        self.attempt.failed(&mut self.addrs);
-                        self.machine.handle_connect_failed(now, e.kind());
-                    }
-                    return;
-                }
-                ConnectProgress::Connected => {
-                    if let Err(e) = self.socket_options.apply(stream) {
-                        // The kernel keepalive is the second line of
-                        // defence; the heartbeats still guard this one.
-                        self.stats.sockopt_errors += 1;
-                        log::warn!("connected to {}, but {e}", self.config.connect);
-                    }
-                    self.stats.connects += 1;
-                    let peer = stream.peer_addr().ok();
-                    match (&self.config.connect, peer) {
-                        (Target::Name { .. }, Some(addr)) => {
-                            log::info!("connected to {} ({addr})", self.config.connect)
-                        }
-                        _ => log::info!("connected to {}", self.config.connect),
-                    }
-                    if let Some(addr) = peer {
-                        self.addrs.succeeded(addr);
-                    }
-                    // Stamped rounded up, as every proof of life: the silence
-                    // limit counts from no earlier than the real connect.
-                    self.machine.handle_connected(seen);
-                    let mut out = Outbox {
-                        buf: &mut self.outbuf,
-                        max_frame: self.config.max_frame,
-                        max_backlog: self.config.max_backlog,
-                    };
-                    self.handler.connected(&mut out);
-                }
-            }
-        }
-        if self.machine.is_connected() {
-            self.read(seen);
-            self.apply_actions(now);
-            if self.machine.is_connected() {
-                self.flush(now);
-            }
-        }
-    }
-
-    /// Reads what the kernel holds, up to [`READ_BUDGET`] reads; with data
-    /// still waiting then, `unfinished` has the next turn read on (mio's
-    /// readiness is edge-triggered). The replies each read queues are
-    /// written before the next read, so only what the server leaves unread
-    /// counts against `max_backlog`. Hot path: no allocation in steady
-    /// state (`outbuf` keeps its capacity), no formatting.
-    fn read(&mut self, seen: Tick) {
-        self.unfinished = false;
-        let mut reads = 0;
-        loop {
-            // A write below may have closed the connection.
-            if !self.machine.is_connected() {
-                return;
-            }
-            if reads == READ_BUDGET {
-                self.unfinished = true;
-                return;
-            }
-            let Some(stream) = self.stream.as_mut() else {
-                return;
-            };
-            let n = match stream.read(&mut self.scratch) {
-                Ok(0) => {
-                    self.machine.handle_closed(seen, Reason::PeerClosed);
-                    return;
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.machine.handle_closed(seen, Reason::Io(e.kind()));
-                    return;
-                }
-            };
-            reads += 1;
-            self.machine.handle_received(seen, Proof::Bytes);
-            let Client {
-                decoder,
-                scratch,
-                machine,
-                handler,
-                outbuf,
-                stats,
-                config,
-                ..
-            } = self;
-            let (max_frame, max_backlog) = (config.max_frame, config.max_backlog);
-            let mut on_frame = |frame: Frame<'_>| {
-                let proof = match frame.kind {
-                    Kind::Known(FrameType::HeartbeatResponse) => {
-                        stats.replies += 1;
-                        log::trace!("heartbeat reply");
-                        Proof::Reply
-                    }
-                    Kind::Known(FrameType::HeartbeatRequest) => {
-                        // A peer that asks is answered, whichever side it
-                        // is. A reply is no longer than its request, so
-                        // one read queues at most a read's worth; the
-                        // flush after the read judges what is left.
-                        outbuf.extend_from_slice(&HEARTBEAT_RESPONSE);
-                        Proof::Frame
-                    }
-                    Kind::Known(FrameType::Data) => {
-                        stats.data_frames += 1;
-                        let mut out = Outbox {
-                            buf: outbuf,
-                            max_frame,
-                            max_backlog,
-                        };
-                        handler.data(frame.payload, &mut out);
-                        Proof::Frame
-                    }
-                    Kind::Reserved(_) => Proof::Frame,
-                };
-                machine.handle_received(seen, proof);
-            };
-            if config.lenient {
-                // The original Qt server greets with unframed text: only
-                // the bytes that cannot start a frame go; the frames around
-                // them, in the same read too, are kept.
-                let dropped = decoder.feed_lenient(
-                    &scratch[..n],
-                    max_frame,
-                    Payloads::Deliver,
-                    &mut on_frame,
-                );
-                if dropped > 0 {
-                    stats.dropped_bytes += dropped as u64;
-                    log::debug!("dropped {dropped} bytes that are not frames");
-                }
-            } else if let Err(e) =
-                decoder.feed_with(&scratch[..n], max_frame, Payloads::Deliver, &mut on_frame)
-            {
-                self.stats.protocol_errors += 1;
-                self.machine.handle_closed(seen, Reason::Protocol(e));
-                return;
-            }
-            if !self.outbuf.is_empty() {
-                self.flush(seen);
-            }
-        }
-    }
-
-    /// Writes what the kernel takes now; more than `max_backlog` left over
-    /// is a server that does not read, and the connection is closed.
-    fn flush(&mut self, now: Tick) {
-        let Some(stream) = self.stream.as_mut() else {
-            return;
-        };
-        // The disconnect either close triggers clears `outbuf` with the
-        // stream, so its memory is bounded by what one turn can queue.
-        match write_some(stream, &self.outbuf) {
-            Ok(written) => {
-                self.outbuf.drain(..written);
-                if slow_reader(self.outbuf.len(), self.config.max_backlog)
-                    && self.machine.is_connected()
-                {
-                    self.stats.slow_readers += 1;
-                    self.machine.handle_closed(now, Reason::SlowReader);
-                }
-            }
-            Err(kind) => self.machine.handle_closed(now, Reason::Io(kind)),
         }
     }
 
@@ -586,145 +509,35 @@ impl<H: Handler> Client<H> {
                 Action::Disconnect { reason, retry_in } => {
                     self.stats.disconnects += 1;
                     self.drop_stream();
-                    log::info!(
-                        "reconnecting to {} in {}: {}",
-                        self.config.connect,
-                        crate::duration::format(self.clock.duration(retry_in)),
-                        describe(&reason, &self.clock)
-                    );
+                    self.log_retry(&reason, retry_in);
                     self.handler.disconnected(&reason);
                 }
-            }
-        }
-    }
-
-    /// A connect is due: look the name up first (for every connect, so a
-    /// DNS change is followed), or go straight to the address.
-    fn connect(&mut self, now: Tick) {
-        match &self.config.connect {
-            Target::Name { host, port } => {
-                self.resolver.request(host, *port);
-                self.resolving = true;
-            }
-            Target::Addr(_) => self.begin_attempt(now),
-        }
-    }
-
-    /// Starts an attempt over the addresses known now; none known (the
-    /// name did not resolve) is connection trouble like any other.
-    fn begin_attempt(&mut self, now: Tick) {
-        self.machine.handle_connect_started(now);
-        self.attempt = Attempt::default();
-        if self.addrs.is_empty() {
-            self.machine
-                .handle_connect_failed(now, io::ErrorKind::NotFound);
-            return;
-        }
-        self.open(now);
-    }
-
-    /// Starts a connect to the next address of this attempt not yet tried;
-    /// with none left, the attempt has failed.
-    fn open(&mut self, now: Tick) {
-        let source = self.config.bind;
-        // What the attempt failed with if no address fits the source's
-        // family at all: not a port shortage.
-        let mut last = io::ErrorKind::InvalidInput;
-        while self.attempt.has_next(&self.addrs, source) {
-            let addr = match self.attempt.next(&mut self.addrs, source) {
-                Ok(addr) => addr,
-                Err(e) => {
-                    last = e.kind();
-                    break;
-                }
-            };
-            let registry = self.poll.registry();
-            let started = start_connect(addr, source).and_then(|mut stream| {
-                registry.register(&mut stream, STREAM, Interest::READABLE | Interest::WRITABLE)?;
-                Ok(stream)
-            });
-            match started {
-                Ok(stream) => {
-                    self.stream = Some(stream);
-                    return;
-                }
-                Err(e) => {
-                    self.attempt.failed(&mut self.addrs);
-                    last = e.kind();
+                Action::ConnectFailed { reason, retry_in } => {
+                    self.stats.connect_failures += 1;
+                    self.drop_stream();
+                    self.log_retry(&reason, retry_in);
+                    self.handler
+                        .connect_failed(&reason, self.clock.duration(retry_in));
                 }
             }
         }
-        self.machine.handle_connect_failed(now, last);
     }
 
-    /// The connect in flight failed or ran out of time, and this attempt
-    /// has another address: on to it, with a connect timeout of its own.
-    fn next_address(&mut self, now: Tick) {
-        self.drop_stream();
-        self.attempt.failed(&mut self.addrs);
-        self.machine.restart_connect(now);
-        self.open(now);
-    }
-
-    fn drop_stream(&mut self) {
-        if let Some(mut stream) = self.stream.take() {
-            let _ = self.poll.registry().deregister(&mut stream);
-        }
-        self.decoder = Decoder::new();
-        self.outbuf.clear();
-        self.unfinished = false;
+    fn log_retry(&self, reason: &super::machine::Reason, retry_in: Tick) {
+        log::info!(
+            "reconnecting to {} in {}: {reason}",
+            self.config.connect,
+            crate::duration::format(self.clock.duration(retry_in)),
+        );
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn data_frames_fill_three_quarters_of_the_backlog_and_no_more() {
-        let max_backlog = 1024;
-        let mut buf = Vec::new();
-        // 16-byte frames: 48 fit in 768 bytes, the 49th is refused.
-        for _ in 0..48 {
-            queue_data(&mut buf, 64, max_backlog, &[7; 8]).unwrap();
-        }
-        assert_eq!(buf.len(), 768);
-        assert_eq!(
-            queue_data(&mut buf, 64, max_backlog, &[7; 8]),
-            Err(SendError::Backlog)
-        );
-        assert_eq!(buf.len(), 768, "a refused frame queues nothing");
-        // The quarter kept back takes 32 heartbeats before the bound...
-        buf.extend(std::iter::repeat_n(0, 32 * HEADER_LEN));
-        assert!(!slow_reader(buf.len(), max_backlog));
-        // ...and one more is a server that does not read.
-        buf.extend_from_slice(&HEARTBEAT_REQUEST);
-        assert!(slow_reader(buf.len(), max_backlog));
-    }
-
-    #[test]
-    fn too_large_is_judged_before_the_backlog() {
-        let mut buf = vec![0; 1024];
-        assert_eq!(
-            queue_data(&mut buf, 16, 1024, &[0; 9]),
-            Err(SendError::TooLarge)
-        );
-        assert_eq!(
-            queue_data(&mut buf, 16, 1024, &[0; 8]),
-            Err(SendError::Backlog)
-        );
-    }
-
-    #[test]
-    fn the_smallest_backlog_still_bounds() {
-        // HEADER_LEN is the least `max_backlog` accepted: one heartbeat
-        // may wait, a second may not; no data frame fits.
-        assert!(!slow_reader(HEADER_LEN, HEADER_LEN));
-        assert!(slow_reader(2 * HEADER_LEN, HEADER_LEN));
-        assert_eq!(
-            queue_data(&mut Vec::new(), 64, HEADER_LEN, &[]),
-            Err(SendError::Backlog)
-        );
-        assert_eq!(data_limit(crate::client::DEFAULT_MAX_BACKLOG), 768 * 1024);
-    }
+/// A fresh stall measure for a client with `machine`'s rules.
+fn stalls_for(clock: &Clock, machine: &Machine) -> Stalls {
+    let config = machine.config();
+    Stalls::new(
+        clock.pause_threshold(),
+        config.silence_limit.saturating_mul(clock.tick_nanos()),
+        config.interval.saturating_mul(clock.tick_nanos()),
+    )
 }

@@ -16,9 +16,15 @@ pub enum ConnectProgress {
     Failed(io::Error),
 }
 
-/// Starts a non-blocking connect to `peer`. With `source`, the socket is
-/// bound to that local address first, with the port left for the kernel to
-/// pick at connect time (see `bind_source`).
+/// Starts a non-blocking connect to `peer`; [`connect_progress`] tells,
+/// at each readiness event, how far it has got.
+///
+/// With `source`, the socket is bound to that local address first, with
+/// the port left for the kernel to pick at connect time, when it only has
+/// to be unique towards `peer` (`IP_BIND_ADDRESS_NO_PORT` on Linux, with
+/// `SO_REUSEADDR`): a plain bind to `source:0` would reserve a port per
+/// local address, and a process would run out after one ephemeral range
+/// (~28 k on Linux) however many servers it talks to.
 pub fn start_connect(peer: SocketAddr, source: Option<IpAddr>) -> io::Result<mio::net::TcpStream> {
     let socket = Socket::new(
         Domain::for_address(peer),

@@ -15,7 +15,6 @@ use super::report::Report;
 use super::stall_log::StallLog;
 use super::status::{Snapshot, Window};
 use super::{Exchange, SwarmConfig, SwarmError};
-use crate::client::describe;
 use crate::client::machine::{self, Action, Machine, Reason};
 use crate::client::socket::completed_meanwhile;
 use crate::client::target::{Addresses, Attempt, Resolver};
@@ -159,7 +158,7 @@ impl Swarm {
 
         let base = machine::Config {
             heartbeats: config.flood.is_none(),
-            ..config.timing().machine_config(&clock, config.lenient)
+            ..config.timing().machine_config(config.tick, config.lenient)
         };
         let interval = base.interval;
         let ring = match config.flood {
@@ -619,7 +618,11 @@ impl Swarm {
                         self.counters.late_replies += 1;
                         log::debug!("client {slot}: missed reply ({unanswered} unanswered)");
                     }
-                    Action::Disconnect { reason, retry_in } => {
+                    // The machine tells a failed connect from a lost
+                    // connection; the swarm's own link state says the
+                    // same, and files both below.
+                    Action::Disconnect { reason, retry_in }
+                    | Action::ConnectFailed { reason, retry_in } => {
                         let conn = &self.conns[slot];
                         match conn.link {
                             _ if reason == Reason::Requested => self.counters.churned += 1,
@@ -656,9 +659,8 @@ impl Swarm {
                         }
                         self.drop_stream(slot);
                         log::debug!(
-                            "client {slot}: reconnecting in {}: {}",
+                            "client {slot}: reconnecting in {}: {reason}",
                             crate::duration::format(self.clock.duration(retry_in)),
-                            describe(&reason, &self.clock)
                         );
                     }
                 }
@@ -824,7 +826,9 @@ mod tests {
         assert_eq!(filed(Reason::PeerClosed, true, false, 5_000).closed, 1);
         assert_eq!(filed(reset, true, true, 5).reset, 1);
         // Silence is the server's, whatever else.
-        let silent = Reason::Silent { idle: 10 };
+        let silent = Reason::Silent {
+            idle: Duration::from_millis(10),
+        };
         assert_eq!(filed(silent, false, false, 5_000).silent, 1);
     }
 }

@@ -2,10 +2,13 @@
 //! next deadline the machine asks for, so minutes of behaviour run instantly.
 
 use super::*;
+use crate::client::backoff::BackoffConfig;
+use std::time::Duration;
 
 /// 1 tick = 1 ms in these tests: interval 5 s, 6 misses, gRPC backoff.
 fn config() -> Config {
     Config {
+        tick: Duration::from_millis(1),
         interval: 5_000,
         silence_limit: 30_000,
         connect_timeout: 10_000,
@@ -38,6 +41,14 @@ fn connected(config: Config, at: Tick) -> Machine {
 fn disconnect(acts: &[Action]) -> Option<(Reason, Tick)> {
     acts.iter().find_map(|a| match *a {
         Action::Disconnect { reason, retry_in } => Some((reason, retry_in)),
+        _ => None,
+    })
+}
+
+/// The reason and delay of the failed connect among `acts`, if any.
+fn connect_failed(acts: &[Action]) -> Option<(Reason, Tick)> {
+    acts.iter().find_map(|a| match *a {
+        Action::ConnectFailed { reason, retry_in } => Some((reason, retry_in)),
         _ => None,
     })
 }
@@ -84,7 +95,13 @@ fn liveness_deadline_is_exactly_interval_times_misses_after_the_last_frame() {
     assert!(m.is_connected());
     m.handle_timeout(deadline);
     let (reason, retry_in) = disconnect(&actions(&mut m)).expect("disconnect at the deadline");
-    assert_eq!(reason, Reason::Silent { idle: limit });
+    assert_eq!(
+        reason,
+        Reason::Silent {
+            idle: Duration::from_millis(limit)
+        }
+    );
+    assert_eq!(reason.to_string(), "server silent for 30s");
     assert_eq!(
         m.state(),
         State::BackingOff {
@@ -103,7 +120,9 @@ fn any_complete_frame_extends_liveness_but_partial_bytes_do_not() {
     m.handle_timeout(50_000);
     assert_eq!(
         disconnect(&actions(&mut m)).map(|d| d.0),
-        Some(Reason::Silent { idle: 30_000 })
+        Some(Reason::Silent {
+            idle: Duration::from_secs(30)
+        })
     );
 }
 
@@ -135,7 +154,7 @@ fn connect_timeout_is_exact() {
     assert_eq!(actions(&mut m), []);
     m.handle_timeout(10_500);
     assert_eq!(
-        disconnect(&actions(&mut m)).map(|d| d.0),
+        connect_failed(&actions(&mut m)).map(|d| d.0),
         Some(Reason::ConnectTimeout)
     );
 }
@@ -188,7 +207,7 @@ fn backoff_grows_while_connects_fail_and_is_jittered_inside_its_window() {
         assert_eq!(actions(&mut m), [Action::Connect], "attempt {attempt}");
         m.handle_connect_started(now);
         m.handle_connect_failed(now, io::ErrorKind::ConnectionRefused);
-        let (reason, retry_in) = disconnect(&actions(&mut m)).unwrap();
+        let (reason, retry_in) = connect_failed(&actions(&mut m)).unwrap();
         assert_eq!(
             reason,
             Reason::ConnectFailed(io::ErrorKind::ConnectionRefused)
@@ -222,7 +241,7 @@ fn backoff_resets_only_after_the_new_connection_received_something() {
         actions(&mut m);
         m.handle_connect_started(now);
         m.handle_connect_failed(now, io::ErrorKind::ConnectionRefused);
-        let (_, retry_in) = disconnect(&actions(&mut m)).unwrap();
+        let (_, retry_in) = connect_failed(&actions(&mut m)).unwrap();
         now += retry_in;
         m.handle_timeout(now);
     }
@@ -397,7 +416,7 @@ fn silence_is_due_exactly_at_the_limit_and_an_excused_stall_moves_it() {
     m.handle_timeout(50_000);
     assert!(matches!(
         disconnect(&actions(&mut m)),
-        Some((Reason::Silent { idle: 30_000 }, _))
+        Some((Reason::Silent { idle }, _)) if idle == Duration::from_secs(30)
     ));
 }
 
@@ -416,4 +435,100 @@ fn a_silence_limit_off_the_interval_grid_is_kept_exactly() {
     assert!(disconnect(&actions(&mut m)).is_none());
     m.handle_timeout(30);
     assert!(disconnect(&actions(&mut m)).is_some());
+}
+
+#[test]
+fn a_failed_connect_and_a_lost_connection_are_told_apart() {
+    let mut m = Machine::new(config(), Rng::new(4));
+    m.start(0);
+    actions(&mut m);
+    m.handle_connect_started(0);
+    m.handle_connect_failed(3, io::ErrorKind::ConnectionRefused);
+    let acts = actions(&mut m);
+    assert_eq!(disconnect(&acts), None, "{acts:?}");
+    let (reason, retry_in) = connect_failed(&acts).expect("a failed connect");
+    assert_eq!(reason.to_string(), "connect failed: connection refused");
+    // Reported again, or out of turn, it changes nothing.
+    m.handle_connect_failed(4, io::ErrorKind::ConnectionRefused);
+    assert!(!m.has_action());
+    m.handle_timeout(3 + retry_in);
+    assert!(m.has_action());
+    assert_eq!(actions(&mut m), [Action::Connect]);
+    m.handle_connect_started(3 + retry_in);
+    m.handle_connected(3 + retry_in);
+    actions(&mut m);
+    m.handle_closed(4 + retry_in, Reason::PeerClosed);
+    let acts = actions(&mut m);
+    assert_eq!(connect_failed(&acts), None, "{acts:?}");
+    assert_eq!(disconnect(&acts).map(|d| d.0), Some(Reason::PeerClosed));
+}
+
+#[test]
+fn a_stopped_machine_starts_again_with_a_fresh_backoff() {
+    let mut m = Machine::new(config(), Rng::new(6));
+    m.start(0);
+    let mut now = 0;
+    for _ in 0..6 {
+        actions(&mut m);
+        m.handle_connect_started(now);
+        m.handle_connect_failed(now, io::ErrorKind::ConnectionRefused);
+        let (_, retry_in) = connect_failed(&actions(&mut m)).unwrap();
+        now += retry_in;
+        m.handle_timeout(now);
+    }
+    assert_eq!(m.attempt(), 6);
+    m.stop();
+    assert_eq!((m.poll_timeout(), m.has_action()), (None, false));
+    m.start(now);
+    assert_eq!(m.attempt(), 0);
+    assert_eq!(actions(&mut m), [Action::Connect]);
+    m.handle_connect_started(now);
+    m.handle_connect_failed(now, io::ErrorKind::ConnectionRefused);
+    let (_, retry_in) = connect_failed(&actions(&mut m)).unwrap();
+    assert!((1_000..=1_600).contains(&retry_in), "{retry_in}");
+    // Started while running: nothing changes.
+    let state = m.state();
+    m.start(now);
+    assert_eq!((m.state(), m.has_action()), (state, false));
+}
+
+#[test]
+fn from_durations_converts_once_rounding_up() {
+    // 50 ms × 4 on a 15 ms tick: the interval is 3 1/3 ticks, so 4; the
+    // limit is 200 ms converted (14 ticks, 210 ms), not 4 × 4 ticks.
+    let tick = Duration::from_millis(15);
+    let c = Config::from_durations(tick, Duration::from_millis(50), 4)
+        .with_connect_timeout(Duration::from_millis(100))
+        .with_backoff(Duration::from_millis(30), Duration::from_millis(31))
+        .with_lenient(true);
+    assert_eq!(c.tick, tick);
+    assert_eq!((c.interval, c.silence_limit, c.connect_timeout), (4, 14, 7));
+    assert_eq!((c.backoff.min, c.backoff.max), (2, 3));
+    assert!(c.lenient && c.heartbeats && c.phase.is_none());
+    assert_eq!(c.duration(c.silence_limit), Duration::from_millis(210));
+    // The defaults are the client's: 10 s connect, 1 s … 120 s.
+    let d = Config::from_durations(Duration::from_millis(1), Duration::from_secs(5), 6);
+    assert_eq!((d.interval, d.silence_limit), (5_000, 30_000));
+    assert_eq!(d.connect_timeout, 10_000);
+    assert_eq!((d.backoff.min, d.backoff.max), (1_000, 120_000));
+    assert!(!d.lenient);
+    assert_eq!(
+        d,
+        Config {
+            tick: Duration::from_millis(1),
+            ..config()
+        }
+    );
+    // Never under a tick, and a tick is never under a microsecond.
+    let tiny = Config::from_durations(Duration::ZERO, Duration::from_nanos(10), 1);
+    assert_eq!(tiny.tick, Duration::from_micros(1));
+    assert_eq!((tiny.interval, tiny.silence_limit), (1, 1));
+    // Driven by it, the machine gives up exactly at the limit, and says
+    // how long in time, not ticks.
+    let mut m = connected(c, 0);
+    m.handle_timeout(13);
+    assert!(m.is_connected());
+    m.handle_timeout(14);
+    let (reason, _) = disconnect(&actions(&mut m)).expect("silent at 14 ticks");
+    assert_eq!(reason.to_string(), "server silent for 210ms");
 }
