@@ -7,11 +7,11 @@
 //! `tick N` every second and then stops the server.
 //!
 //! ```text
-//! cargo run --example broadcast -- 127.0.0.1:8898 10
+//! cargo run --example broadcast -- --listen 127.0.0.1:8898 --ticks 10
 //! ```
 //!
-//! Arguments: the address to listen on, and how many ticks to send before
-//! stopping (default 10). Watch it with any lubdub peer, or with
+//! `--ticks N` sends N ticks and then stops the server (default 10);
+//! `--every-ms N` spaces them (default 1000). Watch it with any lubdub peer, or with
 //! `nc 127.0.0.1 8898 | od -c`.
 
 use std::net::SocketAddr;
@@ -19,23 +19,35 @@ use std::time::Duration;
 
 use lubdub::server::{CommandError, Config, Server};
 
-fn main() {
+/// `--listen ADDR`, `--ticks N`, `--every-ms N`.
+fn args() -> Result<(SocketAddr, u32, Duration), String> {
+    let (mut listen, mut ticks, mut every_ms) = ("127.0.0.1:8898".to_string(), 10, 1000);
     let mut args = std::env::args().skip(1);
-    let listen: SocketAddr = args
-        .next()
-        .unwrap_or_else(|| "127.0.0.1:8898".into())
-        .parse()
-        .expect("first argument: HOST:PORT to listen on");
-    let ticks: u32 = args.next().map_or(10, |n| {
-        n.parse().expect("second argument: a number of ticks")
-    });
-    let every = Duration::from_secs(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--listen" => listen = value,
+            "--ticks" => ticks = value.parse().map_err(|e| format!("--ticks: {e}"))?,
+            "--every-ms" => every_ms = value.parse().map_err(|e| format!("--every-ms: {e}"))?,
+            _ => {
+                return Err(format!(
+                    "unknown flag {flag} (use --listen ADDR, --ticks N, --every-ms N)"
+                ))
+            }
+        }
+    }
+    let listen = listen.parse().map_err(|e| format!("--listen: {e}"))?;
+    Ok((listen, ticks, Duration::from_millis(every_ms)))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (listen, ticks, every) = args()?;
 
     let config = Config {
         listen,
         ..Config::default()
     };
-    let mut server = Server::bind(config, ()).expect("cannot listen");
+    let mut server = Server::bind(config, ())?;
     println!("listening on {}", server.local_addr());
 
     let commands = server.commands();
@@ -56,11 +68,12 @@ fn main() {
         commands.shutdown();
     });
 
-    server.run().expect("server failed");
+    server.run()?;
     ticker.join().expect("ticker panicked");
     let stats = server.stats();
     println!(
         "stopped after {} commands ({} failed), {} bytes sent",
         stats.commands, stats.commands_failed, stats.bytes_out
     );
+    Ok(())
 }

@@ -47,9 +47,11 @@ use lubdub::shutdown::ShutdownHandle;
 use lubdub::{SendError, Step};
 use mio::{Events, Poll, Token};
 
-/// The client's two tokens are 0 and 1; this program has no sockets of its
-/// own, only a timer, so it needs no others.
+/// The client's stream, and the poll's one waker (the client's shutdown
+/// handle and name lookups wake the loop with it); this program has no
+/// sockets of its own, only a timer, so it needs no others.
 const CLIENT: Token = Token(0);
+const WAKER: Token = Token(1);
 
 /// Prints what the client reports.
 struct Printer;
@@ -137,7 +139,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         backoff_max: Duration::from_millis(200),
         ..ClientConfig::default()
     };
-    let mut client = Client::new_on(config, Printer, poll.registry(), CLIENT)?;
+    let waker = std::sync::Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+    let mut client = Client::new_on(config, Printer, poll.registry(), CLIENT, waker)?;
     let stop = client.shutdown_handle();
 
     let start = Instant::now();

@@ -6,14 +6,14 @@
 //! — a peer that goes silent is evicted like any other.
 //!
 //! ```text
-//! cargo run --example presence -- 127.0.0.1:8898
+//! cargo run --example presence -- --listen 127.0.0.1:8898
 //! ```
 //!
 //! A peer names itself with a data frame `name ALICE`; every peer gets
 //! `ALICE is here` and, later, `ALICE left: <reason>`. `who` is answered
 //! with the names online. Heartbeats are answered as by any lubdub server,
-//! so `lubdub client` keeps a peer online. An optional second argument
-//! stops the server after that many seconds.
+//! so `lubdub client` keeps a peer online. `--secs N` stops the server
+//! after N seconds (it runs until killed otherwise).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -79,34 +79,41 @@ impl Handler for Presence {
     }
 }
 
-fn main() {
+/// `--listen ADDR` and `--secs N`.
+fn args() -> Result<(SocketAddr, Option<Duration>), String> {
+    let (mut listen, mut secs) = ("127.0.0.1:8898".to_string(), None);
     let mut args = std::env::args().skip(1);
-    let listen: SocketAddr = args
-        .next()
-        .unwrap_or_else(|| "127.0.0.1:8898".into())
-        .parse()
-        .expect("first argument: HOST:PORT to listen on");
-    let run_for = args
-        .next()
-        .map(|secs| Duration::from_secs_f64(secs.parse().expect("second argument: seconds")));
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--listen" => listen = value,
+            "--secs" => secs = Some(value.parse::<f64>().map_err(|e| format!("--secs: {e}"))?),
+            _ => return Err(format!("unknown flag {flag} (use --listen ADDR, --secs N)")),
+        }
+    }
+    let listen = listen.parse().map_err(|e| format!("--listen: {e}"))?;
+    Ok((listen, secs.map(Duration::from_secs_f64)))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (listen, run_for) = args()?;
     let config = Config {
         listen,
         interval: Duration::from_secs(1),
         misses: 3,
         ..Config::default()
     };
-    let mut server = Server::bind(config, Presence).expect("cannot listen");
+    let mut server = Server::bind(config, Presence)?;
     println!("listening on {}", server.local_addr());
     let started = Instant::now();
     loop {
         if run_for.is_some_and(|limit| started.elapsed() >= limit) {
             server.commands().shutdown();
         }
-        match server.poll_once(Some(Duration::from_millis(100))) {
-            Ok(Step::Running) => {}
-            Ok(Step::Stopped) => break,
-            Err(e) => panic!("server failed: {e}"),
+        if server.poll_once(Some(Duration::from_millis(100)))? == Step::Stopped {
+            break;
         }
     }
     println!("stopped: {}", server.stats());
+    Ok(())
 }

@@ -79,16 +79,20 @@
 //! ```
 //! use std::io::{Read, Write};
 //! use std::time::Instant;
-//! use mio::{net::UdpSocket, Events, Interest, Poll, Token};
+//! use mio::{net::UdpSocket, Events, Interest, Poll, Token, Waker};
 //! use lubdub::protocol::{HEARTBEAT_REQUEST, HEARTBEAT_RESPONSE};
 //! use lubdub::server::{Config, Server};
 //! use lubdub::Step;
 //!
 //! const UDP: Token = Token(0);
+//! const WAKER: Token = Token(1);
 //! let mut poll = Poll::new().unwrap();
+//! // The poll's one waker (mio allows one), shared by every lubdub part on
+//! // it: commands and shutdowns from other threads wake the loop with it.
+//! let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER).unwrap());
 //! let config = Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
-//! // The server's tokens start at 1: the program keeps 0 for itself.
-//! let mut server = Server::bind_on(config, (), poll.registry(), Token(1)).unwrap();
+//! // The server's tokens start at 2: the program keeps 0 and 1.
+//! let mut server = Server::bind_on(config, (), poll.registry(), Token(2), waker).unwrap();
 //! let mut udp = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
 //! poll.registry().register(&mut udp, UDP, Interest::READABLE).unwrap();
 //!

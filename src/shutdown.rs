@@ -24,6 +24,17 @@ impl ShutdownHandle {
         })
     }
 
+    /// A handle that wakes its loop with `waker`, one the loop's owner
+    /// made: a program that drives several lubdub parts on one `mio::Poll`
+    /// makes one waker for that poll (mio allows one per poll) and hands
+    /// it to each.
+    pub fn with_waker(waker: Arc<Waker>) -> ShutdownHandle {
+        ShutdownHandle {
+            waker,
+            requested: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Requests the stop and wakes the loop.
     pub fn shutdown(&self) {
         self.requested.store(true, Ordering::Release);

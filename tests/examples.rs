@@ -132,3 +132,138 @@ fn sans_io_client_heartbeats_a_server() {
     assert_eq!(out.count(0..done, "disconnected"), 0);
     assert_eq!(out.count(0..done, "no connection"), 0);
 }
+
+#[test]
+fn one_loop_drives_a_server_a_client_and_a_udp_socket_on_one_poll() {
+    let out = run("one_loop", &["--secs", "2"]);
+    let field = |line: usize, name: &str| -> f64 {
+        let line = &out.lines[line];
+        let value = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name}= in {line:?}"));
+        value
+            .trim_end_matches(|c: char| c.is_alphabetic() || c == 'µ')
+            .parse()
+            .unwrap()
+    };
+    let server = out.find(0, "server: ");
+    let client = out.find(0, "client: ");
+    let udp = out.find(0, "udp: ");
+    // 200 ms heartbeats for 2 s, answered in the same loop; nothing there
+    // counted as a stall.
+    assert!(field(server, "heartbeats") >= 7.0, "{:?}", out.lines);
+    assert!(field(client, "replies") >= 7.0, "{:?}", out.lines);
+    assert_eq!(field(server, "pauses"), 0.0);
+    assert_eq!(field(client, "pauses"), 0.0);
+    // Pings every 50 ms for 1.8 s, every one echoed.
+    assert!(field(udp, "echoed") >= 20.0, "{:?}", out.lines);
+    out.find(0, "loop thread cpu: ");
+}
+
+#[test]
+fn presence_tracks_who_is_online_and_why_they_left() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = Command::new(binary("presence"))
+        .args(["--listen", "127.0.0.1:0", "--secs", "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let frame = |payload: &[u8]| {
+        let mut f = 2i32.to_le_bytes().to_vec();
+        f.extend_from_slice(&((8 + payload.len()) as i32).to_le_bytes());
+        f.extend_from_slice(payload);
+        f
+    };
+    let read_frame = |s: &mut std::net::TcpStream| {
+        let mut header = [0u8; 8];
+        s.read_exact(&mut header).unwrap();
+        let len = i32::from_le_bytes(header[4..].try_into().unwrap()) as usize;
+        let mut payload = vec![0; len - 8];
+        s.read_exact(&mut payload).unwrap();
+        String::from_utf8(payload).unwrap()
+    };
+    let mut alice = std::net::TcpStream::connect(&addr).unwrap();
+    assert!(read_frame(&mut alice).starts_with("hello; 1 online"));
+    alice.write_all(&frame(b"name alice")).unwrap();
+    assert_eq!(read_frame(&mut alice), "alice is here");
+    let mut bob = std::net::TcpStream::connect(&addr).unwrap();
+    assert!(read_frame(&mut bob).starts_with("hello; 2 online"));
+    bob.write_all(&[frame(b"name bob"), frame(b"who")].concat())
+        .unwrap();
+    assert_eq!(read_frame(&mut bob), "bob is here");
+    assert_eq!(read_frame(&mut bob), "online: alice, bob");
+    drop(alice);
+    assert_eq!(read_frame(&mut bob), "alice left: closed by peer");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = Output {
+        name: "presence".into(),
+        lines: rest.lines().map(str::to_string).collect(),
+    };
+    let left = out.find(0, "alice left after ");
+    assert!(out.lines[left].ends_with("closed by peer"));
+    // Bob sent nothing after "who": evicted after 3 × 1 s, or shut down
+    // at 3 s, whichever the schedule reaches first.
+    let bob_left = out.find(0, "bob left after ");
+    assert!(
+        out.lines[bob_left].contains("evicted") || out.lines[bob_left].contains("shutting down"),
+        "{:?}",
+        out.lines
+    );
+    out.find(bob_left, "stopped: ");
+}
+
+#[test]
+fn broadcast_reaches_a_peer_from_another_thread() {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new(binary("broadcast"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--ticks",
+            "3",
+            "--every-ms",
+            "200",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let mut peer = std::net::TcpStream::connect(&addr).unwrap();
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).unwrap(); // until the server stops
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    // Every tick as one data frame, in order; the peer connected before
+    // the first was due.
+    let mut expected = Vec::new();
+    for n in 1..=3 {
+        let payload = format!("tick {n}");
+        expected.extend_from_slice(&2i32.to_le_bytes());
+        expected.extend_from_slice(&((8 + payload.len()) as i32).to_le_bytes());
+        expected.extend_from_slice(payload.as_bytes());
+    }
+    assert_eq!(got, expected, "{rest}");
+    assert!(
+        rest.contains("stopped after 3 commands (0 failed)"),
+        "{rest}"
+    );
+}

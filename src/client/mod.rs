@@ -43,7 +43,7 @@
 //! use lubdub::client::{Client, ClientConfig};
 //! use lubdub::server::{Config, Server};
 //! use lubdub::Step;
-//! use mio::{Events, Poll, Token};
+//! use mio::{Events, Poll, Token, Waker};
 //!
 //! let server = Server::bind(
 //!     Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() },
@@ -59,8 +59,10 @@
 //!     interval: Duration::from_millis(20),
 //!     ..ClientConfig::default()
 //! };
-//! // Tokens 10 and 11 are the client's; the program keeps the others.
-//! let mut client = Client::new_on(config, (), poll.registry(), Token(10))?;
+//! // One waker for the poll (mio allows one), shared by every lubdub part
+//! // on it; token 10 is the client's stream, the program keeps the others.
+//! let waker = std::sync::Arc::new(Waker::new(poll.registry(), Token(0))?);
+//! let mut client = Client::new_on(config, (), poll.registry(), Token(10), waker)?;
 //! while client.stats().replies < 3 {
 //!     // The program's own deadlines would be folded in with `min`.
 //!     let timeout = client.next_timeout(Instant::now());

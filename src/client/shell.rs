@@ -16,10 +16,11 @@
 mod stream;
 
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-use mio::{Events, Poll, Registry, Token};
+use mio::{Events, Poll, Registry, Token, Waker};
 
 use super::handler::{queue_data, Handler};
 use super::machine::{Action, Machine, State};
@@ -40,6 +41,10 @@ const SCRATCH: usize = 64 * 1024;
 /// sources.
 const OWN_EVENTS: usize = 16;
 
+/// The stream's and the waker's tokens on the client's own poll.
+const OWN_STREAM: Token = Token(0);
+const OWN_WAKER: Token = Token(1);
+
 /// One reconnecting heartbeat client: on its own `mio::Poll`
 /// ([`Client::new`]) or on the caller's ([`Client::new_on`]).
 pub struct Client<H: Handler = ()> {
@@ -51,9 +56,8 @@ pub struct Client<H: Handler = ()> {
     own: Option<(Poll, Events)>,
     /// Where the stream is registered (a clone of the poll's registry).
     registry: Registry,
-    /// The stream's token; the waker's is the next one.
+    /// The stream's token.
     stream_token: Token,
-    waker_token: Token,
     shutdown: ShutdownHandle,
     machine: Machine,
     stalls: Stalls,
@@ -87,51 +91,51 @@ impl<H: Handler> Client<H> {
         config.validate().map_err(ClientError::Config)?;
         let poll = Poll::new().map_err(ClientError::Setup)?;
         let registry = poll.registry().try_clone().map_err(ClientError::Setup)?;
+        let waker = Waker::new(&registry, OWN_WAKER).map_err(ClientError::Setup)?;
         let own = (poll, Events::with_capacity(OWN_EVENTS));
-        Client::build(config, handler, registry, Token(0), Some(own))
+        Client::build(
+            config,
+            handler,
+            registry,
+            OWN_STREAM,
+            Arc::new(waker),
+            Some(own),
+        )
     }
 
     /// A client on the caller's poll: its stream is registered with
-    /// `registry` under `base`, and its waker (for the
-    /// [shutdown handle](Self::shutdown_handle) and name lookups) under
-    /// `Token(base.0 + 1)`; the caller must use neither token for anything
-    /// else. The caller drives it with [`next_timeout`](Self::next_timeout),
+    /// `registry` under `token`, which the caller uses for nothing else.
+    /// `waker` is the caller's own `mio::Waker` for that poll (mio allows
+    /// one per poll: a program with several lubdub parts on one poll makes
+    /// one and hands each a clone); the [shutdown handle](Self::shutdown_handle)
+    /// and name lookups wake the poll with it, and the caller needs to do
+    /// nothing for its token but go on to `handle_timeout`. The caller
+    /// drives the client with [`next_timeout`](Self::next_timeout),
     /// [`handle_event`](Self::handle_event) and
     /// [`handle_timeout`](Self::handle_timeout) (see the
     /// [module docs](super#on-the-callers-poll)); it starts connecting on
     /// the first `handle_timeout`.
-    ///
-    /// mio documents one `Waker` per poll. On Linux (an eventfd each)
-    /// several work side by side, so a program may hold several clients
-    /// and a waker of its own on one poll; portable code should not rely
-    /// on it. After the client is dropped, a clone of its shutdown handle
-    /// may still wake the poll with the waker's token: ignore tokens you
-    /// no longer hold, as mio advises.
     pub fn new_on(
         config: ClientConfig,
         handler: H,
         registry: &Registry,
-        base: Token,
+        token: Token,
+        waker: Arc<Waker>,
     ) -> Result<Client<H>, ClientError> {
         config.validate().map_err(ClientError::Config)?;
         let registry = registry.try_clone().map_err(ClientError::Setup)?;
-        Client::build(config, handler, registry, base, None)
+        Client::build(config, handler, registry, token, waker, None)
     }
 
     fn build(
         config: ClientConfig,
         handler: H,
         registry: Registry,
-        base: Token,
+        token: Token,
+        waker: Arc<Waker>,
         own: Option<(Poll, Events)>,
     ) -> Result<Client<H>, ClientError> {
-        let waker_token = base.0.checked_add(1).map(Token).ok_or_else(|| {
-            ClientError::Setup(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the base token leaves no room for the waker's (base + 1)",
-            ))
-        })?;
-        let shutdown = ShutdownHandle::new(&registry, waker_token).map_err(ClientError::Setup)?;
+        let shutdown = ShutdownHandle::with_waker(waker);
         let resolver = Resolver::new(shutdown.waker());
         let clock = Clock::start(config.tick);
         let addrs = Addresses::new(&config.connect);
@@ -144,8 +148,7 @@ impl<H: Handler> Client<H> {
             clock,
             own,
             registry,
-            stream_token: base,
-            waker_token,
+            stream_token: token,
             shutdown,
             machine,
             in_turn: false,
@@ -237,11 +240,10 @@ impl<H: Handler> Client<H> {
         Ok(())
     }
 
-    /// Whether `token` is one of the two this client registered (its
-    /// stream's and its waker's): events for it go to
-    /// [`handle_event`](Self::handle_event).
+    /// Whether `token` is the one this client registered its stream
+    /// under: events for it go to [`handle_event`](Self::handle_event).
     pub fn owns(&self, token: Token) -> bool {
-        token == self.stream_token || token == self.waker_token
+        token == self.stream_token
     }
 
     /// How long the caller may block in its poll, from `now`, before it
@@ -280,13 +282,7 @@ impl<H: Handler> Client<H> {
             return;
         }
         let (tick, seen) = self.begin_turn(now);
-        if event.token() == self.stream_token {
-            self.on_stream_ready(tick, seen);
-        } else {
-            // The waker: a name lookup may have finished. A shutdown is
-            // carried out by `handle_timeout`.
-            self.take_resolved(tick);
-        }
+        self.on_stream_ready(tick, seen);
         // A connect that failed, or found no address, is reported now.
         self.apply_actions(tick);
     }

@@ -98,12 +98,13 @@ mod tests;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use mio::event::Event;
 use mio::net::TcpListener;
-use mio::{Events, Poll, Registry, Token};
+use mio::{Events, Poll, Registry, Token, Waker};
 
 pub use self::commands::{CommandError, Commands};
 pub use self::config::{Config, DEFAULT_MAX_BUFFERED};
@@ -124,11 +125,12 @@ use crate::shutdown::ShutdownHandle;
 use crate::time::{Clock, Stalls, Tick};
 use crate::wheel::{TimerId, Wheel};
 
-/// Tokens, counted from the server's first: the listener, the waker, then
-/// one per connection slot.
+/// Tokens, counted from the server's first: the listener, then one per
+/// connection slot.
 const LISTENER: usize = 0;
-const WAKER: usize = 1;
-const FIRST_CONN: usize = 2;
+const FIRST_CONN: usize = 1;
+/// The waker's token on the server's own poll, out of every range.
+const OWN_WAKER: Token = Token(usize::MAX);
 
 /// Size of the one reactor-wide read buffer. Large enough that a burst of
 /// pipelined heartbeats is drained in one `read`.
@@ -306,28 +308,33 @@ impl<H: Handler> Server<H> {
     pub fn bind(config: Config, handler: H) -> Result<Server<H>, ServerError> {
         let poll = Poll::new().map_err(ServerError::Poll)?;
         let registry = poll.registry().try_clone().map_err(ServerError::Poll)?;
-        Server::setup(config, handler, Some(poll), registry, 0)
+        let waker = Waker::new(&registry, OWN_WAKER).map_err(ServerError::Poll)?;
+        Server::setup(config, handler, Some(poll), registry, 0, Arc::new(waker))
     }
 
     /// Validates `config`, binds the listener and registers it on the
     /// caller's `registry`, with tokens from `first` on: the listener is
-    /// `first`, the command waker `first + 1`, and each connection one more
-    /// — [`tokens`](Self::tokens) of them in all, which the caller keeps
-    /// clear of its own. Drive it with [`next_timeout`](Self::next_timeout),
-    /// [`handle_event`](Self::handle_event) for every event it
-    /// [`owns`](Self::owns), and [`handle_timeout`](Self::handle_timeout).
+    /// `first` and each connection one more — [`tokens`](Self::tokens) of
+    /// them in all, which the caller keeps clear of its own. Drive it with
+    /// [`next_timeout`](Self::next_timeout), [`handle_event`](Self::handle_event)
+    /// for every event it [`owns`](Self::owns), and
+    /// [`handle_timeout`](Self::handle_timeout).
     ///
-    /// The command waker is a `mio::Waker` on the caller's poll. On Linux
-    /// each waker is an eventfd of its own, so the caller may have its own
-    /// wakers beside it (mio documents one per poll for portability).
+    /// `waker` is the caller's own `mio::Waker` for that poll (mio allows
+    /// one per poll: a program with several lubdub parts on one poll makes
+    /// one and hands each a clone). [`Commands`] and the
+    /// [`ShutdownHandle`] wake the poll with it; the caller needs to do
+    /// nothing for its token but go on to `handle_timeout`, which applies
+    /// what they queued.
     pub fn bind_on(
         config: Config,
         handler: H,
         registry: &Registry,
         first: Token,
+        waker: Arc<Waker>,
     ) -> Result<Server<H>, ServerError> {
         let registry = registry.try_clone().map_err(ServerError::Poll)?;
-        Server::setup(config, handler, None, registry, first.0)
+        Server::setup(config, handler, None, registry, first.0, waker)
     }
 
     fn setup(
@@ -336,6 +343,7 @@ impl<H: Handler> Server<H> {
         poll: Option<Poll>,
         registry: Registry,
         base: usize,
+        waker: Arc<Waker>,
     ) -> Result<Server<H>, ServerError> {
         config.validate().map_err(ServerError::Config)?;
         let max_connections = match config.max_connections {
@@ -362,8 +370,7 @@ impl<H: Handler> Server<H> {
                 mio::Interest::READABLE,
             )
             .map_err(ServerError::Poll)?;
-        let shutdown =
-            ShutdownHandle::new(&registry, Token(base + WAKER)).map_err(ServerError::Poll)?;
+        let shutdown = ShutdownHandle::with_waker(waker);
         let (commands, command_rx) =
             Commands::new(config.command_queue, shutdown.clone(), config.max_frame);
 
@@ -432,8 +439,8 @@ impl<H: Handler> Server<H> {
         })
     }
 
-    /// How many tokens the server uses from its first: the listener, the
-    /// command waker, and one per connection it may hold.
+    /// How many tokens the server uses from its first: the listener and one
+    /// per connection it may hold.
     pub fn tokens(&self) -> usize {
         FIRST_CONN + self.max_connections
     }
@@ -594,12 +601,10 @@ impl<H: Handler> Server<H> {
     /// [`owns`](Self::owns) (others are ignored). The first event of a turn
     /// begins it; [`handle_timeout`](Self::handle_timeout) ends it.
     pub fn handle_event(&mut self, event: &Event, now: Instant) {
-        if self.stopped {
+        if self.stopped || !self.owns(event.token()) {
             return;
         }
-        let Some(offset) = event.token().0.checked_sub(self.base) else {
-            return;
-        };
+        let offset = event.token().0 - self.base;
         let turn = self.begin_turn(now);
         match offset {
             // While paused for lack of descriptors, the resume timer
@@ -609,7 +614,7 @@ impl<H: Handler> Server<H> {
             LISTENER if self.accept_paused.is_none() && !turn.resume_accept => {
                 self.accept(turn.now)
             }
-            LISTENER | WAKER => {}
+            LISTENER => {}
             offset => self.connection_ready(
                 offset - FIRST_CONN,
                 event.is_readable() || event.is_error(),
