@@ -1,0 +1,129 @@
+//! Helpers the modules of this test share: data frames, reading frames and
+//! silence back from a peer, and stepping a server in the test's own
+//! thread.
+
+use std::io::{ErrorKind, Read};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use lubdub::server::{Handler, Server, Step};
+
+/// Heartbeat request and response, as the wire has them.
+pub use crate::common::{REQUEST, RESPONSE};
+
+/// A data frame (type 2) carrying `payload`.
+pub fn data(payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(8 + payload.len());
+    frame.extend_from_slice(&2i32.to_le_bytes());
+    frame.extend_from_slice(&((8 + payload.len()) as i32).to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Frames laid end to end, as one write (or one expected read).
+pub fn concat(frames: &[&[u8]]) -> Vec<u8> {
+    frames.concat()
+}
+
+/// Reads one frame from a blocking peer: its type and payload.
+pub fn read_frame(peer: &mut TcpStream) -> (i32, Vec<u8>) {
+    let mut header = [0u8; 8];
+    peer.read_exact(&mut header).expect("a frame header");
+    let kind = i32::from_le_bytes(header[..4].try_into().unwrap());
+    let len = i32::from_le_bytes(header[4..].try_into().unwrap()) as usize;
+    let mut payload = vec![0; len - 8];
+    peer.read_exact(&mut payload).expect("a frame payload");
+    (kind, payload)
+}
+
+/// A server bound on 127.0.0.1 with an ephemeral port; `tweak` adjusts
+/// the config.
+pub fn bind<H: Handler>(handler: H, tweak: impl FnOnce(&mut lubdub::server::Config)) -> Server<H> {
+    crate::common::embedded_with(handler, tweak)
+}
+
+/// Steps a server in this thread until `done` holds; panics after 10 s,
+/// naming `what` it waited for.
+pub fn step_until<H: Handler>(
+    server: &mut Server<H>,
+    what: &str,
+    mut done: impl FnMut(&mut Server<H>) -> bool,
+) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !done(server) {
+        assert!(
+            Instant::now() < until,
+            "timed out waiting for {what}: {}",
+            server.stats()
+        );
+        assert_eq!(
+            server.poll_once(Some(Duration::from_millis(5))).unwrap(),
+            Step::Running
+        );
+    }
+}
+
+/// Drives a server in this thread for `wait`, then returns whatever has
+/// reached `peer` meanwhile (without blocking): a test that expects
+/// silence asserts it is empty.
+pub fn arrived_while_driving<H: Handler>(
+    server: &mut Server<H>,
+    peer: &mut TcpStream,
+    wait: Duration,
+) -> Vec<u8> {
+    crate::common::drive(server, wait);
+    pending_bytes(peer)
+}
+
+/// What `peer` can read now, without blocking.
+pub fn pending_bytes(peer: &mut TcpStream) -> Vec<u8> {
+    peer.set_nonblocking(true).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match peer.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    peer.set_nonblocking(false).unwrap();
+    got
+}
+
+/// How a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// An orderly close (FIN).
+    Eof,
+    /// A reset: Linux resets instead when the closing side left unread
+    /// bytes in its receive queue.
+    Reset,
+}
+
+/// Reads until the server closes the connection: what arrived, and how it
+/// ended. Panics if it is still open after `limit`.
+pub fn read_to_end(peer: &mut TcpStream, limit: Duration) -> (Vec<u8>, End) {
+    let start = Instant::now();
+    peer.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        assert!(
+            start.elapsed() < limit,
+            "still open after {limit:?}; read {} bytes",
+            got.len()
+        );
+        match peer.read(&mut buf) {
+            Ok(0) => return (got, End::Eof),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return (got, End::Reset),
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+}
