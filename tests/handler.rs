@@ -12,5 +12,13 @@
 mod common;
 #[path = "handler/context.rs"]
 mod context;
+#[path = "handler/deferred.rs"]
+mod deferred;
+#[path = "handler/order.rs"]
+mod order;
+#[path = "handler/send.rs"]
+mod send;
+#[path = "handler/state.rs"]
+mod state;
 #[path = "handler/support.rs"]
 mod support;

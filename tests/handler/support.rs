@@ -75,6 +75,25 @@ pub fn arrived_while_driving<H: Handler>(
     pending_bytes(peer)
 }
 
+/// Steps a server in this thread until `n` bytes have reached `peer`
+/// (the server may have to wait for the peer to read before it can write
+/// them all); panics after 10 s.
+pub fn collect<H: Handler>(server: &mut Server<H>, peer: &mut TcpStream, n: usize) -> Vec<u8> {
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < n {
+        assert!(
+            Instant::now() < until,
+            "{} of {n} bytes arrived: {}",
+            got.len(),
+            server.stats()
+        );
+        server.poll_once(Some(Duration::from_millis(5))).unwrap();
+        got.extend(pending_bytes(peer));
+    }
+    got
+}
+
 /// What `peer` can read now, without blocking.
 pub fn pending_bytes(peer: &mut TcpStream) -> Vec<u8> {
     peer.set_nonblocking(true).unwrap();
@@ -91,6 +110,12 @@ pub fn pending_bytes(peer: &mut TcpStream) -> Vec<u8> {
     }
     peer.set_nonblocking(false).unwrap();
     got
+}
+
+/// Whatever reaches `peer` within `wait` (the server runs elsewhere).
+pub fn arrives_within(peer: &mut TcpStream, wait: Duration) -> Vec<u8> {
+    std::thread::sleep(wait);
+    pending_bytes(peer)
 }
 
 /// How a stream ended.
