@@ -1,12 +1,14 @@
 //! Helpers the modules of this test share: data frames, reading frames and
-//! silence back from a peer, and stepping a server in the test's own
-//! thread.
+//! silence back from a peer, stepping a server in the test's own thread,
+//! and a server on a thread of its own that reports its connections.
 
 use std::io::{ErrorKind, Read};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc::{Receiver, Sender};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lubdub::server::{Handler, Server, Step};
+use lubdub::server::{CloseReason, ConnId, Context, Handler, Server, Step};
 
 /// Heartbeat request and response, as the wire has them.
 pub use crate::common::{REQUEST, RESPONSE};
@@ -151,4 +153,58 @@ pub fn read_to_end(peer: &mut TcpStream, limit: Duration) -> (Vec<u8>, End) {
             Err(e) => panic!("read failed: {e}"),
         }
     }
+}
+
+/// What an [`Announcer`] reports from the server's thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Connected(ConnId, SocketAddr),
+    Closed(ConnId, CloseReason),
+}
+
+/// A handler that reports each connect and close over a channel, for a
+/// server running on a thread of its own.
+pub struct Announcer(pub Sender<Seen>);
+
+impl Handler for Announcer {
+    type State = ();
+    fn on_connect(&mut self, _ctx: &mut Context<'_, ()>, id: ConnId, peer: SocketAddr) {
+        let _ = self.0.send(Seen::Connected(id, peer));
+    }
+    fn on_close(&mut self, _ctx: &mut Context<'_, ()>, id: ConnId, _state: (), r: CloseReason) {
+        let _ = self.0.send(Seen::Closed(id, r));
+    }
+}
+
+/// The next report, within 10 s.
+pub fn next_seen(seen: &Receiver<Seen>) -> Seen {
+    seen.recv_timeout(Duration::from_secs(10))
+        .expect("nothing reported within 10 s")
+}
+
+/// The id the server gave the connection from `peer`'s local address.
+pub fn id_of(seen: &Receiver<Seen>, peer: &TcpStream) -> ConnId {
+    match next_seen(seen) {
+        Seen::Connected(id, addr) => {
+            assert_eq!(
+                addr,
+                peer.local_addr().unwrap(),
+                "connections seen out of order"
+            );
+            id
+        }
+        other => panic!("expected a connect, got {other:?}"),
+    }
+}
+
+/// Runs `server` on a thread of its own, as `run` does: `poll_once(None)`
+/// until it stops, so the loop blocks in poll whenever it has nothing to
+/// do. Join it to get the server back.
+pub fn spawn<H: Handler<State: Send> + Send + 'static>(
+    mut server: Server<H>,
+) -> JoinHandle<Server<H>> {
+    std::thread::spawn(move || {
+        while server.poll_once(None).expect("poll") == Step::Running {}
+        server
+    })
 }
