@@ -16,8 +16,12 @@ mod common;
 mod context;
 #[path = "handler/deferred.rs"]
 mod deferred;
+#[path = "handler/greeting.rs"]
+mod greeting;
 #[path = "handler/order.rs"]
 mod order;
+#[path = "handler/probes.rs"]
+mod probes;
 #[path = "handler/send.rs"]
 mod send;
 #[path = "handler/state.rs"]
