@@ -9,6 +9,8 @@
 //! strict lower bounds and generous upper ones: the machine may be small
 //! and busy with the other tests.
 
+#[path = "handler/callers_poll.rs"]
+mod callers_poll;
 #[path = "handler/commands.rs"]
 mod commands;
 mod common;
