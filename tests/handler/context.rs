@@ -221,3 +221,55 @@ fn a_connection_closed_from_its_own_on_data_is_read_and_answered_no_further() {
     assert_eq!(got, RESPONSE, "answered past the close");
     assert_eq!(server.stats().heartbeats, 1);
 }
+
+/// On `close`, closes every connection in `shut`; counts the open ones
+/// from every `on_close`.
+#[derive(Default)]
+struct Counter {
+    connected: Vec<ConnId>,
+    shut: Vec<ConnId>,
+    open_at_close: Vec<(ConnId, usize)>,
+}
+
+impl Handler for Counter {
+    type State = ();
+    fn on_connect(&mut self, _ctx: &mut Context<'_, ()>, id: ConnId, _peer: SocketAddr) {
+        self.connected.push(id);
+    }
+    fn on_data(&mut self, ctx: &mut Context<'_, ()>, _id: ConnId, _payload: &[u8]) {
+        for id in &self.shut {
+            assert!(ctx.close(*id));
+        }
+    }
+    fn on_close(&mut self, ctx: &mut Context<'_, ()>, id: ConnId, _: (), _: CloseReason) {
+        self.open_at_close.push((id, ctx.open()));
+    }
+}
+
+#[test]
+fn the_open_count_stays_exact_while_closes_are_carried_out() {
+    let mut server = bind(Counter::default(), |_| {});
+    let peers: Vec<TcpStream> = (0..4).map(|_| connect(server.local_addr())).collect();
+    step_until(&mut server, "four accepts", |s| {
+        s.handler().connected.len() == 4
+    });
+    let ids = server.handler().connected.clone();
+    // Two of the four closed by one callback: while the first close is
+    // reported, the second is still closing, and two are open.
+    server.handler_mut().shut = ids[..2].to_vec();
+    let asker = peers
+        .iter()
+        .position(|p| server.context().peer_addr(ids[3]) == p.local_addr().ok())
+        .unwrap();
+    let mut asker = &peers[asker];
+    asker.write_all(&data(b"close")).unwrap();
+    step_until(&mut server, "the closes", |s| {
+        s.handler().open_at_close.len() == 2
+    });
+    assert_eq!(
+        server.handler().open_at_close,
+        [(ids[0], 2), (ids[1], 2)],
+        "open() miscounted while closes were carried out"
+    );
+    assert_eq!(server.context().open(), 2);
+}
