@@ -72,6 +72,11 @@ pub(crate) struct Core<S> {
     pub(crate) current: Option<ConnId>,
     /// Closes asked for and not yet carried out, in the order asked.
     pub(crate) closing: Vec<(ConnId, CloseReason)>,
+    /// Connections in `conns` marked closing. Not `closing.len()`: while
+    /// the closes are carried out, that list still holds the marks of
+    /// connections already gone (it is cleared once all are done), and a
+    /// close carried out directly (an eviction) may leave a mark behind.
+    pub(crate) marked: usize,
     /// One frame being encoded (reused: a send allocates nothing once it
     /// has grown to the largest frame sent).
     frame: Vec<u8>,
@@ -106,6 +111,7 @@ impl<S> Core<S> {
             out: Vec::with_capacity(STAGE_FLUSH),
             current: None,
             closing: Vec::new(),
+            marked: 0,
             frame: Vec::new(),
             next_ticket: 0,
         }
@@ -125,6 +131,7 @@ impl<S> Core<S> {
         if let Some(conn) = self.conns.get_mut(slot) {
             if !conn.closing {
                 conn.closing = true;
+                self.marked += 1;
                 self.closing.push((
                     ConnId {
                         slot: slot as u32,
@@ -138,9 +145,13 @@ impl<S> Core<S> {
 
     /// Connections open and not closing.
     pub(crate) fn open_count(&self) -> usize {
-        // A close carried out directly (an eviction) may leave its mark
-        // behind until the marks are processed: never below zero.
-        self.conns.len().saturating_sub(self.closing.len())
+        debug_assert!(
+            self.marked <= self.conns.len(),
+            "{} marked closing of {} connections",
+            self.marked,
+            self.conns.len()
+        );
+        self.conns.len() - self.marked
     }
 
     /// Encodes a data frame into `self.frame`.
@@ -177,6 +188,7 @@ impl<S> Core<S> {
             out,
             current,
             closing,
+            marked,
             ..
         } = self;
         for (slot, conn) in conns.iter_mut() {
@@ -196,6 +208,7 @@ impl<S> Core<S> {
                 Ok(()) => reached += 1,
                 Err(failure) => {
                     conn.closing = true;
+                    *marked += 1;
                     closing.push((id, failure.reason()));
                 }
             }

@@ -135,6 +135,14 @@ impl<H: Handler> Server<H> {
             // handler's context can reach every connection, this one too.
             let mut decoder = std::mem::take(&mut conn.decoder);
             let result = decoder.feed_with(&scratch[..n], config.max_frame, payloads, |frame| {
+                // A close asked for by an earlier frame's callback (or forced
+                // by a send that found this peer not reading) ends the
+                // connection's input there: the frames after it in the same
+                // read are neither handed out nor answered, as `Context`
+                // promises of a closing connection.
+                if core.conns[slot].closing {
+                    return;
+                }
                 frames += 1;
                 match frame.kind {
                     Kind::Known(FrameType::HeartbeatRequest) => {
@@ -161,23 +169,27 @@ impl<H: Handler> Server<H> {
             // header.
             if H::WANTS_DATA {
                 let held_after = conn.decoder.heap_bytes();
-                if account(
+                let over = account(
                     &mut core.stats,
                     held_before,
                     held_after,
                     config.max_buffered,
-                ) {
+                );
+                if over && !conn.closing {
                     close = Some(CloseReason::OverBudget);
                     break;
                 }
             }
-            if let Err(e) = result {
-                close = Some(CloseReason::Protocol(e));
+            // The handler (or a send that found this peer not reading)
+            // closed it: nothing more is read, and the reason it was closed
+            // for stands — not what the decoder made of the bytes after it
+            // (a malformed header there is no protocol error of a
+            // connection already closing).
+            if conn.closing {
                 break;
             }
-            // The handler (or a send that found this peer not reading)
-            // closed it: nothing more is read.
-            if conn.closing {
+            if let Err(e) = result {
+                close = Some(CloseReason::Protocol(e));
                 break;
             }
             // A short read drained the socket: the next byte to arrive raises

@@ -923,6 +923,9 @@ impl<H: Handler> Server<H> {
         let Some(mut conn) = self.core.conns.try_remove(slot) else {
             return;
         };
+        if conn.closing {
+            self.core.marked -= 1;
+        }
         self.wheel.cancel(conn.timer);
         let _ = self.registry.deregister(&mut conn.stream);
         let stats = &mut self.core.stats;

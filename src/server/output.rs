@@ -130,6 +130,35 @@ mod tests {
     }
 
     #[test]
+    fn filling_an_earlier_hold_moves_the_later_ones_with_their_bytes() {
+        let mut p = Pending::default();
+        assert!(p.hold(1));
+        p.push(b"h");
+        assert!(p.hold(2));
+        p.push(b"H");
+        assert!(p.fill(1, b"AAA"));
+        assert_eq!(p.writable(), b"AAAh", "the second hold did not move");
+        p.consumed(3);
+        assert!(p.fill(2, b"BB"));
+        assert_eq!(p.writable(), b"hBBH");
+    }
+
+    #[test]
+    fn a_hold_given_up_leaves_nothing_in_its_place() {
+        let mut p = Pending::default();
+        p.push(b"ab");
+        assert!(p.hold(1));
+        p.push(b"c");
+        assert!(p.hold(2));
+        p.consumed(1);
+        assert!(p.fill(1, b""));
+        assert_eq!(p.writable(), b"bc", "the second hold still blocks");
+        p.consumed(2);
+        assert!(p.fill(2, b""));
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
     fn holds_are_bounded() {
         let mut p = Pending::default();
         for t in 0..MAX_HOLDS as u64 {

@@ -51,12 +51,19 @@ fn a_failed_accept_during_a_descriptor_pause_still_leaves_a_retry() {
     assert!(server.accept_failed(std::io::Error::from_raw_os_error(libc::ECONNABORTED), now));
 }
 
+/// Records every id, and keeps each connection's own id as its state.
 #[derive(Default)]
 struct Ids(Vec<ConnId>);
 
 impl Handler for Ids {
-    type State = ();
-    fn on_connect(&mut self, _ctx: &mut Context<'_, ()>, id: ConnId, _peer: std::net::SocketAddr) {
+    type State = Option<ConnId>;
+    fn on_connect(
+        &mut self,
+        ctx: &mut Context<'_, Option<ConnId>>,
+        id: ConnId,
+        _peer: std::net::SocketAddr,
+    ) {
+        *ctx.state_mut(id).unwrap() = Some(id);
         self.0.push(id);
     }
 }
@@ -71,17 +78,32 @@ fn serials_do_not_repeat_past_two_to_the_thirty_two() {
     step_until(&mut server, |s| s.stats().active == 0);
     // Four billion accepts later, the same slot gets a new tenant.
     server.next_serial = (1 << 32) + u64::from(stale.serial() as u32);
-    let _second = TcpStream::connect(server.local_addr()).unwrap();
+    let mut second = TcpStream::connect(server.local_addr()).unwrap();
     step_until(&mut server, |s| s.handler().0.len() == 2);
     let fresh = server.handler().0[1];
     assert_eq!(fresh.slot(), stale.slot());
     assert_eq!(fresh.serial() as u32, stale.serial() as u32);
     assert!(server.is_open(fresh));
     assert!(!server.is_open(stale), "a stale id reached the new tenant");
-    assert!(!server.context().close(stale));
-    assert_eq!(
-        server.context().send(stale, b"not yours"),
-        Err(crate::SendError::Closed)
+    let mut ctx = server.context();
+    assert!(!ctx.close(stale));
+    assert_eq!(ctx.send(stale, b"not yours"), Err(crate::SendError::Closed));
+    assert_eq!(ctx.state(stale), None, "a stale id reached the new state");
+    assert_eq!(ctx.state_mut(stale), None);
+    assert_eq!(ctx.peer_addr(stale), None);
+    assert_eq!(ctx.defer(stale), Err(crate::SendError::Closed));
+    assert_eq!(ctx.state(fresh), Some(&Some(fresh)));
+    assert_eq!(ctx.states().map(|(id, _)| id).collect::<Vec<_>>(), [fresh]);
+    // What the new tenant gets is its own, and only that.
+    assert_eq!(ctx.send(fresh, b"yours"), Ok(()));
+    let mut frame = [0u8; 13];
+    second.read_exact(&mut frame).unwrap();
+    assert_eq!(frame[..8], [2, 0, 0, 0, 13, 0, 0, 0]);
+    assert_eq!(&frame[8..], b"yours");
+    assert!(!ctx.close(stale));
+    assert!(
+        ctx.is_open(fresh),
+        "closing a stale id closed its new tenant"
     );
 }
 

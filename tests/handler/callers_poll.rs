@@ -1,0 +1,279 @@
+//! A server on a `mio::Poll` the caller owns, beside a source of the
+//! caller's own: one thread, one poll, the server's tokens from 1000 and a
+//! UDP echo at token 1. Heartbeats and echoes are both answered promptly,
+//! the loop sleeps when nothing happens, and evictions land on time.
+
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use lubdub::server::{Commands, Config, Server, ServerError, Step};
+use mio::net::UdpSocket as MioUdp;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::common::{connect, read_n, wait_closed};
+use crate::support::{REQUEST, RESPONSE};
+
+const FIRST: Token = Token(1000);
+const ECHO: Token = Token(1);
+
+const INTERVAL: Duration = Duration::from_millis(200);
+const LIMIT: Duration = Duration::from_millis(600); // 200 ms × 3
+/// The derived tick (interval / 20), plus scheduling noise.
+const SLACK: Duration = Duration::from_millis(10 + 1000);
+
+fn config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        interval: INTERVAL,
+        misses: 3,
+        max_connections: Some(64),
+        ..Config::default()
+    }
+}
+
+#[test]
+fn a_server_on_the_callers_poll_owns_its_token_range_and_nothing_else() {
+    let poll = Poll::new().unwrap();
+    let mut server = Server::bind_on(config(), (), poll.registry(), FIRST).unwrap();
+    assert_eq!(server.tokens(), 2 + 64);
+    let last = Token(FIRST.0 + server.tokens() - 1);
+    for token in [FIRST, Token(FIRST.0 + 1), Token(FIRST.0 + 2), last] {
+        assert!(server.owns(token), "{token:?}");
+    }
+    for token in [
+        ECHO,
+        Token(0),
+        Token(FIRST.0 - 1),
+        Token(last.0 + 1),
+        Token(usize::MAX),
+    ] {
+        assert!(!server.owns(token), "{token:?}");
+    }
+    // Its own poll is the caller's: it cannot be driven as if it had one.
+    assert!(matches!(
+        server.poll_once(None),
+        Err(ServerError::CallersPoll)
+    ));
+    assert!(matches!(server.run(), Err(ServerError::CallersPoll)));
+    // A range that does not fit is refused.
+    let near_end = Token(usize::MAX - 10);
+    assert!(matches!(
+        Server::bind_on(config(), (), poll.registry(), near_end),
+        Err(ServerError::Tokens)
+    ));
+}
+
+/// The caller's loop on a thread of its own.
+struct Loop {
+    tcp: SocketAddr,
+    udp: SocketAddr,
+    commands: Commands,
+    /// The loop thread's CPU-time clock.
+    cpu: libc::clockid_t,
+    turns: Arc<AtomicU64>,
+    thread: JoinHandle<Server<()>>,
+}
+
+fn start_loop() -> Loop {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let turns = Arc::new(AtomicU64::new(0));
+    let counted = turns.clone();
+    let thread = std::thread::spawn(move || {
+        let mut poll = Poll::new().unwrap();
+        let mut server = Server::bind_on(config(), (), poll.registry(), FIRST).unwrap();
+        let mut udp = MioUdp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        poll.registry()
+            .register(&mut udp, ECHO, Interest::READABLE)
+            .unwrap();
+        let mut cpu: libc::clockid_t = 0;
+        // SAFETY: pthread_self is this thread; the clock id is written to
+        // a variable we own.
+        assert_eq!(
+            unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut cpu) },
+            0
+        );
+        tx.send((
+            server.local_addr(),
+            udp.local_addr().unwrap(),
+            server.commands(),
+            cpu,
+        ))
+        .unwrap();
+        let mut events = Events::with_capacity(256);
+        let mut buf = [0u8; 1500];
+        loop {
+            let timeout = server.next_timeout(Instant::now());
+            if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+                assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "poll: {e}");
+            }
+            for event in events.iter() {
+                if server.owns(event.token()) {
+                    server.handle_event(event, Instant::now());
+                } else if event.token() == ECHO {
+                    // Edge-triggered: drain until WouldBlock.
+                    while let Ok((n, from)) = udp.recv_from(&mut buf) {
+                        let _ = udp.send_to(&buf[..n], from);
+                    }
+                }
+            }
+            counted.fetch_add(1, Ordering::Relaxed);
+            if server.handle_timeout(Instant::now()) == Step::Stopped {
+                return server;
+            }
+        }
+    });
+    let (tcp, udp, commands, cpu) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    Loop {
+        tcp,
+        udp,
+        commands,
+        cpu,
+        turns,
+        thread,
+    }
+}
+
+/// CPU time used so far on `clock`.
+fn cpu_time(clock: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; the clock is
+    // a live thread's.
+    assert_eq!(unsafe { libc::clock_gettime(clock, &mut ts) }, 0);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Round trips of a heartbeat every 100 ms for `how_long`.
+fn heartbeat_rtts(addr: SocketAddr, how_long: Duration) -> Vec<Duration> {
+    let mut peer = connect(addr);
+    let until = Instant::now() + how_long;
+    let mut rtts = Vec::new();
+    while Instant::now() < until {
+        let sent = Instant::now();
+        peer.write_all(&REQUEST).unwrap();
+        assert_eq!(read_n(&mut peer, 8), RESPONSE);
+        rtts.push(sent.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rtts
+}
+
+/// Round trips of a datagram every 100 ms for `how_long`.
+fn echo_rtts(addr: SocketAddr, how_long: Duration) -> Vec<Duration> {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let until = Instant::now() + how_long;
+    let mut rtts = Vec::new();
+    let mut buf = [0u8; 64];
+    let mut n = 0u64;
+    while Instant::now() < until {
+        n += 1;
+        let sent = Instant::now();
+        socket.send(&n.to_le_bytes()).unwrap();
+        let got = socket.recv(&mut buf).expect("no echo within 2 s");
+        assert_eq!(&buf[..got], n.to_le_bytes());
+        rtts.push(sent.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rtts
+}
+
+/// p50 and max, sorted in place.
+fn summary(rtts: &mut [Duration]) -> (Duration, Duration) {
+    rtts.sort();
+    (rtts[rtts.len() / 2], rtts[rtts.len() - 1])
+}
+
+#[test]
+fn heartbeats_echoes_idleness_and_evictions_on_the_callers_poll() {
+    let looping = start_loop();
+    let busy = Duration::from_millis(1500);
+
+    // A peer that heartbeats once and goes silent: the server stamps its
+    // frame when it reads it, after it was written, so the eviction cannot
+    // come sooner than the limit after the write.
+    let tcp = looping.tcp;
+    let silent = std::thread::spawn(move || {
+        let mut peer = connect(tcp);
+        let written = Instant::now();
+        peer.write_all(&REQUEST).unwrap();
+        assert_eq!(read_n(&mut peer, 8), RESPONSE);
+        wait_closed(&mut peer, LIMIT + SLACK + SLACK).expect("never evicted");
+        written.elapsed()
+    });
+    let peers: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || heartbeat_rtts(tcp, busy)))
+        .collect();
+    let udp = looping.udp;
+    let echo = std::thread::spawn(move || echo_rtts(udp, busy));
+
+    let mut heartbeats: Vec<Duration> = peers.into_iter().flat_map(|p| p.join().unwrap()).collect();
+    let mut echoes = echo.join().unwrap();
+    let evicted_after = silent.join().unwrap();
+    let (hb_p50, hb_max) = summary(&mut heartbeats);
+    let (udp_p50, udp_max) = summary(&mut echoes);
+    eprintln!(
+        "caller's poll: {} heartbeats p50 {hb_p50:?} max {hb_max:?}; {} echoes p50 {udp_p50:?} \
+         max {udp_max:?}; silent peer evicted {evicted_after:?} after its heartbeat (limit {LIMIT:?})",
+        heartbeats.len(),
+        echoes.len()
+    );
+    assert!(heartbeats.len() >= 4 * 5, "{} heartbeats", heartbeats.len());
+    assert!(
+        hb_p50 < Duration::from_millis(5),
+        "heartbeat p50 {hb_p50:?}"
+    );
+    assert!(
+        hb_max < Duration::from_millis(100),
+        "heartbeat max {hb_max:?}"
+    );
+    assert!(echoes.len() >= 5, "{} echoes", echoes.len());
+    assert!(udp_p50 < Duration::from_millis(5), "echo p50 {udp_p50:?}");
+    assert!(udp_max < Duration::from_millis(100), "echo max {udp_max:?}");
+    assert!(
+        evicted_after >= LIMIT,
+        "evicted {evicted_after:?} after its last frame"
+    );
+    assert!(
+        evicted_after <= LIMIT + SLACK,
+        "evicted {evicted_after:?} after its last frame"
+    );
+
+    // Idle: every peer gone, nothing sent. The loop still wakes at least
+    // every stall threshold (50 ms here) to watch for stalls, and must
+    // cost next to nothing doing it.
+    std::thread::sleep(Duration::from_millis(100));
+    let (cpu_before, turns_before, idle_from) = (
+        cpu_time(looping.cpu),
+        looping.turns.load(Ordering::Relaxed),
+        Instant::now(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let cpu = cpu_time(looping.cpu) - cpu_before;
+    let idle = idle_from.elapsed();
+    let turns = looping.turns.load(Ordering::Relaxed) - turns_before;
+    let share = cpu.as_secs_f64() / idle.as_secs_f64();
+    eprintln!(
+        "caller's poll idle: {cpu:?} CPU in {idle:?} ({:.3} % of a core), {turns} turns ({:.1}/s)",
+        share * 100.0,
+        turns as f64 / idle.as_secs_f64()
+    );
+    assert!(share < 0.05, "{:.1} % of a core while idle", share * 100.0);
+
+    looping.commands.shutdown();
+    let server = looping.thread.join().unwrap();
+    let stats = *server.stats();
+    eprintln!("caller's poll: {stats}");
+    assert_eq!(stats.pauses, 0, "{stats}");
+    assert_eq!((stats.accepted, stats.evicted), (5, 1), "{stats}");
+    assert_eq!(stats.heartbeats, heartbeats.len() as u64 + 1, "{stats}");
+}
