@@ -188,16 +188,24 @@ impl<H: Handler> Server<H> {
         stats.active += 1;
         stats.peak_active = stats.peak_active.max(stats.active);
         debug!("accepted peer={addr} conn={id}");
+        // The greeting (unframed, what the peer reads first) and whatever
+        // on_connect sends are staged and go out in one write — or not at
+        // all, when on_connect refuses the peer.
+        self.core.out.clear();
         if let Some(greeting) = &self.config.greeting {
-            // Unframed, before anything else: what the peer reads first.
-            if let Err(failure) = self.core.write(slot, greeting) {
-                self.core.mark_closing(slot, failure.reason());
-            }
+            self.core.out.extend_from_slice(greeting);
         }
+        self.core.current = Some(id);
         let mut ctx = Context {
             core: &mut self.core,
         };
         self.handler.on_connect(&mut ctx, id, addr);
+        if self.core.conns[slot].closing {
+            self.core.out.clear();
+        }
+        // A failed write marks the connection closing, with its reason.
+        let _ = self.core.flush_staged();
+        self.core.current = None;
         self.process_closes();
     }
 }

@@ -12,13 +12,20 @@ use std::time::{Duration, Instant};
 
 use lubdub::server::{Commands, Config, Server, ServerError, Step};
 use mio::net::UdpSocket as MioUdp;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::common::{connect, read_n, wait_closed};
 use crate::support::{REQUEST, RESPONSE};
 
 const FIRST: Token = Token(1000);
 const ECHO: Token = Token(1);
+/// The poll's one waker, the caller's: the server's commands wake the loop
+/// with it.
+const WAKER: Token = Token(2);
+
+fn waker(poll: &Poll) -> Arc<Waker> {
+    Arc::new(Waker::new(poll.registry(), WAKER).unwrap())
+}
 
 const INTERVAL: Duration = Duration::from_millis(200);
 const LIMIT: Duration = Duration::from_millis(600); // 200 ms × 3
@@ -38,14 +45,16 @@ fn config() -> Config {
 #[test]
 fn a_server_on_the_callers_poll_owns_its_token_range_and_nothing_else() {
     let poll = Poll::new().unwrap();
-    let mut server = Server::bind_on(config(), (), poll.registry(), FIRST).unwrap();
-    assert_eq!(server.tokens(), 2 + 64);
+    let waker = waker(&poll);
+    let mut server = Server::bind_on(config(), (), poll.registry(), FIRST, waker.clone()).unwrap();
+    assert_eq!(server.tokens(), 1 + 64);
     let last = Token(FIRST.0 + server.tokens() - 1);
     for token in [FIRST, Token(FIRST.0 + 1), Token(FIRST.0 + 2), last] {
         assert!(server.owns(token), "{token:?}");
     }
     for token in [
         ECHO,
+        WAKER,
         Token(0),
         Token(FIRST.0 - 1),
         Token(last.0 + 1),
@@ -62,7 +71,7 @@ fn a_server_on_the_callers_poll_owns_its_token_range_and_nothing_else() {
     // A range that does not fit is refused.
     let near_end = Token(usize::MAX - 10);
     assert!(matches!(
-        Server::bind_on(config(), (), poll.registry(), near_end),
+        Server::bind_on(config(), (), poll.registry(), near_end, waker),
         Err(ServerError::Tokens)
     ));
 }
@@ -84,7 +93,8 @@ fn start_loop() -> Loop {
     let counted = turns.clone();
     let thread = std::thread::spawn(move || {
         let mut poll = Poll::new().unwrap();
-        let mut server = Server::bind_on(config(), (), poll.registry(), FIRST).unwrap();
+        let mut server =
+            Server::bind_on(config(), (), poll.registry(), FIRST, waker(&poll)).unwrap();
         let mut udp = MioUdp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         poll.registry()
             .register(&mut udp, ECHO, Interest::READABLE)

@@ -165,12 +165,23 @@ fn a_greeting_sent_from_on_connect_arrives_before_any_reply() {
 
 #[test]
 fn a_peer_refused_in_on_connect_is_never_read_nor_answered() {
+    refused(|_| {});
+}
+
+#[test]
+fn a_peer_refused_in_on_connect_is_not_even_greeted() {
+    // The configured greeting is staged with what on_connect sends, and
+    // dropped with it when on_connect refuses.
+    refused(|config| config.greeting = Some(b"welcome".to_vec()));
+}
+
+fn refused(tweak: impl FnOnce(&mut lubdub::server::Config)) {
     let mut server = bind(
         Doorman {
             refuse: true,
             ..Doorman::default()
         },
-        |_| {},
+        tweak,
     );
     let mut peer = connect(server.local_addr());
     peer.write_all(&concat(&[&REQUEST, &data(b"let me in")]))
