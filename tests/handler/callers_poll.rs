@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use lubdub::client::{Client, ClientConfig, ClientStats};
 use lubdub::server::{Commands, Config, Server, ServerError, Step};
 use mio::net::UdpSocket as MioUdp;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -22,6 +23,8 @@ const ECHO: Token = Token(1);
 /// The poll's one waker, the caller's: the server's commands wake the loop
 /// with it.
 const WAKER: Token = Token(2);
+/// A lubdub client in the same loop, heartbeating the loop's own server.
+const CLIENT: Token = Token(3);
 
 fn waker(poll: &Poll) -> Arc<Waker> {
     Arc::new(Waker::new(poll.registry(), WAKER).unwrap())
@@ -84,7 +87,7 @@ struct Loop {
     /// The loop thread's CPU-time clock.
     cpu: libc::clockid_t,
     turns: Arc<AtomicU64>,
-    thread: JoinHandle<Server<()>>,
+    thread: JoinHandle<(Server<()>, ClientStats)>,
 }
 
 fn start_loop() -> Loop {
@@ -93,8 +96,16 @@ fn start_loop() -> Loop {
     let counted = turns.clone();
     let thread = std::thread::spawn(move || {
         let mut poll = Poll::new().unwrap();
+        let waker = waker(&poll);
         let mut server =
-            Server::bind_on(config(), (), poll.registry(), FIRST, waker(&poll)).unwrap();
+            Server::bind_on(config(), (), poll.registry(), FIRST, waker.clone()).unwrap();
+        let client_config = ClientConfig {
+            connect: server.local_addr().into(),
+            interval: INTERVAL,
+            misses: 3,
+            ..ClientConfig::default()
+        };
+        let mut client = Client::new_on(client_config, (), poll.registry(), CLIENT, waker).unwrap();
         let mut udp = MioUdp::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         poll.registry()
             .register(&mut udp, ECHO, Interest::READABLE)
@@ -116,13 +127,16 @@ fn start_loop() -> Loop {
         let mut events = Events::with_capacity(256);
         let mut buf = [0u8; 1500];
         loop {
-            let timeout = server.next_timeout(Instant::now());
+            let now = Instant::now();
+            let timeout = server.next_timeout(now).min(client.next_timeout(now));
             if let Err(e) = poll.poll(&mut events, Some(timeout)) {
                 assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "poll: {e}");
             }
             for event in events.iter() {
                 if server.owns(event.token()) {
                     server.handle_event(event, Instant::now());
+                } else if client.owns(event.token()) {
+                    client.handle_event(event, Instant::now());
                 } else if event.token() == ECHO {
                     // Edge-triggered: drain until WouldBlock.
                     while let Ok((n, from)) = udp.recv_from(&mut buf) {
@@ -131,8 +145,10 @@ fn start_loop() -> Loop {
                 }
             }
             counted.fetch_add(1, Ordering::Relaxed);
+            client.handle_timeout(Instant::now());
             if server.handle_timeout(Instant::now()) == Step::Stopped {
-                return server;
+                client.close();
+                return (server, client.stats());
             }
         }
     });
@@ -280,10 +296,48 @@ fn heartbeats_echoes_idleness_and_evictions_on_the_callers_poll() {
     assert!(share < 0.05, "{:.1} % of a core while idle", share * 100.0);
 
     looping.commands.shutdown();
-    let server = looping.thread.join().unwrap();
+    let (server, client) = looping.thread.join().unwrap();
     let stats = *server.stats();
     eprintln!("caller's poll: {stats}");
+    eprintln!("caller's poll, the client: {client:?}");
     assert_eq!(stats.pauses, 0, "{stats}");
-    assert_eq!((stats.accepted, stats.evicted), (5, 1), "{stats}");
-    assert_eq!(stats.heartbeats, heartbeats.len() as u64 + 1, "{stats}");
+    // The outside peers, the silent one and the loop's own client.
+    assert_eq!((stats.accepted, stats.evicted), (6, 1), "{stats}");
+    // The client heartbeated all along (every 200 ms for 3.5 s and more),
+    // answered in the same loop, never stalled, and lost its connection
+    // only to the close at the end.
+    assert!(client.replies >= 10, "{client:?}");
+    assert_eq!(
+        (
+            client.connects,
+            client.disconnects,
+            client.pauses,
+            client.missed_replies
+        ),
+        (1, 1, 0, 0),
+        "{client:?}"
+    );
+    assert!(
+        stats.heartbeats >= heartbeats.len() as u64 + 1 + client.replies,
+        "{stats}"
+    );
+
+    // The same outside peers against the same server standing alone on a
+    // thread of its own: the caller's poll costs them nothing that shows.
+    let alone = crate::common::start((), |c| *c = Config { ..config() });
+    let addr = alone.addr;
+    let peers: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || heartbeat_rtts(addr, busy)))
+        .collect();
+    let mut standalone: Vec<Duration> = peers.into_iter().flat_map(|p| p.join().unwrap()).collect();
+    let (alone_p50, alone_max) = summary(&mut standalone);
+    eprintln!(
+        "standalone: {} heartbeats p50 {alone_p50:?} max {alone_max:?} (caller's poll: p50 \
+         {hb_p50:?} max {hb_max:?})",
+        standalone.len()
+    );
+    assert!(
+        hb_p50 <= alone_p50 * 3 + Duration::from_millis(1),
+        "caller's poll p50 {hb_p50:?} against standalone {alone_p50:?}"
+    );
 }
