@@ -109,6 +109,9 @@ fn bad_flags_are_one_line_errors_with_exit_code_2() {
         (&["server", "--max-frame", "4"][..], "--max-frame"),
         (&["server", "--bogus"][..], "--bogus"),
         (&["swarm", "--clients", "3"][..], "--connect"),
+        (&["server", "--greeting", "\\q"][..], "--greeting"),
+        (&["server", "--greeting", "\\x4"][..], "--greeting"),
+        (&["server", "--greeting", ""][..], "--greeting"),
     ] {
         refused(args, flag);
     }
@@ -311,4 +314,41 @@ fn reuse_port_lets_two_servers_share_a_port() {
         conn.read_exact(&mut reply).unwrap();
         assert_eq!(reply, [1, 0, 0, 0, 8, 0, 0, 0]);
     }
+}
+
+#[test]
+fn the_greeting_goes_first_and_probes_ask_a_silent_peer() {
+    let (mut server, addr) = Child::server(&[
+        "--greeting",
+        "Welcome!\\r\\n\\x00",
+        "--probe",
+        "--interval",
+        "200ms",
+        "--misses",
+        "5",
+    ]);
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut greeting = [0u8; 11];
+    conn.read_exact(&mut greeting).unwrap();
+    assert_eq!(&greeting, b"Welcome!\r\n\0", "escapes give the bytes asked for");
+    // Silent after the accept: a heartbeat request comes after an
+    // interval, and an answer keeps the connection for longer than
+    // interval × misses.
+    let started = Instant::now();
+    let mut frame = [0u8; 8];
+    while started.elapsed() < Duration::from_millis(1500) {
+        conn.read_exact(&mut frame).unwrap();
+        assert_eq!(frame, [0, 0, 0, 0, 8, 0, 0, 0], "a probe is a heartbeat request");
+        conn.write_all(&[1, 0, 0, 0, 8, 0, 0, 0]).unwrap();
+    }
+    server.signal(libc::SIGTERM);
+    let line = server.expect_line("stopped", Duration::from_secs(10));
+    assert!(line.contains("evicted=0"), "{line}");
+    let probes: u64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("probes="))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!((5..=10).contains(&probes), "{line}");
 }
