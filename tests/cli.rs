@@ -331,7 +331,10 @@ fn the_greeting_goes_first_and_probes_ask_a_silent_peer() {
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut greeting = [0u8; 11];
     conn.read_exact(&mut greeting).unwrap();
-    assert_eq!(&greeting, b"Welcome!\r\n\0", "escapes give the bytes asked for");
+    assert_eq!(
+        &greeting, b"Welcome!\r\n\0",
+        "escapes give the bytes asked for"
+    );
     // Silent after the accept: a heartbeat request comes after an
     // interval, and an answer keeps the connection for longer than
     // interval × misses.
@@ -339,7 +342,11 @@ fn the_greeting_goes_first_and_probes_ask_a_silent_peer() {
     let mut frame = [0u8; 8];
     while started.elapsed() < Duration::from_millis(1500) {
         conn.read_exact(&mut frame).unwrap();
-        assert_eq!(frame, [0, 0, 0, 0, 8, 0, 0, 0], "a probe is a heartbeat request");
+        assert_eq!(
+            frame,
+            [0, 0, 0, 0, 8, 0, 0, 0],
+            "a probe is a heartbeat request"
+        );
         conn.write_all(&[1, 0, 0, 0, 8, 0, 0, 0]).unwrap();
     }
     server.signal(libc::SIGTERM);

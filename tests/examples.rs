@@ -161,22 +161,38 @@ fn one_loop_drives_a_server_a_client_and_a_udp_socket_on_one_poll() {
     out.find(0, "loop thread cpu: ");
 }
 
-#[test]
-fn presence_tracks_who_is_online_and_why_they_left() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let mut child = Command::new(binary("presence"))
-        .args(["--listen", "127.0.0.1:0", "--secs", "3"])
+/// Starts an example that serves: the child, its stdout past the first
+/// line (`listening on ADDR`), and ADDR.
+fn start_server(
+    name: &str,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+    String,
+) {
+    use std::io::BufRead;
+    let mut child = Command::new(binary(name))
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
     let addr = first
         .trim()
         .strip_prefix("listening on ")
-        .unwrap()
+        .unwrap_or_else(|| panic!("{name} said {first:?}"))
         .to_string();
+    (child, stdout, addr)
+}
+
+#[test]
+fn presence_tracks_who_is_online_and_why_they_left() {
+    use std::io::{Read, Write};
+    let (mut child, mut stdout, addr) =
+        start_server("presence", &["--listen", "127.0.0.1:0", "--secs", "3"]);
     let frame = |payload: &[u8]| {
         let mut f = 2i32.to_le_bytes().to_vec();
         f.extend_from_slice(&((8 + payload.len()) as i32).to_le_bytes());
@@ -225,27 +241,18 @@ fn presence_tracks_who_is_online_and_why_they_left() {
 
 #[test]
 fn broadcast_reaches_a_peer_from_another_thread() {
-    use std::io::{BufRead, BufReader, Read};
-    let mut child = Command::new(binary("broadcast"))
-        .args([
+    use std::io::Read;
+    let (mut child, mut stdout, addr) = start_server(
+        "broadcast",
+        &[
             "--listen",
             "127.0.0.1:0",
             "--ticks",
             "3",
             "--every-ms",
             "200",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+        ],
+    );
     let mut peer = std::net::TcpStream::connect(&addr).unwrap();
     let mut got = Vec::new();
     peer.read_to_end(&mut got).unwrap(); // until the server stops

@@ -7,13 +7,13 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use lubdub::server::{CloseReason, ConnId, Context, Handler, Server};
+use lubdub::server::{CloseReason, ConnId, Context, Handler};
 use lubdub::SendError;
 
 use crate::common::{connect, read_n};
 use crate::support::{
-    arrived_while_driving, bind, concat, data, read_frame, read_to_end, step_until, End, REQUEST,
-    RESPONSE,
+    arrived_while_driving, bind, concat, data, join, read_frame, read_to_end, step_until,
+    Connected, End, REQUEST, RESPONSE,
 };
 
 /// What the `relay` request saw, call by call.
@@ -64,14 +64,10 @@ impl Handler for Router {
     }
 }
 
-/// Connects one peer and steps until the server has it: its id.
-fn join(server: &mut Server<Router>) -> (TcpStream, ConnId) {
-    let peer = connect(server.local_addr());
-    let n = server.handler().connected.len();
-    step_until(server, "the accept", |s| {
-        s.handler().connected.len() == n + 1
-    });
-    (peer, server.handler().connected[n])
+impl Connected for Router {
+    fn connected(&self) -> &[ConnId] {
+        &self.connected
+    }
 }
 
 #[test]

@@ -4,14 +4,13 @@
 //! too large leaves the connection as it was; a closed id is `Closed`.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use lubdub::server::{CloseReason, ConnId, Context, Handler, Server, Step};
+use lubdub::server::{CloseReason, ConnId, Context, Handler, Step};
 use lubdub::SendError;
 
-use crate::common::connect;
-use crate::support::{bind, collect, data, step_until};
+use crate::support::{bind, collect, data, join, step_until, Connected};
 
 /// Large enough that a peer that never reads fills the kernel's buffers
 /// and the backlog in a few hundred sends.
@@ -75,14 +74,10 @@ impl Handler for Flooder {
     }
 }
 
-/// Connects one peer and steps until the server has it: its id.
-fn join(server: &mut Server<Flooder>) -> (TcpStream, ConnId) {
-    let peer = connect(server.local_addr());
-    let n = server.handler().connected.len();
-    step_until(server, "the accept", |s| {
-        s.handler().connected.len() == n + 1
-    });
-    (peer, server.handler().connected[n])
+impl Connected for Flooder {
+    fn connected(&self) -> &[ConnId] {
+        &self.connected
+    }
 }
 
 #[test]

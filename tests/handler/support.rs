@@ -44,6 +44,21 @@ pub fn bind<H: Handler>(handler: H, tweak: impl FnOnce(&mut lubdub::server::Conf
     crate::common::embedded_with(handler, tweak)
 }
 
+/// Handlers that record the ids they were given on connect.
+pub trait Connected {
+    fn connected(&self) -> &[ConnId];
+}
+
+/// Connects one peer and steps until the server has it: its id.
+pub fn join<H: Handler + Connected>(server: &mut Server<H>) -> (TcpStream, ConnId) {
+    let peer = crate::common::connect(server.local_addr());
+    let n = server.handler().connected().len();
+    step_until(server, "the accept", |s| {
+        s.handler().connected().len() == n + 1
+    });
+    (peer, server.handler().connected()[n])
+}
+
 /// Steps a server in this thread until `done` holds; panics after 10 s,
 /// naming `what` it waited for.
 pub fn step_until<H: Handler>(
