@@ -232,19 +232,26 @@ fn backoff_grows_while_connects_fail_and_is_jittered_inside_its_window() {
     assert!(late > 3 * early, "{delays:?}");
 }
 
+/// `n` connects refused one after another, each retried when its backoff
+/// ends: the tick of the last retry.
+fn fail_connects(m: &mut Machine, n: u32) -> Tick {
+    let mut now = 0;
+    for _ in 0..n {
+        actions(m);
+        m.handle_connect_started(now);
+        m.handle_connect_failed(now, io::ErrorKind::ConnectionRefused);
+        let (_, retry_in) = connect_failed(&actions(m)).unwrap();
+        now += retry_in;
+        m.handle_timeout(now);
+    }
+    now
+}
+
 #[test]
 fn backoff_resets_only_after_the_new_connection_received_something() {
     let mut m = Machine::new(config(), Rng::new(9));
     m.start(0);
-    let mut now = 0;
-    for _ in 0..5 {
-        actions(&mut m);
-        m.handle_connect_started(now);
-        m.handle_connect_failed(now, io::ErrorKind::ConnectionRefused);
-        let (_, retry_in) = connect_failed(&actions(&mut m)).unwrap();
-        now += retry_in;
-        m.handle_timeout(now);
-    }
+    let mut now = fail_connects(&mut m, 5);
     assert_eq!(m.attempt(), 5);
     // Connected, but the server says nothing and closes: still failing.
     assert_eq!(actions(&mut m), [Action::Connect]);
@@ -467,15 +474,7 @@ fn a_failed_connect_and_a_lost_connection_are_told_apart() {
 fn a_stopped_machine_starts_again_with_a_fresh_backoff() {
     let mut m = Machine::new(config(), Rng::new(6));
     m.start(0);
-    let mut now = 0;
-    for _ in 0..6 {
-        actions(&mut m);
-        m.handle_connect_started(now);
-        m.handle_connect_failed(now, io::ErrorKind::ConnectionRefused);
-        let (_, retry_in) = connect_failed(&actions(&mut m)).unwrap();
-        now += retry_in;
-        m.handle_timeout(now);
-    }
+    let now = fail_connects(&mut m, 6);
     assert_eq!(m.attempt(), 6);
     m.stop();
     assert_eq!((m.poll_timeout(), m.has_action()), (None, false));
