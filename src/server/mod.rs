@@ -579,8 +579,14 @@ impl<H: Handler> Server<H> {
     /// when work is left over (a read budget, closes, commands), and never
     /// longer than the stall threshold (see [`poll_once`](Self::poll_once)).
     /// Polling with a shorter timeout (the caller's own sources may need
-    /// one) is fine; a longer one is a stall.
+    /// one) is fine; a longer one is a stall. Once the server has stopped,
+    /// `Duration::MAX`.
     pub fn next_timeout(&mut self, now: Instant) -> Duration {
+        if self.stopped {
+            // Nothing left to wake for (take the minimum with your own
+            // timeout: mio accepts this, adding it to an `Instant` does not).
+            return Duration::MAX;
+        }
         let wait = self.wait(now);
         self.stalls.before_poll(now, wait)
     }
