@@ -3,8 +3,13 @@
 
 use std::fmt;
 
-/// Why a frame was not queued. Nothing is sent in part: an error means the
-/// frame went nowhere.
+/// Why a frame was not queued.
+///
+/// `Closed` and `TooLarge` mean the frame went nowhere. `Backlog` means the
+/// connection is closing: when something already waited for the peer, the
+/// frame was refused whole; when nothing did, the kernel may have taken
+/// the frame's head before the rest was found not to fit, and the peer
+/// sees a truncated frame and then the close.
 ///
 /// A send never closes a connection and never calls back into a handler;
 /// when a send finds a peer that does not read ([`Backlog`](Self::Backlog)),

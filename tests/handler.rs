@@ -18,6 +18,8 @@ mod common;
 mod context;
 #[path = "handler/deferred.rs"]
 mod deferred;
+#[path = "handler/edges.rs"]
+mod edges;
 #[path = "handler/greeting.rs"]
 mod greeting;
 #[path = "handler/order.rs"]

@@ -139,7 +139,6 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     lubdub::duration::parse(text).map_err(|e| e.to_string())
 }
 
-/// Log to stderr through simplelog at the given level.
 /// Bytes given as text with C-style escapes: `\n`, `\r`, `\t`, `\0`,
 /// `\\` and `\xNN` (any byte); everything else stands for its UTF-8 bytes.
 pub fn escaped_bytes(text: &str) -> Result<Bytes, String> {
@@ -168,8 +167,12 @@ fn unescape(text: &str) -> Result<Vec<u8>, String> {
             Some('\\') => out.push(b'\\'),
             Some('x') => {
                 let hex: String = chars.by_ref().take(2).collect();
+                // Two hex digits, nothing else (from_str_radix would take a
+                // sign).
                 match u8::from_str_radix(&hex, 16) {
-                    Ok(byte) if hex.len() == 2 => out.push(byte),
+                    Ok(byte) if hex.len() == 2 && hex.chars().all(|c| c.is_ascii_hexdigit()) => {
+                        out.push(byte)
+                    }
                     _ => {
                         return Err(format!(
                             "\\x must be followed by two hex digits (got \"{hex}\")"
@@ -191,6 +194,7 @@ fn unescape(text: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Log to stderr through simplelog at the given level.
 pub fn init_logging(level: LevelFilter) {
     let config = simplelog::ConfigBuilder::new()
         .set_time_format_rfc3339()
@@ -275,6 +279,10 @@ mod tests {
             .unwrap_err()
             .contains("two hex digits"));
         assert!(escaped_bytes("\\xzz")
+            .unwrap_err()
+            .contains("two hex digits"));
+        // A sign is no hex digit, though from_str_radix takes one.
+        assert!(escaped_bytes("\\x+f")
             .unwrap_err()
             .contains("two hex digits"));
         assert!(escaped_bytes("end\\").unwrap_err().contains("trailing"));

@@ -20,7 +20,8 @@
 //! - [`Client::poll_once`] from the program's loop: one turn on the
 //!   client's own `mio::Poll`, waiting at most the timeout given;
 //! - on the program's own `mio::Poll` ([`Client::new_on`]), beside its
-//!   other sockets: the client registers two tokens, and the loop asks
+//!   other sockets: the client registers one token (its stream) and wakes
+//!   the loop with the program's own waker, and the loop asks
 //!   [`Client::next_timeout`] how long it may block, passes the client's
 //!   events to [`Client::handle_event`] ([`Client::owns`] tells them
 //!   apart) and calls [`Client::handle_timeout`] once per turn.

@@ -196,15 +196,20 @@ impl<H: Handler> Server<H> {
             self.core.out.extend_from_slice(greeting);
         }
         self.core.current = Some(id);
+        self.core.admitting = true;
         let mut ctx = Context {
             core: &mut self.core,
         };
         self.handler.on_connect(&mut ctx, id, addr);
+        self.core.admitting = false;
         if self.core.conns[slot].closing {
+            // Refused: nothing goes out, not even what a defer moved from
+            // the staging to the connection's own output.
             self.core.out.clear();
+        } else {
+            // A failed write marks the connection closing, with its reason.
+            let _ = self.core.flush_staged();
         }
-        // A failed write marks the connection closing, with its reason.
-        let _ = self.core.flush_staged();
         self.core.current = None;
         self.process_closes();
     }

@@ -62,6 +62,26 @@ impl fmt::Display for CommandError {
 
 impl std::error::Error for CommandError {}
 
+/// A deferred reply the queue did not take, handed back whole so it can be
+/// tried again (after [`CommandError::Full`]), answered with less (after
+/// [`CommandError::TooLarge`]) or discarded: a `Deferred` lost here would
+/// hold its peer's later replies until the connection closes.
+#[derive(Debug)]
+pub struct NotQueued {
+    /// Why it was not queued.
+    pub error: CommandError,
+    /// The deferred reply, still to be filled or discarded.
+    pub deferred: Deferred,
+}
+
+impl fmt::Display for NotQueued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "deferred reply not queued: {}", self.error)
+    }
+}
+
+impl std::error::Error for NotQueued {}
+
 impl Commands {
     pub(crate) fn new(
         capacity: usize,
@@ -83,6 +103,7 @@ impl Commands {
     pub fn send(&self, id: ConnId, payload: &[u8]) -> Result<(), CommandError> {
         self.check(payload)?;
         self.queue(Command::Send(id, payload.to_vec()))
+            .map_err(|(e, _)| e)
     }
 
     /// Sends a data frame to every connection open when the loop applies
@@ -90,24 +111,30 @@ impl Commands {
     pub fn broadcast(&self, payload: &[u8]) -> Result<(), CommandError> {
         self.check(payload)?;
         self.queue(Command::Broadcast(payload.to_vec()))
+            .map_err(|(e, _)| e)
     }
 
     /// Closes `id` ([`CloseReason::Requested`](super::CloseReason::Requested)).
     pub fn close(&self, id: ConnId) -> Result<(), CommandError> {
-        self.queue(Command::Close(id))
+        self.queue(Command::Close(id)).map_err(|(e, _)| e)
     }
 
     /// Fills a reply deferred by the handler
     /// ([`Context::defer`](super::Context::defer)) with a data frame
-    /// carrying `payload`.
-    pub fn reply(&self, deferred: Deferred, payload: &[u8]) -> Result<(), CommandError> {
-        self.check(payload)?;
+    /// carrying `payload`. Not queued, the `Deferred` comes back in the
+    /// error.
+    pub fn reply(&self, deferred: Deferred, payload: &[u8]) -> Result<(), NotQueued> {
+        if let Err(error) = self.check(payload) {
+            return Err(NotQueued { error, deferred });
+        }
         self.queue(Command::Reply(deferred, payload.to_vec()))
+            .map_err(handed_back)
     }
 
     /// Gives a deferred reply up (see [`Context::discard`](super::Context::discard)).
-    pub fn discard(&self, deferred: Deferred) -> Result<(), CommandError> {
-        self.queue(Command::Discard(deferred))
+    /// Not queued, the `Deferred` comes back in the error.
+    pub fn discard(&self, deferred: Deferred) -> Result<(), NotQueued> {
+        self.queue(Command::Discard(deferred)).map_err(handed_back)
     }
 
     /// Stops the server: it applies the commands queued before this one,
@@ -125,14 +152,27 @@ impl Commands {
         Ok(())
     }
 
-    fn queue(&self, command: Command) -> Result<(), CommandError> {
+    /// Queues `command` and wakes the loop; a command not queued comes
+    /// back with the reason.
+    fn queue(&self, command: Command) -> Result<(), (CommandError, Command)> {
         match self.tx.try_send(command) {
             Ok(()) => {
                 self.shutdown.wake();
                 Ok(())
             }
-            Err(TrySendError::Full(_)) => Err(CommandError::Full),
-            Err(TrySendError::Disconnected(_)) => Err(CommandError::Stopped),
+            Err(TrySendError::Full(c)) => Err((CommandError::Full, c)),
+            Err(TrySendError::Disconnected(c)) => Err((CommandError::Stopped, c)),
+        }
+    }
+}
+
+/// The `Deferred` of a fill or discard the queue did not take.
+fn handed_back((error, command): (CommandError, Command)) -> NotQueued {
+    match command {
+        Command::Reply(deferred, _) | Command::Discard(deferred) => NotQueued { error, deferred },
+        // Only fills and discards are handed back.
+        Command::Send(..) | Command::Broadcast(_) | Command::Close(_) => {
+            unreachable!("handed back a command that carries no Deferred")
         }
     }
 }

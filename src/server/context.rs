@@ -72,7 +72,10 @@ impl<S> Context<'_, S> {
     }
 
     /// Fills a deferred reply with a data frame carrying `payload`, and
-    /// lets what waited behind it go. Errors as [`send`](Self::send).
+    /// lets what waited behind it go. Errors as [`send`](Self::send); a
+    /// payload too large for a frame ([`SendError::TooLarge`]) gives the
+    /// hold up — nothing is sent in its place — so that a reply that can
+    /// never be sent does not hold the peer's later replies for ever.
     pub fn reply(&mut self, deferred: Deferred, payload: &[u8]) -> Result<(), SendError> {
         self.core.fill(deferred, Some(payload))
     }

@@ -10,6 +10,8 @@
 //! closes it (and calls `on_close`) once the callback, command or call in
 //! progress is done.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use slab::Slab;
 
 use super::conn::Conn;
@@ -80,8 +82,14 @@ pub(crate) struct Core<S> {
     /// One frame being encoded (reused: a send allocates nothing once it
     /// has grown to the largest frame sent).
     frame: Vec<u8>,
-    next_ticket: u64,
+    /// A peer is being admitted: what on_connect sends is staged, not
+    /// written, until it has decided (it may refuse).
+    pub(crate) admitting: bool,
 }
+
+/// Deferred replies are numbered across every server in the process, so a
+/// `Deferred` handed to the wrong server finds no hold there.
+static NEXT_TICKET: AtomicU64 = AtomicU64::new(0);
 
 /// A reply the handler will produce later: its place in the connection's
 /// output is held, and what the peer is sent after it waits behind it.
@@ -113,7 +121,7 @@ impl<S> Core<S> {
             closing: Vec::new(),
             marked: 0,
             frame: Vec::new(),
-            next_ticket: 0,
+            admitting: false,
         }
     }
 
@@ -181,11 +189,11 @@ impl<S> Core<S> {
         self.encode(payload)?;
         let frame = std::mem::take(&mut self.frame);
         let mut reached = 0;
+        let mut staged = None;
         let Core {
             conns,
             stats,
             limits,
-            out,
             current,
             closing,
             marked,
@@ -200,8 +208,8 @@ impl<S> Core<S> {
                 serial: conn.serial,
             };
             if *current == Some(id) {
-                out.extend_from_slice(&frame);
-                reached += 1;
+                // Staged after the loop, within the staging bound.
+                staged = Some(slot);
                 continue;
             }
             match write_conn(conn, stats, *limits, &frame) {
@@ -213,6 +221,11 @@ impl<S> Core<S> {
                 }
             }
         }
+        if let Some(slot) = staged {
+            if self.send_bytes(slot, &frame).is_ok() {
+                reached += 1;
+            }
+        }
         self.frame = frame;
         Ok(reached)
     }
@@ -221,11 +234,24 @@ impl<S> Core<S> {
     /// is the connection being read, written otherwise.
     pub(crate) fn send_bytes(&mut self, slot: usize, bytes: &[u8]) -> Result<(), SendError> {
         if self.current.is_some_and(|c| c.slot as usize == slot) {
+            if self.admitting && self.out.len() + bytes.len() > self.limits.max_backlog {
+                // Nothing may go out before on_connect has decided (it may
+                // yet refuse), so the staging is held to a backlog's bound.
+                self.mark_closing(slot, CloseReason::SlowReader);
+                return Err(SendError::Backlog);
+            }
             self.out.extend_from_slice(bytes);
-            if self.out.len() < STAGE_FLUSH {
+            if self.out.len() < STAGE_FLUSH || self.admitting {
                 return Ok(());
             }
             return self.flush_staged();
+        }
+        let waiting = self.conns[slot].pending.as_ref().map_or(0, |p| p.len());
+        if waiting > 0 && waiting + bytes.len() > self.limits.max_backlog {
+            // Refused before any of it is written: a frame is not sent in
+            // part when the backlog alone says it cannot be.
+            self.mark_closing(slot, CloseReason::SlowReader);
+            return Err(SendError::Backlog);
         }
         match self.write(slot, bytes) {
             Ok(()) => Ok(()),
@@ -266,16 +292,19 @@ impl<S> Core<S> {
     /// far (staged replies included).
     pub(crate) fn defer(&mut self, id: ConnId) -> Result<Deferred, SendError> {
         let slot = self.open_slot(id).ok_or(SendError::Closed)?;
-        if self.current == Some(id) && !self.out.is_empty() {
-            // What is staged came before the request being deferred: it
-            // goes first, and the hold after it.
-            self.flush_staged()?;
-        }
-        let ticket = self.next_ticket;
+        let ticket = NEXT_TICKET.fetch_add(1, Ordering::Relaxed);
         let limits = self.limits;
         let conn = &mut self.conns[slot];
         let before = held(conn);
         let pending = conn.pending.get_or_insert_with(Default::default);
+        if self.current == Some(id) && !self.out.is_empty() {
+            // What is staged came before the request being deferred: it
+            // goes first, and the hold after it. Moved, not written: the
+            // read's own write sends it (and while a peer is being
+            // admitted, nothing goes out before on_connect has decided).
+            pending.push(&self.out);
+            self.out.clear();
+        }
         let held_ok = pending.hold(ticket);
         if pending.is_empty() {
             conn.pending = None;
@@ -288,31 +317,32 @@ impl<S> Core<S> {
         if !held_ok {
             return Err(SendError::Backlog);
         }
-        self.next_ticket += 1;
         Ok(Deferred { conn: id, ticket })
     }
 
     /// Fills a deferred reply with a data frame carrying `payload` (or with
-    /// nothing, for `None`), and writes what that lets go.
+    /// nothing, for `None`), and writes what that lets go. A payload too
+    /// large for a frame gives the hold up (nothing is sent in its place),
+    /// so the peer's later replies are not held for ever by a reply that
+    /// can never be sent.
     pub(crate) fn fill(
         &mut self,
         deferred: Deferred,
         payload: Option<&[u8]>,
     ) -> Result<(), SendError> {
-        match payload {
-            Some(payload) => self.encode(payload)?,
-            None => self.frame.clear(),
+        let encoded = match payload {
+            Some(payload) => self.encode(payload),
+            None => {
+                self.frame.clear();
+                Ok(())
+            }
+        };
+        if encoded.is_err() {
+            self.frame.clear();
         }
         let slot = self.open_slot(deferred.conn).ok_or(SendError::Closed)?;
         let limits = self.limits;
         let conn = &mut self.conns[slot];
-        let Some(pending) = conn.pending.as_mut() else {
-            return Err(SendError::Closed);
-        };
-        if pending.len() + self.frame.len() > limits.max_backlog {
-            self.mark_closing(slot, CloseReason::SlowReader);
-            return Err(SendError::Backlog);
-        }
         let before = held(conn);
         let filled = conn
             .pending
@@ -330,10 +360,14 @@ impl<S> Core<S> {
         if !filled {
             return Err(SendError::Closed);
         }
+        encoded?;
         if self.current.is_some_and(|c| c.slot as usize == slot) {
-            // The staged replies follow it; they go with the read's write.
+            // The staged replies follow it; they go with the read's write,
+            // which judges what the kernel leaves against the bound.
             return Ok(());
         }
+        // Judged after the kernel was offered what the fill let go, as any
+        // write is: a full-size reply to a peer that reads is no backlog.
         self.write(slot, &[]).map_err(|failure| {
             self.mark_closing(slot, failure.reason());
             failure.send_error()
@@ -382,6 +416,17 @@ fn write_conn<S>(
         } else {
             pending.push(rest);
         }
+    }
+    // A filled hold can leave more waiting than the bound (the fill is
+    // spliced in before the kernel is offered it): judged on what the
+    // kernel left.
+    if result.is_ok()
+        && conn
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.len() > limits.max_backlog)
+    {
+        result = Err(Failure::SlowReader);
     }
     let over = account(stats, before, held(conn), limits.max_buffered);
     if over && result.is_ok() {

@@ -106,7 +106,7 @@ use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Poll, Registry, Token, Waker};
 
-pub use self::commands::{CommandError, Commands};
+pub use self::commands::{CommandError, Commands, NotQueued};
 pub use self::config::{Config, DEFAULT_MAX_BUFFERED};
 pub use self::context::Context;
 pub use self::core::Deferred;
@@ -677,6 +677,11 @@ impl<H: Handler> Server<H> {
         self.apply_commands();
         self.process_closes();
         if self.shutdown.is_requested() {
+            // Every command queued before the stop is applied: when it was
+            // asked for the queue held at most one queue's worth, all of it
+            // ahead of anything queued since.
+            self.apply_commands();
+            self.process_closes();
             self.stop();
             self.turn = None;
             return Step::Stopped;
@@ -768,6 +773,10 @@ impl<H: Handler> Server<H> {
                 log::debug!("command not carried out: {e}");
             }
             self.process_closes();
+            // A unit of work (a broadcast to every connection may be a
+            // long one): a progress point, so a turn of commands is work,
+            // not a stall.
+            self.stalls.progress(Instant::now());
         }
         self.commands_left = true;
     }
@@ -1006,6 +1015,10 @@ impl<H: Handler> Server<H> {
         // refused as such.
         self.command_rx = None;
         self.stopped = true;
+        // Nothing is left over for a turn that will not come.
+        self.commands_left = false;
+        self.accept_unfinished = false;
+        self.unfinished.clear();
         if let Some(mut listener) = self.listener.take() {
             let _ = self.registry.deregister(&mut listener);
         }

@@ -135,3 +135,43 @@ fn a_refused_socket_option_is_counted_logged_once_and_the_connection_kept() {
         assert_eq!(reply, crate::protocol::HEARTBEAT_RESPONSE);
     }
 }
+
+/// Broadcasts a 32 KiB notice for every data frame it is given.
+struct Amplifier;
+
+impl Handler for Amplifier {
+    type State = ();
+    fn on_data(&mut self, ctx: &mut Context<'_, ()>, _id: ConnId, _payload: &[u8]) {
+        let _ = ctx.broadcast(&[b'!'; 32 * 1024]);
+    }
+}
+
+/// core.rs promises the staging buffer never grows past STAGE_FLUSH plus
+/// one frame ("a handler that answers small requests with large replies
+/// cannot grow the staging buffer past it"); memory.md says the read
+/// budget bounds it. A broadcast's copy for the connection being read is
+/// appended to it with no such check (and outside `max_backlog` and the
+/// buffer budget).
+#[test]
+fn a_broadcast_to_the_peer_being_read_respects_the_staging_bound() {
+    let mut server = server(Amplifier);
+    let mut peer = TcpStream::connect(server.local_addr()).unwrap();
+    step_until(&mut server, |s| s.stats().accepted == 1);
+    // 1000 empty data frames: 8000 bytes in, one read.
+    let frame = [2u8, 0, 0, 0, 8, 0, 0, 0];
+    peer.write_all(&frame.repeat(1000)).unwrap();
+    // The peer does not read: the staged copies are written as they
+    // reach the bound, and the peer closes as a slow reader once the
+    // kernel and its backlog are full.
+    step_until(&mut server, |s| {
+        s.stats().data_frames == 1000 || s.stats().slow_readers == 1
+    });
+    let bound = 64 * 1024 + server.config().max_frame;
+    let staged = server.core.out.capacity();
+    assert!(
+        staged <= bound,
+        "staging buffer grew to {staged} bytes (bound {bound}); buffered={} peak_buffered={}",
+        server.stats().buffered,
+        server.stats().peak_buffered
+    );
+}
