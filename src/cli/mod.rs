@@ -18,6 +18,7 @@ use lubdub::shutdown::ShutdownHandle;
 mod client;
 mod server;
 mod swarm;
+mod workers;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -83,7 +84,7 @@ pub fn usage_error(e: &lubdub::check::ConfigError) -> i32 {
 }
 
 /// The kernel keepalive flags, the same for every subcommand.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct KeepaliveArgs {
     /// TCP_KEEPIDLE, whole seconds: silence before the kernel's first
     /// keepalive probe [default: interval × misses, so a heartbeating

@@ -8,7 +8,7 @@ use log::{info, warn, LevelFilter};
 use lubdub::server::{Config, Server, ServerError};
 
 /// Flags of `lubdub server`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
     /// Address to listen on (HOST:PORT; a name resolves to its first address).
     #[arg(long, default_value = "0.0.0.0:8898", value_parser = super::socket_addr, value_name = "ADDR")]
@@ -53,6 +53,23 @@ pub struct ServerArgs {
     /// is still evicted after interval × misses.
     #[arg(long)]
     probe: bool,
+    /// On SIGINT/SIGTERM, stop accepting and close the open connections
+    /// spread evenly over DUR, so their reconnects reach the next server as
+    /// a trickle (a second signal exits at once).
+    #[arg(long, value_parser = super::duration, value_name = "DUR")]
+    drain: Option<Duration>,
+    /// Run N worker processes (each this same single-threaded server, with
+    /// its own open-files limit) sharing one listener under a supervisor
+    /// that restarts them and sums their counters; `auto`: one per core, or
+    /// more when --max-connections needs them (1..=4096).
+    #[arg(long, value_parser = super::workers::parse, value_name = "N|auto")]
+    workers: Option<super::workers::Workers>,
+    /// Internal: this process is worker K of a supervisor.
+    #[arg(long, hide = true, value_name = "K")]
+    worker: Option<usize>,
+    /// Internal: accept from this inherited listening descriptor.
+    #[arg(long, hide = true, value_name = "FD")]
+    listen_fd: Option<i32>,
     /// Log the counters every DUR.
     #[arg(long, value_parser = super::duration, value_name = "DUR")]
     stats_every: Option<Duration>,
@@ -75,8 +92,12 @@ pub fn run(args: ServerArgs) -> i32 {
         keepalive: args.keepalive.config(),
         reuse_port: args.reuse_port,
         stats_every: args.stats_every,
-        greeting: args.greeting.map(|g| g.0),
+        greeting: args.greeting.clone().map(|g| g.0),
         probe: args.probe,
+        drain: args.drain,
+        listener_fd: args.listen_fd,
+        // A worker leaves connections to the others while it is full.
+        full_grace: args.worker.map(|_| super::workers::FULL_GRACE),
         ..Config::default()
     };
     // Judge the values first, so a usage error is the only line printed.
@@ -84,6 +105,12 @@ pub fn run(args: ServerArgs) -> i32 {
         return super::usage_error(&e);
     }
     super::init_logging(args.log_level);
+    if let Some(workers) = args.workers.filter(|_| args.worker.is_none()) {
+        return super::workers::supervise(&config, workers);
+    }
+    if args.worker.is_some() {
+        super::workers::die_with_supervisor();
+    }
     let derived = match lubdub::limits::raise_file_limit() {
         Ok((before, after)) => {
             info!(

@@ -16,6 +16,9 @@ use crate::protocol::Decoder;
 /// while old connections sit in TIME_WAIT), optional `SO_REUSEPORT`, and the
 /// configured backlog (mio's own default is 1024 — too small for a swarm).
 pub(super) fn listen(config: &Config) -> io::Result<TcpListener> {
+    if let Some(fd) = config.listener_fd {
+        return inherited(fd);
+    }
     let socket = Socket::new(Domain::for_address(config.listen), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     if config.reuse_port {
@@ -25,6 +28,41 @@ pub(super) fn listen(config: &Config) -> io::Result<TcpListener> {
     socket.bind(&config.listen.into())?;
     socket.listen(config.listen_backlog)?;
     Ok(TcpListener::from_std(socket.into()))
+}
+
+/// The listening socket a supervisor handed down as descriptor `fd`.
+fn inherited(fd: i32) -> io::Result<TcpListener> {
+    use std::os::fd::FromRawFd;
+    // Checked before it is owned: a descriptor that is not a listening
+    // TCP socket is a clear error, not a server that never accepts.
+    let mut accepting: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes one int (and its length) into locals we
+    // own; on a bad descriptor it fails with EBADF and touches nothing.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut accepting as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if accepting == 0 {
+        return Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            format!("descriptor {fd} is not a listening socket"),
+        ));
+    }
+    // SAFETY: the descriptor is open and a listening socket (checked
+    // above), and the process hands it to nothing else: the server owns it
+    // from here and closes it when it stops.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    listener.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(listener))
 }
 
 /// Errors that mean "out of descriptors or memory": retrying at once would
@@ -42,11 +80,26 @@ impl<H: Handler> Server<H> {
     /// after everyone else's events), or descriptors run out (a timer
     /// resumes later).
     pub(super) fn accept(&mut self, now: Now) {
+        self.accept_from(now, false);
+    }
+
+    /// Accepts, as [`accept`](Self::accept); when full with a grace set
+    /// ([`Config::full_grace`]), leaves the queue to the other processes
+    /// sharing the listener and looks again after the grace — then
+    /// (`grace_over`) refusing what nobody took.
+    pub(super) fn accept_from(&mut self, now: Now, grace_over: bool) {
         self.accept_unfinished = false;
         for _ in 0..ACCEPT_BUDGET {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
+            if !grace_over
+                && self.config.full_grace.is_some()
+                && self.core.conns.len() >= self.max_connections
+            {
+                self.wait_for_room(now);
+                return;
+            }
             match listener.accept() {
                 Ok((stream, addr)) => self.admit(stream, addr),
                 // An episode ends when the backlog is drained, not at the
@@ -106,6 +159,17 @@ impl<H: Handler> Server<H> {
         );
         self.retry_accept(now);
         false
+    }
+
+    /// Full, with other processes on the listener: looks at it again after
+    /// the grace (one timer at a time; listener events meanwhile are left
+    /// to the others).
+    fn wait_for_room(&mut self, now: Now) {
+        if self.full_wait.is_none() {
+            let grace = self.config.full_grace.unwrap_or_default();
+            let at = self.wheel.now().max(now.tick) + self.clock.ticks(grace).max(1);
+            self.full_wait = Some(self.wheel.schedule(at, Timer::FullGrace));
+        }
     }
 
     /// Makes sure one retry of the listener is scheduled.

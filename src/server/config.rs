@@ -58,6 +58,24 @@ pub struct Config {
     /// deadline. Costs one timer per connection per interval instead of per
     /// `interval × misses`. Default off.
     pub probe: bool,
+    /// An already listening socket to accept from instead of binding
+    /// `listen`: a descriptor inherited from a supervisor that shares one
+    /// listener among several worker processes. The server takes it over
+    /// (sets it non-blocking, closes it when it stops). Default none.
+    pub listener_fd: Option<i32>,
+    /// When the server is full (`max_connections` open), how long new
+    /// connections are left in the listener's queue for other processes
+    /// sharing it before this one accepts and refuses them (`rejected`).
+    /// `None` refuses at once: nobody else would take them. A worker of a
+    /// supervisor sets it, so no connection is refused while any worker
+    /// has room. Default none.
+    pub full_grace: Option<Duration>,
+    /// On a shutdown request, stop accepting and close the open
+    /// connections spread evenly over this long (closes count as
+    /// `drained`), so their clients' reconnects reach the next server as a
+    /// trickle instead of a storm; then stop. `None` closes everything at
+    /// once. Default none.
+    pub drain: Option<Duration>,
     /// Commands from other threads that may wait for the loop
     /// ([`Commands`](super::Commands)); also the most applied per turn.
     /// Default 1024.
@@ -88,6 +106,9 @@ impl Default for Config {
             events_capacity: 1024,
             greeting: None,
             probe: false,
+            listener_fd: None,
+            full_grace: None,
+            drain: None,
             command_queue: 1024,
         }
     }
@@ -167,6 +188,22 @@ impl Config {
         )?;
         check::number("events_capacity", self.events_capacity, 1, MAX_EVENTS)?;
         check::number("command_queue", self.command_queue, 1, MAX_COMMANDS)?;
+        if let Some(grace) = self.full_grace {
+            check::duration(
+                "full_grace",
+                grace,
+                Duration::from_millis(1),
+                Duration::from_secs(60),
+            )?;
+        }
+        if let Some(drain) = self.drain {
+            check::duration(
+                "drain",
+                drain,
+                Duration::from_millis(1),
+                check::MAX_INTERVAL,
+            )?;
+        }
         if let Some(greeting) = &self.greeting {
             // Sent whole on accept: it must fit the backlog a peer is
             // allowed, or every connection would close as a slow reader.

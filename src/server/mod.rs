@@ -88,6 +88,7 @@ mod config;
 mod conn;
 mod context;
 mod core;
+mod drain;
 mod evidence;
 mod handler;
 mod io;
@@ -184,6 +185,10 @@ enum Timer {
     Stats,
     /// Try accepting again after running out of file descriptors.
     ResumeAccept,
+    /// Look at the listener again after leaving it to others while full.
+    FullGrace,
+    /// Close the next share of the connections being drained.
+    Drain,
 }
 
 /// Why the server could not start or keep running.
@@ -275,6 +280,10 @@ pub struct Server<H: Handler = ()> {
     accept_paused: Option<u64>,
     /// The one pending retry of the listener, if any.
     accept_retry: Option<TimerId>,
+    /// The one pending look at the listener while full, if any.
+    full_wait: Option<TimerId>,
+    /// A drain in progress.
+    drain: Option<Drain>,
     /// `Some(closes)` while the buffer budget is exhausted: the first close
     /// of an episode is logged, the rest counted.
     over_budget: Option<u64>,
@@ -289,6 +298,16 @@ pub struct Server<H: Handler = ()> {
     /// The last turn stopped at its command budget with more queued.
     commands_left: bool,
     stopped: bool,
+}
+
+/// A drain in progress: the connections open when it began are closed
+/// evenly over its length.
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    began: u64,
+    over: u64,
+    total: u64,
+    closed: u64,
 }
 
 /// A turn of the loop in progress.
@@ -427,6 +446,8 @@ impl<H: Handler> Server<H> {
             next_serial: 0,
             accept_paused: None,
             accept_retry: None,
+            full_wait: None,
+            drain: None,
             over_budget: None,
             sockopt_logged: Vec::new(),
             handler,
@@ -676,12 +697,22 @@ impl<H: Handler> Server<H> {
         }
         self.apply_commands();
         self.process_closes();
-        if self.shutdown.is_requested() {
+        if self.shutdown.is_requested() && self.drain.is_none() {
             // Every command queued before the stop is applied: when it was
             // asked for the queue held at most one queue's worth, all of it
             // ahead of anything queued since.
             self.apply_commands();
             self.process_closes();
+            match self.config.drain {
+                Some(over) if !self.core.conns.is_empty() => self.begin_drain(turn.now, over),
+                _ => {
+                    self.stop();
+                    self.turn = None;
+                    return Step::Stopped;
+                }
+            }
+        }
+        if self.drain.is_some() && self.core.conns.is_empty() {
             self.stop();
             self.turn = None;
             return Step::Stopped;
@@ -819,6 +850,11 @@ impl<H: Handler> Server<H> {
                     self.accept_retry = None;
                     self.accept(now);
                 }
+                Timer::FullGrace => {
+                    self.full_wait = None;
+                    self.accept_from(now, true);
+                }
+                Timer::Drain => self.drain_some(now),
             }
         }
     }

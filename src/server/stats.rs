@@ -78,6 +78,9 @@ pub struct Stats {
     /// Heartbeat requests sent to peers silent for an interval (with
     /// probes on).
     pub probes: u64,
+    /// Closed by a drain ([`Config::drain`](super::Config::drain)), spread
+    /// over its length.
+    pub drained: u64,
     /// Commands applied from other threads.
     pub commands: u64,
     /// Of `commands`, those that could not be carried out (the connection
@@ -93,7 +96,7 @@ impl fmt::Display for Stats {
              rejected={} slow_readers={} over_budget={} io_errors={} closed_by_request={} \
              sockopt_errors={} accept_pauses={} pauses={} paused_ms={} excused_pauses={} longest_turn_us={} buffered={} peak_buffered={} \
              heartbeats={} heartbeat_responses={} data_frames={} reserved_frames={} bytes_in={} bytes_out={} \
-             probes={} commands={} commands_failed={}",
+             probes={} drained={} commands={} commands_failed={}",
             self.active,
             self.peak_active,
             self.accepted,
@@ -121,6 +124,7 @@ impl fmt::Display for Stats {
             self.bytes_in,
             self.bytes_out,
             self.probes,
+            self.drained,
             self.commands,
             self.commands_failed
         )
