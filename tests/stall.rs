@@ -395,8 +395,20 @@ fn a_swarm_stopped_briefly_under_heartbeats_is_ok_and_reports_its_stall() {
     // A 0.6 s stop: shorter than an interval (nothing skipped) and than
     // --max-stall. The heartbeats due in it went out late, which the lag
     // shows; their round trips, the stop taken out, are the server's.
+    // --max-stall is far above the stop: on a loaded machine the stop
+    // outlasts the test's sleep (seen once: 1.25 s measured for 0.6 s
+    // asked, which the default 1 s bound failed).
     let (status, json, server) = swarm_stopped(
-        &["--clients", "100", "--interval", "1s", "--misses", "3"],
+        &[
+            "--clients",
+            "100",
+            "--interval",
+            "1s",
+            "--misses",
+            "3",
+            "--max-stall",
+            "5s",
+        ],
         Duration::from_millis(1200),
         Duration::from_millis(600),
     );
@@ -410,7 +422,10 @@ fn a_swarm_stopped_briefly_under_heartbeats_is_ok_and_reports_its_stall() {
         rtt_max(&json) < 400_000,
         "the stop left in a round trip: {json}"
     );
-    assert_eq!(field("skipped_sends"), 0, "{json}");
+    // Nothing skipped, unless the stop outlasted an interval after all.
+    if field("longest_pause_ms") < 1000 {
+        assert_eq!(field("skipped_sends"), 0, "{json}");
+    }
     assert_server_not_blamed(&json);
     assert_eq!(server.stop().evicted, 0);
 }
