@@ -35,6 +35,9 @@ use crate::keepalive::{KeepaliveConfig, SocketOptions};
 
 mod conn;
 pub mod counters;
+pub mod hdr;
+pub mod json;
+pub mod merge;
 pub mod pace;
 pub mod ports;
 mod reactor;
@@ -44,8 +47,9 @@ pub mod status;
 pub mod verdict;
 
 pub use counters::{Counters, FailedBy, LostBy, Rtt};
+pub use merge::{Part, PartCounts};
 pub use reactor::Swarm;
-pub use report::Report;
+pub use report::{Histograms, Report};
 pub use status::Snapshot;
 pub use verdict::Criteria;
 

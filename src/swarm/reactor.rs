@@ -11,7 +11,7 @@ use slab::Slab;
 use super::conn::{Conn, Inflight, Link, Pattern, Reader};
 use super::counters::{rtt_histogram, Counters, FailedBy, LostBy, Rtt, Rtts};
 use super::pace::Pacer;
-use super::report::Report;
+use super::report::{Histograms, Report};
 use super::stall_log::StallLog;
 use super::status::{Snapshot, Window};
 use super::{Exchange, SwarmConfig, SwarmError};
@@ -397,10 +397,12 @@ impl Swarm {
                 let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
             }
         }
-        let total = self.rtts.total();
-        let (rtt, rtt_count) = (Rtt::of(total), total.len());
-        let rtt_mean_us = if total.is_empty() { 0.0 } else { total.mean() };
-        Ok(Report {
+        let histograms = Histograms {
+            rtt: self.rtts.total().clone(),
+            lag: self.lag.clone(),
+            turns: self.turns.clone(),
+        };
+        let mut report = Report {
             target: self.config.clients as u64,
             connected: connected_at_end,
             churn_pending,
@@ -413,17 +415,21 @@ impl Swarm {
             flood_depth: self.config.flood.unwrap_or(0),
             counters: self.counters,
             elapsed,
-            rtt,
-            rtt_count,
-            rtt_mean_us,
-            lag: Rtt::of(&self.lag),
-            turns: Rtt::of(&self.turns),
+            rtt: Rtt::default(),
+            rtt_count: 0,
+            rtt_mean_us: 0.0,
+            lag: Rtt::default(),
+            turns: Rtt::default(),
             // The bound the run was judged by, whether given or derived.
             criteria: super::Criteria {
                 max_connect_wait: Some(self.config.connect_wait_bound()),
                 ..self.config.criteria
             },
-        })
+            histograms,
+            parts: Vec::new(),
+        };
+        report.summarize();
+        Ok(report)
     }
 
     /// The status for the window since the previous one.
