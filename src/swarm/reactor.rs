@@ -170,11 +170,16 @@ impl Swarm {
             None => (config.misses as usize + 2).min(MAX_RING),
         };
         let mut rng = config.seed.map(Rng::new).unwrap_or_else(Rng::from_entropy);
-        let n = config.clients as u64;
+        // Client i of n heartbeats at i/n of the interval (of the whole
+        // fleet's, when this swarm holds a slice of it).
+        let slice = config.slice.unwrap_or(super::Slice {
+            first: 0,
+            of: config.clients,
+        });
+        let n = slice.of as u64;
         let mut conns = Slab::with_capacity(config.clients);
-        for i in 0..n {
+        for i in slice.first as u64..(slice.first + config.clients) as u64 {
             let machine_config = machine::Config {
-                // Client i of n heartbeats at i/n of the interval.
                 phase: Some((i as u128 * interval as u128 / n as u128) as Tick),
                 ..base
             };
