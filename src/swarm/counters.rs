@@ -3,7 +3,8 @@
 use hdrhistogram::Histogram;
 
 /// Round-trip times recorded from 1 µs to 60 s at 3 significant digits: a
-/// fixed-size array (~40 KiB) allocated once, so recording never allocates.
+/// fixed-size array (17,408 counts, 136 KiB) allocated once, so recording
+/// never allocates.
 pub fn rtt_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
 }

@@ -287,9 +287,7 @@ impl Swarm {
                 && (self.shutdown.is_requested() || end.is_some_and(|end| now >= end))
             {
                 // The last line of the run's status, then the end of sending.
-                let mut last = self.snapshot(&mut window, start);
-                last.last = true;
-                on_status(&last);
+                on_status(self.snapshot(&mut window, start, true));
                 connected_at_end = self.counters.connected;
                 // A connect still hanging past the bound is not a
                 // connection on its way back: it is counted as stuck, and a
@@ -325,7 +323,7 @@ impl Swarm {
                 self.start_connects(now);
             }
             if now >= next_status && self.phase == Phase::Running {
-                on_status(&self.snapshot(&mut window, start));
+                on_status(self.snapshot(&mut window, start, false));
                 next_status = now + status_every;
             }
 
@@ -438,13 +436,14 @@ impl Swarm {
     }
 
     /// The status for the window since the previous one.
-    fn snapshot(&mut self, window: &mut Window, start: Instant) -> Snapshot {
+    fn snapshot<'w>(&mut self, window: &'w mut Window, start: Instant, last: bool) -> &'w Snapshot {
         window.close(
             Instant::now(),
             start,
             self.config.clients as u64,
             self.counters,
             &mut self.rtts,
+            last,
         )
     }
 

@@ -171,10 +171,12 @@ impl fmt::Display for Snapshot {
     }
 }
 
-/// Where the previous line left off.
+/// Where the previous line left off, and the line itself, made once and
+/// written over at every status line: a line allocates nothing.
 pub(super) struct Window {
     since: Instant,
     counters: Counters,
+    line: Snapshot,
 }
 
 impl Window {
@@ -182,10 +184,12 @@ impl Window {
         Window {
             since: start,
             counters: Counters::default(),
+            line: Snapshot::merge(&[]),
         }
     }
 
-    /// The line for the window ending `now`; starts the next window.
+    /// The line for the window ending `now` (the run's `last`, or not);
+    /// starts the next window.
     pub fn close(
         &mut self,
         now: Instant,
@@ -193,30 +197,31 @@ impl Window {
         target: u64,
         totals: Counters,
         rtts: &mut Rtts,
-    ) -> Snapshot {
+        last: bool,
+    ) -> &Snapshot {
         let window = now.saturating_duration_since(self.since);
         let secs = window.as_secs_f64();
         let replies = totals.replies - self.counters.replies;
-        let snapshot = Snapshot {
-            elapsed: now.saturating_duration_since(start),
-            window,
-            target,
-            counters: totals,
-            replies_per_s: if secs > 0.0 {
-                replies as f64 / secs
-            } else {
-                0.0
-            },
-            missing: totals.missing_replies - self.counters.missing_replies,
-            late: totals.late_replies - self.counters.late_replies,
-            rtt: Rtt::of(&rtts.window),
-            window_rtts: rtts.window.clone(),
-            last: false,
+        let line = &mut self.line;
+        line.elapsed = now.saturating_duration_since(start);
+        line.window = window;
+        line.target = target;
+        line.counters = totals;
+        line.replies_per_s = if secs > 0.0 {
+            replies as f64 / secs
+        } else {
+            0.0
         };
+        line.missing = totals.missing_replies - self.counters.missing_replies;
+        line.late = totals.late_replies - self.counters.late_replies;
+        line.rtt = Rtt::of(&rtts.window);
+        // Same bounds: a copy of the counts, no allocation, cannot fail.
+        let _ = line.window_rtts.set_to(&rtts.window);
+        line.last = last;
         rtts.close_window();
         self.since = now;
         self.counters = totals;
-        snapshot
+        &self.line
     }
 }
 
@@ -236,7 +241,16 @@ mod tests {
             missing_replies: 1,
             ..Counters::default()
         };
-        let first = window.close(start + Duration::from_secs(5), start, 1, totals, &mut rtts);
+        let first = window
+            .close(
+                start + Duration::from_secs(5),
+                start,
+                1,
+                totals,
+                &mut rtts,
+                false,
+            )
+            .clone();
         assert_eq!(first.missing, 1);
         assert!(first.rtt.p99 >= 2_990_000, "{first:?}");
         assert_eq!(first.replies_per_s, 2.0);
@@ -244,7 +258,16 @@ mod tests {
         // its p99, and its replies per second are its own.
         rtts.record(300);
         totals.replies = 60;
-        let second = window.close(start + Duration::from_secs(10), start, 1, totals, &mut rtts);
+        let second = window
+            .close(
+                start + Duration::from_secs(10),
+                start,
+                1,
+                totals,
+                &mut rtts,
+                false,
+            )
+            .clone();
         assert_eq!(second.missing, 0);
         assert!(second.rtt.p99 < 1_000, "{second:?}");
         assert_eq!(second.replies_per_s, 10.0);
@@ -271,14 +294,16 @@ mod tests {
                 replies: 99,
                 ..Counters::default()
             };
-            let mut snapshot = Window::new(start).close(
-                start + Duration::from_secs(1),
-                start,
-                100,
-                totals,
-                &mut rtts,
-            );
-            snapshot.last = true;
+            let snapshot = Window::new(start)
+                .close(
+                    start + Duration::from_secs(1),
+                    start,
+                    100,
+                    totals,
+                    &mut rtts,
+                    true,
+                )
+                .clone();
             let back = Snapshot::from_json(&snapshot.to_json()).unwrap();
             assert_eq!(back.to_string(), snapshot.to_string());
             assert_eq!(back.window_rtts, snapshot.window_rtts);
