@@ -8,8 +8,17 @@ use lubdub::swarm::{Part, PartCounts, Report};
 
 use super::Output;
 
+/// The exit codes of `swarm merge`, for `--help`.
+const EXIT_CODES: &str = "Exit codes:
+  0, 3, 4  as `lubdub swarm` for the merged run: ok, the target missed, or a
+           failure of the swarm's own only
+  2        a report that cannot be read, is not a swarm's JSON report, has no
+           histograms, or ran another mode or interval, or was judged by other
+           criteria, than the first";
+
 /// Flags of `lubdub swarm merge`.
 #[derive(Args, Debug)]
+#[command(after_help = EXIT_CODES)]
 pub struct MergeArgs {
     /// Reports written by `lubdub swarm --json PATH` (one JSON object each).
     #[arg(required = true, value_name = "REPORT")]
