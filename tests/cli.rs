@@ -167,6 +167,9 @@ fn every_numeric_flag_of_every_subcommand_is_range_checked_naming_the_flag() {
         ("--flood", "0"),
         ("--flood", "4097"),
         ("--grace", "25h"),
+        ("--workers", "0"),
+        ("--workers", "1025"),
+        ("--workers", "some"),
     ];
     for (flag, value) in keepalive.iter().chain(&heartbeat).chain(&server) {
         refused(&["server", "--listen", "127.0.0.1:0", flag, value], flag);

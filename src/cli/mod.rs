@@ -39,7 +39,13 @@ enum Command {
     Client(client::ClientArgs),
     /// Hold many heartbeating connections to load-test a server.
     // Boxed: its flags outweigh the others' several times over.
-    #[command(after_help = swarm::EXIT_CODES)]
+    // `swarm merge` needs neither --connect nor --clients, and takes none
+    // of a run's flags.
+    #[command(
+        after_help = swarm::EXIT_CODES,
+        subcommand_negates_reqs = true,
+        args_conflicts_with_subcommands = true
+    )]
     Swarm(Box<swarm::SwarmArgs>),
 }
 

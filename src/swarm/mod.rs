@@ -35,7 +35,11 @@ use crate::keepalive::{KeepaliveConfig, SocketOptions};
 
 mod conn;
 pub mod counters;
+pub mod hdr;
+pub mod json;
+pub mod merge;
 pub mod pace;
+pub mod plan;
 pub mod ports;
 mod reactor;
 pub mod report;
@@ -44,8 +48,9 @@ pub mod status;
 pub mod verdict;
 
 pub use counters::{Counters, FailedBy, LostBy, Rtt};
+pub use merge::{Part, PartCounts};
 pub use reactor::Swarm;
-pub use report::Report;
+pub use report::{Histograms, Report};
 pub use status::Snapshot;
 pub use verdict::Criteria;
 
@@ -116,6 +121,21 @@ pub struct SwarmConfig {
     pub tick: Duration,
     /// Seed for jitter (`None`: from the OS).
     pub seed: Option<u64>,
+    /// This swarm's clients as a slice of a larger fleet's, when it is one
+    /// worker of several (`None`: the whole fleet).
+    pub slice: Option<Slice>,
+}
+
+/// A swarm's clients as clients `first ..first + clients` of a fleet of
+/// `of`, held by several swarms (the workers of `lubdub swarm --workers`):
+/// client `i` heartbeats at `(first + i) / of` of the interval, so the
+/// fleet's heartbeats are spread as evenly as one swarm would spread them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    /// The fleet's index of this swarm's first client.
+    pub first: usize,
+    /// Clients in the whole fleet.
+    pub of: usize,
 }
 
 impl Default for SwarmConfig {
@@ -147,6 +167,7 @@ impl Default for SwarmConfig {
             max_frame: crate::protocol::DEFAULT_MAX_FRAME,
             tick: Duration::from_millis(1),
             seed: None,
+            slice: None,
         }
     }
 }
@@ -289,6 +310,19 @@ impl SwarmConfig {
         }
         check::max_frame(self.max_frame)?;
         check::client_tick(self.tick, self.interval)?;
+        if let Some(slice) = self.slice {
+            if slice.first.saturating_add(self.clients) > slice.of {
+                return Err(ConfigError::new(
+                    "worker",
+                    format!(
+                        "clients {}..{} are not within a fleet of {}",
+                        slice.first,
+                        slice.first.saturating_add(self.clients),
+                        slice.of
+                    ),
+                ));
+            }
+        }
         if let Some(first) = self.sources.first() {
             if self
                 .sources

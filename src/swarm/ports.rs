@@ -24,28 +24,55 @@ pub fn port_range() -> Option<(u16, u16)> {
 /// the kernel would choose, when there are none), summed; `None` when the
 /// range cannot be read.
 pub fn free_ports(server: SocketAddr, sources: &[IpAddr]) -> Option<Free> {
-    let range = port_range()?;
-    let mut in_use = HashMap::new();
-    for (path, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            count_in_use(&text, v6, server, range, &mut in_use);
+    Some(InUse::towards(server)?.free(sources))
+}
+
+/// The ports this host uses towards one server now, by local address: read
+/// once, then asked about any set of source addresses (a plan of several
+/// workers asks about many).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InUse {
+    /// Size of the ephemeral port range.
+    pub range_size: u64,
+    /// Ports in the range taken towards the server, by local address.
+    pub by_source: HashMap<IpAddr, u64>,
+}
+
+impl InUse {
+    /// Reads the range and `/proc/net/tcp{,6}`; `None` when the range
+    /// cannot be read.
+    pub fn towards(server: SocketAddr) -> Option<InUse> {
+        let range = port_range()?;
+        let mut by_source = HashMap::new();
+        for (path, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                count_in_use(&text, v6, server, range, &mut by_source);
+            }
+        }
+        Some(InUse {
+            range_size: u64::from(range.1.saturating_sub(range.0)) + 1,
+            by_source,
+        })
+    }
+
+    /// The ports from `sources` (from the kernel's choice when empty).
+    pub fn free(&self, sources: &[IpAddr]) -> Free {
+        let size = self.range_size;
+        let taken = if sources.is_empty() {
+            // One source, the kernel's choice: everything towards the server
+            // counts, from whichever local address.
+            self.by_source.values().sum::<u64>().min(size)
+        } else {
+            sources
+                .iter()
+                .map(|ip| self.by_source.get(ip).copied().unwrap_or(0).min(size))
+                .sum()
+        };
+        Free {
+            total: size * sources.len().max(1) as u64,
+            taken,
         }
     }
-    let size = u64::from(range.1.saturating_sub(range.0)) + 1;
-    let taken = if sources.is_empty() {
-        // One source, the kernel's choice: everything towards the server
-        // counts, from whichever local address.
-        in_use.values().sum::<u64>().min(size)
-    } else {
-        sources
-            .iter()
-            .map(|ip| in_use.get(ip).copied().unwrap_or(0).min(size))
-            .sum()
-    };
-    Some(Free {
-        total: size * sources.len().max(1) as u64,
-        taken,
-    })
 }
 
 /// Ephemeral ports towards one server: how many exist, how many are taken.

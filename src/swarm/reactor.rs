@@ -11,7 +11,7 @@ use slab::Slab;
 use super::conn::{Conn, Inflight, Link, Pattern, Reader};
 use super::counters::{rtt_histogram, Counters, FailedBy, LostBy, Rtt, Rtts};
 use super::pace::Pacer;
-use super::report::Report;
+use super::report::{Histograms, Report};
 use super::stall_log::StallLog;
 use super::status::{Snapshot, Window};
 use super::{Exchange, SwarmConfig, SwarmError};
@@ -170,11 +170,16 @@ impl Swarm {
             None => (config.misses as usize + 2).min(MAX_RING),
         };
         let mut rng = config.seed.map(Rng::new).unwrap_or_else(Rng::from_entropy);
-        let n = config.clients as u64;
+        // Client i of n heartbeats at i/n of the interval (of the whole
+        // fleet's, when this swarm holds a slice of it).
+        let slice = config.slice.unwrap_or(super::Slice {
+            first: 0,
+            of: config.clients,
+        });
+        let n = slice.of as u64;
         let mut conns = Slab::with_capacity(config.clients);
-        for i in 0..n {
+        for i in slice.first as u64..(slice.first + config.clients) as u64 {
             let machine_config = machine::Config {
-                // Client i of n heartbeats at i/n of the interval.
                 phase: Some((i as u128 * interval as u128 / n as u128) as Tick),
                 ..base
             };
@@ -282,9 +287,7 @@ impl Swarm {
                 && (self.shutdown.is_requested() || end.is_some_and(|end| now >= end))
             {
                 // The last line of the run's status, then the end of sending.
-                let mut last = self.snapshot(&mut window, start);
-                last.last = true;
-                on_status(&last);
+                on_status(self.snapshot(&mut window, start, true));
                 connected_at_end = self.counters.connected;
                 // A connect still hanging past the bound is not a
                 // connection on its way back: it is counted as stuck, and a
@@ -320,7 +323,7 @@ impl Swarm {
                 self.start_connects(now);
             }
             if now >= next_status && self.phase == Phase::Running {
-                on_status(&self.snapshot(&mut window, start));
+                on_status(self.snapshot(&mut window, start, false));
                 next_status = now + status_every;
             }
 
@@ -397,10 +400,12 @@ impl Swarm {
                 let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
             }
         }
-        let total = self.rtts.total();
-        let (rtt, rtt_count) = (Rtt::of(total), total.len());
-        let rtt_mean_us = if total.is_empty() { 0.0 } else { total.mean() };
-        Ok(Report {
+        let histograms = Histograms {
+            rtt: self.rtts.total().clone(),
+            lag: self.lag.clone(),
+            turns: self.turns.clone(),
+        };
+        let mut report = Report {
             target: self.config.clients as u64,
             connected: connected_at_end,
             churn_pending,
@@ -413,27 +418,32 @@ impl Swarm {
             flood_depth: self.config.flood.unwrap_or(0),
             counters: self.counters,
             elapsed,
-            rtt,
-            rtt_count,
-            rtt_mean_us,
-            lag: Rtt::of(&self.lag),
-            turns: Rtt::of(&self.turns),
+            rtt: Rtt::default(),
+            rtt_count: 0,
+            rtt_mean_us: 0.0,
+            lag: Rtt::default(),
+            turns: Rtt::default(),
             // The bound the run was judged by, whether given or derived.
             criteria: super::Criteria {
                 max_connect_wait: Some(self.config.connect_wait_bound()),
                 ..self.config.criteria
             },
-        })
+            histograms,
+            parts: Vec::new(),
+        };
+        report.summarize();
+        Ok(report)
     }
 
     /// The status for the window since the previous one.
-    fn snapshot(&mut self, window: &mut Window, start: Instant) -> Snapshot {
+    fn snapshot<'w>(&mut self, window: &'w mut Window, start: Instant, last: bool) -> &'w Snapshot {
         window.close(
             Instant::now(),
             start,
             self.config.clients as u64,
             self.counters,
             &mut self.rtts,
+            last,
         )
     }
 

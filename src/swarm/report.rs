@@ -3,7 +3,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::counters::{human_list, json_object, Counters, Rtt};
+use hdrhistogram::Histogram;
+
+use super::counters::{human_list, json_object, rtt_histogram, Counters, Rtt};
+use super::hdr;
+use super::merge::Part;
 use super::verdict::{Criteria, Failure};
 
 /// The end-of-run report.
@@ -46,9 +50,47 @@ pub struct Report {
     pub turns: Rtt,
     /// What the run was judged by.
     pub criteria: Criteria,
+    /// The histograms the figures above were read from, carried whole in
+    /// the JSON so that reports merge exactly.
+    pub histograms: Histograms,
+    /// The processes (`--workers`) or reports (`swarm merge`) this report
+    /// merges, each with its own counts; empty for a single swarm.
+    pub parts: Vec<Part>,
+}
+
+/// A run's histograms, in microseconds (see [`Report`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histograms {
+    /// Round trips.
+    pub rtt: Histogram<u64>,
+    /// The swarm's lag behind its heartbeat schedule.
+    pub lag: Histogram<u64>,
+    /// The turns of the swarm's loop.
+    pub turns: Histogram<u64>,
+}
+
+impl Default for Histograms {
+    /// Empty, with the bounds a swarm records with.
+    fn default() -> Histograms {
+        Histograms {
+            rtt: rtt_histogram(),
+            lag: rtt_histogram(),
+            turns: rtt_histogram(),
+        }
+    }
 }
 
 impl Report {
+    /// Sets the percentiles, the count and the mean from the histograms.
+    pub fn summarize(&mut self) {
+        let h = &self.histograms;
+        self.rtt = Rtt::of(&h.rtt);
+        self.rtt_count = h.rtt.len();
+        self.rtt_mean_us = if h.rtt.is_empty() { 0.0 } else { h.rtt.mean() };
+        self.lag = Rtt::of(&h.lag);
+        self.turns = Rtt::of(&h.turns);
+    }
+
     /// Whether the run met its target: see [`Criteria`].
     pub fn ok(&self) -> bool {
         self.failures().is_empty()
@@ -119,11 +161,15 @@ impl Report {
                 "\"sockopt_errors\":{},",
                 "\"elapsed_s\":{:.3},\"replies_per_s\":{:.1},",
                 "\"rtt_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{},\"mean\":{:.1},\"count\":{}}},",
+                "\"rtt_histogram\":\"{}\",",
                 "\"closed_loop\":{},\"swarm_lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},",
+                "\"swarm_lag_histogram\":\"{}\",",
                 "\"swarm_turn_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},",
+                "\"swarm_turn_histogram\":\"{}\",",
                 "\"mode\":\"{}\",\"interval_ms\":{},\"flood_depth\":{},",
                 "\"criteria\":{{\"max_p99_ms\":{},\"max_stall_ms\":{},\"max_late\":{},",
                 "\"max_connect_failures\":{},\"max_reconnects\":{},\"max_connect_wait_ms\":{}}},",
+                "{}",
                 "\"ok\":{},\"swarm_own_failure\":{},\"failure\":{}}}"
             ),
             self.target,
@@ -161,29 +207,40 @@ impl Report {
             self.rtt.max,
             self.rtt_mean_us,
             self.rtt_count,
+            hdr::encode(&self.histograms.rtt),
             self.closed_loop(),
             self.lag.p50,
             self.lag.p99,
             self.lag.max,
+            hdr::encode(&self.histograms.lag),
             self.turns.p50,
             self.turns.p99,
             self.turns.max,
+            hdr::encode(&self.histograms.turns),
             self.mode,
             self.interval_ms,
             self.flood_depth,
-            self.criteria.max_p99.as_millis(),
-            self.criteria.max_stall.as_millis(),
+            ms(self.criteria.max_p99),
+            ms(self.criteria.max_stall),
             self.criteria.max_late,
             self.criteria.max_connect_failures,
             self.criteria.max_reconnects,
-            self.criteria
-                .max_connect_wait
-                .map_or("null".to_string(), |d| d.as_millis().to_string()),
+            self.criteria.max_connect_wait.map_or("null".to_string(), ms),
+            self.parts_json(),
             failure == "null",
             self.failed_by_swarm_only(),
             failure,
         );
         out
+    }
+
+    /// `"workers":[…],` for a merged report, nothing for a single swarm.
+    fn parts_json(&self) -> String {
+        if self.parts.is_empty() {
+            return String::new();
+        }
+        let parts: Vec<String> = self.parts.iter().map(Part::to_json).collect();
+        format!("\"workers\":[{}],", parts.join(","))
     }
 
     /// A few lines for a human.
@@ -211,6 +268,9 @@ impl Report {
             c.slow_connects,
             c.stuck_connects,
         );
+        if !self.parts.is_empty() {
+            let _ = writeln!(out, "{}", Part::summary_line(&self.parts));
+        }
         if c.churned > 0 {
             let _ = writeln!(
                 out,
@@ -292,8 +352,19 @@ impl Report {
     }
 }
 
+/// Milliseconds, exact to the microsecond: `200`, `0.5`, `1.25`.
+pub(super) fn ms(d: Duration) -> String {
+    let us = d.as_micros();
+    match us % 1000 {
+        0 => (us / 1000).to_string(),
+        frac => format!("{}.{:03}", us / 1000, frac)
+            .trim_end_matches('0')
+            .to_string(),
+    }
+}
+
 /// A JSON string literal with the escapes RFC 8259 requires.
-fn json_string(text: &str) -> String {
+pub(super) fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for ch in text.chars() {
@@ -323,7 +394,7 @@ mod tests {
         for v in 1..=1000 {
             hist.record(v).unwrap();
         }
-        Report {
+        let mut report = Report {
             target: 10,
             connected: 10,
             churn_pending: 0,
@@ -337,13 +408,20 @@ mod tests {
                 ..Counters::default()
             },
             elapsed: Duration::from_secs(20),
-            rtt: Rtt::of(&hist),
-            rtt_count: hist.len(),
-            rtt_mean_us: hist.mean(),
+            rtt: Rtt::default(),
+            rtt_count: 0,
+            rtt_mean_us: 0.0,
             lag: Rtt::default(),
             turns: Rtt::default(),
             criteria: Criteria::default(),
-        }
+            histograms: Histograms {
+                rtt: hist,
+                ..Histograms::default()
+            },
+            parts: Vec::new(),
+        };
+        report.summarize();
+        report
     }
 
     #[test]
@@ -444,6 +522,24 @@ mod tests {
         // And with a server failure too, it is not the swarm's only.
         r.counters.missing_replies = 1;
         assert!(!r.failed_by_swarm_only());
+    }
+
+    #[test]
+    fn json_carries_the_histograms_and_exact_criteria() {
+        let mut r = report();
+        r.criteria.max_p99 = Duration::from_micros(1_500);
+        r.criteria.max_stall = Duration::from_micros(250);
+        let json = r.to_json();
+        assert!(
+            json.contains("\"max_p99_ms\":1.5,\"max_stall_ms\":0.25,"),
+            "{json}"
+        );
+        assert!(json.contains("\"rtt_histogram\":\"HISTEw"), "{json}");
+        let back = crate::swarm::json::parse(&json).unwrap();
+        let text = back.get("rtt_histogram").and_then(|v| v.as_str()).unwrap();
+        assert_eq!(hdr::decode(text).unwrap(), r.histograms.rtt);
+        assert_eq!(ms(Duration::from_millis(200)), "200");
+        assert_eq!(ms(Duration::from_micros(10)), "0.01");
     }
 
     #[test]

@@ -89,11 +89,24 @@ impl Criteria {
         own.chain(server).collect()
     }
 
-    /// The swarm fell behind, or stalled for longer than it would let a
-    /// server stall.
+    /// A worker of the swarm's died, the swarm fell behind, or it stalled
+    /// for longer than it would let a server stall.
     fn own_failures(&self, report: &Report) -> Vec<String> {
         let c = &report.counters;
         let mut out = Vec::new();
+        // A worker that died took its connections' figures with it: the
+        // rest of the report is judged without them, and the hole is the
+        // swarm's, not the server's.
+        let clients: u64 = report.parts.iter().map(|p| p.clients).sum();
+        for part in &report.parts {
+            if let Err(why) = &part.outcome {
+                out.push(format!(
+                    "{} ({} of the {clients} clients) failed: {why}; its clients are not in this report",
+                    part.label(),
+                    part.clients
+                ));
+            }
+        }
         let own_stall_ms = c.longest_pause_ms.max(report.turns.max / 1000);
         if own_stall_ms > self.max_stall.as_millis() as u64 {
             out.push(format!(

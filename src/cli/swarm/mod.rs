@@ -5,10 +5,14 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use log::LevelFilter;
 use lubdub::client::Target;
-use lubdub::swarm::{Criteria, Exchange, Snapshot, Swarm, SwarmConfig, SwarmError};
+use lubdub::swarm::plan::Workers;
+use lubdub::swarm::{Criteria, Exchange, Report, Slice, Snapshot, Swarm, SwarmConfig, SwarmError};
+
+mod merge;
+mod workers;
 
 /// Exit code when the run did not meet its target (connections or replies).
 pub const TARGET_MISSED: i32 = 3;
@@ -20,22 +24,36 @@ pub const SWARM_FAILED_ITSELF: i32 = 4;
 pub const EXIT_CODES: &str = "Exit codes:
   0  the run was ok
   1  the swarm could not run (file limit, ports, event loop)
-  2  a bad flag or value, or a --json path that cannot be written
+  2  a bad flag or value, a --json path that cannot be written, a plan of
+     --workers this machine cannot hold, or a report `swarm merge` cannot read
   3  the run missed its target (the reasons are the last line on stderr)
   4  the run failed only for the swarm's own doing: it stalled longer than
-     --max-stall, or fell so far behind that it skipped heartbeats; the
-     server is not blamed, and the run proves nothing about it";
+     --max-stall, fell so far behind that it skipped heartbeats, or one of
+     its --workers died; the server is not blamed, and the run proves
+     nothing about it";
 
 /// Flags of `lubdub swarm`.
 #[derive(Args, Debug)]
 pub struct SwarmArgs {
+    #[command(subcommand)]
+    pub action: Option<SwarmAction>,
     /// Server (HOST:PORT); a name is looked up again at most once a second
     /// while connecting, and each of its addresses tried in turn.
-    #[arg(long, value_parser = super::target)]
-    pub connect: Target,
+    // Optional only for `swarm merge`; a run requires it.
+    #[arg(long, value_parser = super::target, required = true)]
+    pub connect: Option<Target>,
     /// Connections to open and hold.
-    #[arg(long)]
-    pub clients: usize,
+    #[arg(long, required = true)]
+    pub clients: Option<usize>,
+    /// Split the clients over N worker processes, each its own event loop
+    /// and open-files limit, with one status line and one report for all;
+    /// `auto`: as many as the open-files limit needs (1..=1024).
+    #[arg(long, value_name = "N|auto", value_parser = workers_flag)]
+    pub workers: Option<Workers>,
+    /// One worker of several: INDEX:FIRST:TOTAL (its index, the fleet's
+    /// index of its first client, the fleet's clients). Set by the parent.
+    #[arg(long, hide = true, value_parser = worker_flag)]
+    pub worker: Option<(usize, Slice)>,
     /// Connects (and reconnects) per second; 0 means as fast as possible.
     #[arg(long, default_value_t = 2000)]
     pub connect_rate: u64,
@@ -117,6 +135,32 @@ pub struct SwarmArgs {
     pub log_level: LevelFilter,
 }
 
+/// What `lubdub swarm` does instead of a run.
+#[derive(Subcommand, Debug)]
+pub enum SwarmAction {
+    /// Merge the JSON reports of swarms run side by side (on several
+    /// machines) into one exact report and verdict.
+    Merge(merge::MergeArgs),
+}
+
+fn workers_flag(text: &str) -> Result<Workers, String> {
+    match text {
+        "auto" => Ok(Workers::Auto),
+        n => n
+            .parse()
+            .map(Workers::Count)
+            .map_err(|_| format!("`{n}` is neither a number nor `auto`")),
+    }
+}
+
+fn worker_flag(text: &str) -> Result<(usize, Slice), String> {
+    let mut it = text.split(':').map(str::parse::<usize>);
+    match (it.next(), it.next(), it.next(), it.next()) {
+        (Some(Ok(index)), Some(Ok(first)), Some(Ok(of)), None) => Ok((index, Slice { first, of })),
+        _ => Err(format!("`{text}` is not INDEX:FIRST:TOTAL")),
+    }
+}
+
 /// Local addresses from `--source-addrs` (a newtype: clap reads a bare
 /// `Vec` as a repeated flag).
 #[derive(Debug, Clone)]
@@ -151,8 +195,19 @@ fn hex_bytes(text: &str) -> Result<Vec<u8>, String> {
 }
 
 pub fn run(args: SwarmArgs) -> i32 {
-    // Debug logging writes lines of its own, so the status gets lines too.
-    let tty = std::io::stderr().is_terminal() && args.log_level <= LevelFilter::Info;
+    if let Some(SwarmAction::Merge(merge)) = args.action {
+        return merge::run(merge);
+    }
+    // clap requires both for a run; the match only keeps this panic-free.
+    let (Some(connect), Some(clients)) = (args.connect, args.clients) else {
+        eprintln!("error: --connect and --clients are required");
+        return 2;
+    };
+    // Debug logging writes lines of its own, so the status gets lines too;
+    // a worker's stderr is its parent's pipe.
+    let tty = std::io::stderr().is_terminal()
+        && args.log_level <= LevelFilter::Info
+        && args.worker.is_none();
     let exchange = match (args.request_hex, args.reply_hex) {
         (Some(request), Some(reply)) => Exchange::Fixed {
             request: request.0,
@@ -161,8 +216,8 @@ pub fn run(args: SwarmArgs) -> i32 {
         _ => Exchange::Heartbeat,
     };
     let config = SwarmConfig {
-        connect: args.connect,
-        clients: args.clients,
+        connect,
+        clients,
         connect_rate: args.connect_rate,
         interval: args.interval,
         misses: args.misses,
@@ -191,14 +246,18 @@ pub fn run(args: SwarmArgs) -> i32 {
         status_every: args
             .status_every
             .unwrap_or(Duration::from_secs(if tty { 1 } else { 5 })),
+        slice: args.worker.map(|(_, slice)| slice),
         ..SwarmConfig::default()
     };
     // Judge the values first, so a usage error is the only line printed.
     if let Err(e) = config.validate() {
         return super::usage_error(&e);
     }
+    if let Some((index, _)) = args.worker {
+        return worker(config, index, args.log_level);
+    }
     // Where the report goes is checked now, not after the whole run.
-    let mut json_file = match args.json.as_deref() {
+    let json_file = match args.json.as_deref() {
         Some(path) if path.as_os_str() != "-" => match std::fs::File::create(path) {
             Ok(file) => Some(file),
             Err(e) => {
@@ -208,6 +267,13 @@ pub fn run(args: SwarmArgs) -> i32 {
         },
         _ => None,
     };
+    if let Some(workers) = args.workers {
+        let output = Output {
+            json_file,
+            json_stdout: args.json.is_some(),
+        };
+        return workers::run(config, workers, tty, args.log_level, output);
+    }
     super::init_logging(args.log_level);
     let ramp_warning = ramp_warning(&config);
     let mut swarm = match Swarm::new(config) {
@@ -239,26 +305,74 @@ pub fn run(args: SwarmArgs) -> i32 {
         Err(e) => return super::fail(format!("swarm: {e}")),
     };
     super::log_stop_signal();
-    eprint!("{}", report.summary());
-    let json = report.to_json();
-    if let Some(file) = json_file.as_mut() {
-        if let Err(e) = writeln!(file, "{json}") {
-            return super::fail(format!("swarm: cannot write the report: {e}"));
-        }
-    } else if args.json.is_some() {
-        println!("{json}");
+    Output {
+        json_file,
+        json_stdout: args.json.is_some(),
     }
-    match report.failure() {
-        None => 0,
-        Some(reason) => {
-            eprintln!("lubdub: swarm: {reason}");
-            if report.failed_by_swarm_only() {
-                SWARM_FAILED_ITSELF
-            } else {
-                TARGET_MISSED
+    .report(&report)
+}
+
+/// Where the report goes: the summary always to stderr, the JSON to a file
+/// opened before the run or to stdout.
+pub struct Output {
+    json_file: Option<std::fs::File>,
+    json_stdout: bool,
+}
+
+impl Output {
+    /// Writes the summary and the JSON, and gives the exit code the
+    /// verdict calls for (the reasons of a failure on stderr's last line).
+    pub fn report(mut self, report: &Report) -> i32 {
+        eprint!("{}", report.summary());
+        let json = report.to_json();
+        if let Some(file) = self.json_file.as_mut() {
+            if let Err(e) = writeln!(file, "{json}") {
+                return super::fail(format!("swarm: cannot write the report: {e}"));
+            }
+        } else if self.json_stdout {
+            println!("{json}");
+        }
+        match report.failure() {
+            None => 0,
+            Some(reason) => {
+                eprintln!("lubdub: swarm: {reason}");
+                if report.failed_by_swarm_only() {
+                    SWARM_FAILED_ITSELF
+                } else {
+                    TARGET_MISSED
+                }
             }
         }
     }
+}
+
+/// One worker of `--workers`: runs its slice and tells its parent, on
+/// stdout, one `status JSON` line per status window and one `report JSON`
+/// line at the end. Its logs go to stderr, which the parent relays; the
+/// verdict is the parent's, over every worker's figures.
+fn worker(config: SwarmConfig, index: usize, log_level: LevelFilter) -> i32 {
+    super::init_logging(log_level);
+    let mut swarm = match Swarm::new(config) {
+        Ok(swarm) => swarm,
+        Err(SwarmError::Config(e)) => return super::usage_error(&e),
+        Err(e) => return super::fail(format!("swarm: worker {index}: {e}")),
+    };
+    if let Err(e) = super::stop_on_signals(swarm.shutdown_handle()) {
+        return super::fail(format!("swarm: cannot watch for signals: {e}"));
+    }
+    // A parent gone (a closed pipe) leaves nobody to tell: the run goes on
+    // to its end, quietly.
+    let tell = |kind: &str, json: String| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{kind} {json}");
+        let _ = out.flush();
+    };
+    let report = match swarm.run(|s: &Snapshot| tell("status", s.to_json())) {
+        Ok(report) => report,
+        Err(e) => return super::fail(format!("swarm: worker {index}: {e}")),
+    };
+    tell("report", report.to_json());
+    0
 }
 
 /// A warning when the ramp-up alone outlasts the run.

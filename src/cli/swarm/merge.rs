@@ -1,0 +1,87 @@
+//! `lubdub swarm merge A.json B.json …`: one exact report from the reports
+//! of swarms run side by side, on several machines.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use lubdub::swarm::{Part, PartCounts, Report};
+
+use super::Output;
+
+/// The exit codes of `swarm merge`, for `--help`.
+const EXIT_CODES: &str = "Exit codes:
+  0, 3, 4  as `lubdub swarm` for the merged run: ok, the target missed, or a
+           failure of the swarm's own only
+  2        a report that cannot be read, is not a swarm's JSON report, has no
+           histograms, or ran another mode or interval, or was judged by other
+           criteria, than the first";
+
+/// Flags of `lubdub swarm merge`.
+#[derive(Args, Debug)]
+#[command(after_help = EXIT_CODES)]
+pub struct MergeArgs {
+    /// Reports written by `lubdub swarm --json PATH` (one JSON object each).
+    #[arg(required = true, value_name = "REPORT")]
+    pub reports: Vec<PathBuf>,
+    /// Write the merged report as one JSON object to PATH, or to stdout with `-`.
+    #[arg(long, value_name = "PATH|-")]
+    pub json: Option<PathBuf>,
+}
+
+/// Reads every report, merges them and prints the merged report as a
+/// swarm prints its own; exit code as a swarm's for the merged verdict, or
+/// 2 with one line for a report that cannot be read or does not belong.
+pub fn run(args: MergeArgs) -> i32 {
+    let mut parts = Vec::with_capacity(args.reports.len());
+    for path in &args.reports {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => return refuse(path, &format!("cannot be read: {e}")),
+        };
+        match Report::from_json(&text) {
+            Ok(report) => parts.push((path, report)),
+            Err(e) => return refuse(path, &e),
+        }
+    }
+    let Some((_, first)) = parts.first() else {
+        return refuse(&PathBuf::from("-"), "no report given");
+    };
+    let mut merged = Report::empty(
+        first.mode,
+        first.interval_ms,
+        first.flood_depth,
+        first.criteria,
+    );
+    for (index, (path, report)) in parts.iter().enumerate() {
+        if let Err(e) = merged.absorb(report) {
+            return refuse(path, &e);
+        }
+        merged.parts.push(Part {
+            index,
+            source: Some(path.display().to_string()),
+            clients: report.target,
+            outcome: Ok(PartCounts::of(report)),
+        });
+    }
+    merged.summarize();
+    let json_file = match args.json.as_deref() {
+        Some(path) if path.as_os_str() != "-" => match std::fs::File::create(path) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                eprintln!("error: --json: cannot write {}: {e}", path.display());
+                return 2;
+            }
+        },
+        _ => None,
+    };
+    Output {
+        json_file,
+        json_stdout: args.json.is_some(),
+    }
+    .report(&merged)
+}
+
+fn refuse(path: &std::path::Path, why: &str) -> i32 {
+    eprintln!("error: swarm merge: {}: {why}", path.display());
+    2
+}
