@@ -70,6 +70,9 @@ pub struct ServerArgs {
     /// Internal: accept from this inherited listening descriptor.
     #[arg(long, hide = true, value_name = "FD")]
     listen_fd: Option<i32>,
+    /// Internal: the supervisor's table of room, descriptor and slots.
+    #[arg(long, hide = true, value_name = "FD:SLOTS")]
+    room: Option<String>,
     /// Log the counters every DUR.
     #[arg(long, value_parser = super::duration, value_name = "DUR")]
     stats_every: Option<Duration>,
@@ -96,8 +99,6 @@ pub fn run(args: ServerArgs) -> i32 {
         probe: args.probe,
         drain: args.drain,
         listener_fd: args.listen_fd,
-        // A worker leaves connections to the others while it is full.
-        full_grace: args.worker.map(|_| super::workers::FULL_GRACE),
         ..Config::default()
     };
     // Judge the values first, so a usage error is the only line printed.
@@ -139,6 +140,16 @@ pub fn run(args: ServerArgs) -> i32 {
         Err(ServerError::Config(e)) => return super::usage_error(&e),
         Err(e) => return super::fail(e),
     };
+    if let (Some(index), Some(room)) = (args.worker, &args.room) {
+        match super::workers::open_room(room, index) {
+            Ok(room) => server.share_room(room),
+            Err(e) => {
+                return super::fail(format_args!(
+                    "cannot map the supervisor's table of room: {e}"
+                ))
+            }
+        }
+    }
     if let Err(e) = super::stop_on_signals(server.shutdown_handle()) {
         return super::fail(format_args!("cannot install signal handlers: {e}"));
     }

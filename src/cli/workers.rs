@@ -3,11 +3,11 @@
 //! nginx's master/worker model. The supervisor binds the listener once and
 //! hands it down; each worker is this same binary re-executed with the same
 //! flags, the same single-threaded reactor with its own open-files limit,
-//! accepting from the one shared listener. A full worker leaves new
-//! connections to the others for a moment (`Config::full_grace`) before it
-//! refuses any, so none is refused while a worker has room — which
-//! `SO_REUSEPORT`'s hashing cannot promise: it deals a connection to a full
-//! process as readily as to an empty one.
+//! accepting from the one shared listener. Each says how much room it has
+//! in a table they all map (`SharedRoom`); a full worker leaves new
+//! connections to the others while any has room, so none is refused while
+//! a worker has room — which `SO_REUSEPORT`'s hashing cannot promise: it
+//! deals a connection to a full process as readily as to an empty one.
 //!
 //! The supervisor forwards SIGINT/SIGTERM, waits for the workers and exits
 //! 0; restarts a worker that dies, with backoff; passes every worker line
@@ -25,13 +25,6 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use lubdub::server::Config;
-
-/// How long a full worker leaves new connections to the others: long
-/// enough that a worker with room, even one the scheduler kept off the CPU
-/// for a while, takes them first (50 ms refused one connection of 800 in a
-/// ramp on two busy cores), short enough that a client of a fleet that is
-/// full everywhere learns it soon.
-pub const FULL_GRACE: Duration = Duration::from_millis(500);
 
 /// The most workers one supervisor runs.
 const MAX_WORKERS: usize = 4096;
@@ -59,6 +52,15 @@ pub fn parse(text: &str) -> Result<Workers, String> {
         Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(Workers::Count(n)),
         _ => Err(format!("must be auto or a number from 1 to {MAX_WORKERS}")),
     }
+}
+
+/// Maps the supervisor's table of room (`FD:SLOTS`) as worker `index`.
+pub fn open_room(text: &str, index: usize) -> std::io::Result<lubdub::server::SharedRoom> {
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--room {text}"));
+    let (fd, slots) = text.split_once(':').ok_or_else(bad)?;
+    let fd = fd.parse().map_err(|_| bad())?;
+    let slots = slots.parse().map_err(|_| bad())?;
+    lubdub::server::SharedRoom::open(fd, slots, index)
 }
 
 /// A worker ends with its supervisor, however the supervisor ends (even
@@ -141,7 +143,13 @@ pub fn supervise(config: &Config, workers: Workers) -> i32 {
         per_worker.map_or(room, |p| p.min(room)),
         per_worker.map_or(String::new(), |p| format!(", {} in all", p * n)),
     );
-    let argv = worker_args(per_worker, config.stats_every.is_none());
+    let room = match lubdub::server::SharedRoom::create(n) {
+        Ok(room) => room,
+        Err(e) => return super::fail(format_args!("cannot make the workers' table of room: {e}")),
+    };
+    let mut argv = worker_args(per_worker, config.stats_every.is_none());
+    argv.push("--room".into());
+    argv.push(format!("{}:{n}", room.as_raw_fd()).into());
     let forward_stats = config.stats_every.is_some();
     let slots: Arc<Mutex<Vec<Slot>>> =
         Arc::new(Mutex::new((0..n).map(|_| Slot::default()).collect()));

@@ -80,22 +80,16 @@ impl<H: Handler> Server<H> {
     /// after everyone else's events), or descriptors run out (a timer
     /// resumes later).
     pub(super) fn accept(&mut self, now: Now) {
-        self.accept_from(now, false);
-    }
-
-    /// Accepts, as [`accept`](Self::accept); when full with a grace set
-    /// ([`Config::full_grace`]), leaves the queue to the other processes
-    /// sharing the listener and looks again after the grace — then
-    /// (`grace_over`) refusing what nobody took.
-    pub(super) fn accept_from(&mut self, now: Now, grace_over: bool) {
         self.accept_unfinished = false;
         for _ in 0..ACCEPT_BUDGET {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
-            if !grace_over
-                && self.config.full_grace.is_some()
-                && self.core.conns.len() >= self.max_connections
+            // Full, while another process on the listener has room: the
+            // queue is theirs (see `SharedRoom`); looked at again shortly,
+            // in case they are slow to take it.
+            if self.core.conns.len() >= self.max_connections
+                && self.room.as_ref().is_some_and(|r| r.others_have_room())
             {
                 self.wait_for_room(now);
                 return;
@@ -161,13 +155,12 @@ impl<H: Handler> Server<H> {
         false
     }
 
-    /// Full, with other processes on the listener: looks at it again after
-    /// the grace (one timer at a time; listener events meanwhile are left
-    /// to the others).
+    /// Full, with other processes on the listener that have room: looks
+    /// at it again shortly (one timer at a time; listener events meanwhile
+    /// are left to the others).
     fn wait_for_room(&mut self, now: Now) {
         if self.full_wait.is_none() {
-            let grace = self.config.full_grace.unwrap_or_default();
-            let at = self.wheel.now().max(now.tick) + self.clock.ticks(grace).max(1);
+            let at = self.wheel.now().max(now.tick) + self.clock.ticks(super::LOOK_AGAIN).max(1);
             self.full_wait = Some(self.wheel.schedule(at, Timer::FullGrace));
         }
     }
@@ -251,6 +244,7 @@ impl<H: Handler> Server<H> {
         stats.accepted += 1;
         stats.active += 1;
         stats.peak_active = stats.peak_active.max(stats.active);
+        self.update_room();
         debug!("accepted peer={addr} conn={id}");
         // The greeting (unframed, what the peer reads first) and whatever
         // on_connect sends are staged and go out in one write — or not at

@@ -63,13 +63,6 @@ pub struct Config {
     /// listener among several worker processes. The server takes it over
     /// (sets it non-blocking, closes it when it stops). Default none.
     pub listener_fd: Option<i32>,
-    /// When the server is full (`max_connections` open), how long new
-    /// connections are left in the listener's queue for other processes
-    /// sharing it before this one accepts and refuses them (`rejected`).
-    /// `None` refuses at once: nobody else would take them. A worker of a
-    /// supervisor sets it, so no connection is refused while any worker
-    /// has room. Default none.
-    pub full_grace: Option<Duration>,
     /// On a shutdown request, stop accepting and close the open
     /// connections spread evenly over this long (closes count as
     /// `drained`), so their clients' reconnects reach the next server as a
@@ -107,7 +100,6 @@ impl Default for Config {
             greeting: None,
             probe: false,
             listener_fd: None,
-            full_grace: None,
             drain: None,
             command_queue: 1024,
         }
@@ -188,14 +180,6 @@ impl Config {
         )?;
         check::number("events_capacity", self.events_capacity, 1, MAX_EVENTS)?;
         check::number("command_queue", self.command_queue, 1, MAX_COMMANDS)?;
-        if let Some(grace) = self.full_grace {
-            check::duration(
-                "full_grace",
-                grace,
-                Duration::from_millis(1),
-                Duration::from_secs(60),
-            )?;
-        }
         if let Some(drain) = self.drain {
             check::duration(
                 "drain",

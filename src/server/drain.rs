@@ -15,6 +15,7 @@ impl<H: Handler> Server<H> {
             // the kernel would go on completing handshakes nobody accepts.
             let _ = self.registry.deregister(&mut listener);
         }
+        self.update_room();
         let total = self.core.conns.len() as u64;
         info!(
             "draining: stopped accepting; closing {total} connections over {}",

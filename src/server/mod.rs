@@ -93,6 +93,7 @@ mod evidence;
 mod handler;
 mod io;
 mod output;
+mod room;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -112,6 +113,7 @@ pub use self::config::{Config, DEFAULT_MAX_BUFFERED};
 pub use self::context::Context;
 pub use self::core::Deferred;
 pub use self::handler::{CloseReason, ConnId, Handler};
+pub use self::room::SharedRoom;
 pub use self::stats::Stats;
 pub use crate::check::ConfigError;
 pub use crate::step::Step;
@@ -132,6 +134,10 @@ const LISTENER: usize = 0;
 const FIRST_CONN: usize = 1;
 /// The waker's token on the server's own poll, out of every range.
 const OWN_WAKER: Token = Token(usize::MAX);
+
+/// How often a full server that left new connections to the others
+/// looks at the listener again.
+const LOOK_AGAIN: Duration = Duration::from_millis(50);
 
 /// Size of the one reactor-wide read buffer. Large enough that a burst of
 /// pipelined heartbeats is drained in one `read`.
@@ -284,6 +290,8 @@ pub struct Server<H: Handler = ()> {
     full_wait: Option<TimerId>,
     /// A drain in progress.
     drain: Option<Drain>,
+    /// Room of the processes sharing the listener, this one's included.
+    room: Option<SharedRoom>,
     /// `Some(closes)` while the buffer budget is exhausted: the first close
     /// of an episode is logged, the rest counted.
     over_budget: Option<u64>,
@@ -448,6 +456,7 @@ impl<H: Handler> Server<H> {
             accept_retry: None,
             full_wait: None,
             drain: None,
+            room: None,
             over_budget: None,
             sockopt_logged: Vec::new(),
             handler,
@@ -535,6 +544,28 @@ impl<H: Handler> Server<H> {
     /// (see [`Commands`]).
     pub fn commands(&self) -> Commands {
         self.commands.clone()
+    }
+
+    /// Shares the listener's work with other processes by `room` (made by
+    /// their supervisor): while full, this server leaves new connections
+    /// to those that say they have room, and refuses only when none has —
+    /// so no connection is refused while a process has room.
+    pub fn share_room(&mut self, room: SharedRoom) {
+        self.room = Some(room);
+        self.update_room();
+    }
+
+    /// Tells the processes sharing the listener how much room this one
+    /// has: none once it no longer accepts.
+    fn update_room(&self) {
+        if let Some(room) = &self.room {
+            let open = if self.listener.is_some() {
+                self.max_connections.saturating_sub(self.core.conns.len())
+            } else {
+                0
+            };
+            room.set(open);
+        }
     }
 
     /// Whether `id` names a connection that is open now (and not closing).
@@ -852,7 +883,7 @@ impl<H: Handler> Server<H> {
                 }
                 Timer::FullGrace => {
                     self.full_wait = None;
-                    self.accept_from(now, true);
+                    self.accept(now);
                 }
                 Timer::Drain => self.drain_some(now),
             }
@@ -977,6 +1008,7 @@ impl<H: Handler> Server<H> {
         if conn.closing {
             self.core.marked -= 1;
         }
+        self.update_room();
         self.wheel.cancel(conn.timer);
         let _ = self.registry.deregister(&mut conn.stream);
         let stats = &mut self.core.stats;
