@@ -71,6 +71,12 @@ pub fn die_with_supervisor() {
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
     }
+    // A supervisor that died before the line above sent nothing: this
+    // worker was handed to init already, and has nobody to work for.
+    // SAFETY: getppid(2) takes no arguments and cannot fail.
+    if unsafe { libc::getppid() } == 1 {
+        std::process::exit(0);
+    }
 }
 
 /// The counters of one worker, as its `stats`/`stopped:` lines give them.
