@@ -53,6 +53,16 @@ pub struct ServerArgs {
     /// is still evicted after interval × misses.
     #[arg(long)]
     probe: bool,
+    /// Every connection begins with a PROXY protocol header (v1 or v2) from
+    /// a load balancer in front (HAProxy send-proxy, Envoy, AWS NLB): the
+    /// client's address in it is the peer's. Connections without a valid
+    /// header in time are closed and counted.
+    #[arg(long)]
+    proxy_protocol: bool,
+    /// With --proxy-protocol, how long a connection may take to send its
+    /// whole header (1ms..=60s).
+    #[arg(long, default_value = "3s", value_parser = super::duration, value_name = "DUR")]
+    proxy_header_timeout: Duration,
     /// Log the counters every DUR.
     #[arg(long, value_parser = super::duration, value_name = "DUR")]
     stats_every: Option<Duration>,
@@ -77,6 +87,8 @@ pub fn run(args: ServerArgs) -> i32 {
         stats_every: args.stats_every,
         greeting: args.greeting.map(|g| g.0),
         probe: args.probe,
+        proxy_protocol: args.proxy_protocol,
+        proxy_header_timeout: args.proxy_header_timeout,
         ..Config::default()
     };
     // Judge the values first, so a usage error is the only line printed.
