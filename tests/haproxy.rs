@@ -231,7 +231,7 @@ fn haproxy_leastconn_proxy_v2_in_front_of_three_servers() {
             "--clients",
             &CLIENTS.to_string(),
         ])
-        .args(["--interval", "200ms", "--misses", "5", "--duration", "6s"])
+        .args(["--interval", "200ms", "--misses", "10", "--duration", "6s"])
         .args(["--backoff-min", "100ms", "--backoff-max", "1s"])
         .args(["--max-reconnects", &CLIENTS.to_string(), "--json", "-"]);
         c
