@@ -1020,7 +1020,9 @@ impl<H: Handler> Server<H> {
                 | CloseReason::Shutdown
                 | CloseReason::OverBudget
         ) {
-            log::debug!("closed peer={peer} conn={slot}#{}: {reason}", conn.serial);
+            // Before its PROXY header, the socket's peer is the balancer.
+            let side = if conn.awaiting { "via" } else { "peer" };
+            log::debug!("closed {side}={peer} conn={slot}#{}: {reason}", conn.serial);
         }
         let id = ConnId {
             slot: slot as u32,
