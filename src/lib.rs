@@ -14,6 +14,7 @@
 //! | module | what | IO? |
 //! |---|---|---|
 //! | [`protocol`] | frame header encode/decode, frame types, limits | no IO, no clock |
+//! | [`proxy`] | the PROXY protocol header a load balancer sends first (v1 and v2) | no IO, no clock |
 //! | [`wheel`] | hierarchical hashed timer wheel over ticks | no IO, no clock |
 //! | [`liveness`] | the miss-count / deadline rule for one peer | no IO, tick-driven |
 //! | [`time`] | the one place where `Instant` becomes ticks | clock only |
@@ -138,6 +139,7 @@ pub mod limits;
 pub mod liveness;
 mod nonblocking;
 pub mod protocol;
+pub mod proxy;
 pub mod rng;
 mod send;
 pub mod server;

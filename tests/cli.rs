@@ -151,6 +151,8 @@ fn every_numeric_flag_of_every_subcommand_is_range_checked_naming_the_flag() {
         ("--max-buffered", "1000"),
         ("--stats-every", "0"),
         ("--stats-every", "25h"),
+        ("--proxy-header-timeout", "0"),
+        ("--proxy-header-timeout", "61s"),
     ];
     let waits = [
         ("--backoff-min", "0"),
@@ -246,6 +248,8 @@ fn the_largest_accepted_values_run_without_panicking() {
         "2147483647ms",
         "--stats-every",
         "24h",
+        "--proxy-header-timeout",
+        "60s",
     ]);
     let mut conn = TcpStream::connect(addr).unwrap();
     conn.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]).unwrap();

@@ -73,6 +73,16 @@ pub struct ServerArgs {
     /// Internal: the supervisor's table of room, descriptor and slots.
     #[arg(long, hide = true, value_name = "FD:SLOTS")]
     room: Option<String>,
+    /// Every connection begins with a PROXY protocol header (v1 or v2) from
+    /// a load balancer in front (HAProxy send-proxy, Envoy, AWS NLB): the
+    /// client's address in it is the peer's. Connections without a valid
+    /// header in time are closed and counted.
+    #[arg(long)]
+    proxy_protocol: bool,
+    /// With --proxy-protocol, how long a connection may take to send its
+    /// whole header (1ms..=60s).
+    #[arg(long, default_value = "3s", value_parser = super::duration, value_name = "DUR")]
+    proxy_header_timeout: Duration,
     /// Log the counters every DUR.
     #[arg(long, value_parser = super::duration, value_name = "DUR")]
     stats_every: Option<Duration>,
@@ -99,6 +109,8 @@ pub fn run(args: ServerArgs) -> i32 {
         probe: args.probe,
         drain: args.drain,
         listener_fd: args.listen_fd,
+        proxy_protocol: args.proxy_protocol,
+        proxy_header_timeout: args.proxy_header_timeout,
         ..Config::default()
     };
     // Judge the values first, so a usage error is the only line printed.

@@ -219,11 +219,12 @@ impl<H: Handler> Server<H> {
             slot: slot as u32,
             serial,
         };
-        // With probes, the first look is after one interval.
-        let first = if self.config.probe {
-            seen + self.rule.interval()
+        // With probes, the first look is after one interval; with the PROXY
+        // protocol, at the header's deadline (proxied.rs).
+        let first = if self.config.proxy_protocol {
+            seen + self.config.proxy_header_timeout.as_nanos() as u64
         } else {
-            self.rule.deadline(seen)
+            super::first_check(&self.config, &self.rule, seen)
         };
         let timer = self
             .wheel
@@ -238,6 +239,7 @@ impl<H: Handler> Server<H> {
             unfinished: false,
             peer_closed: false,
             closing: false,
+            awaiting: self.config.proxy_protocol,
             state: H::State::default(),
         });
         let stats = &mut self.core.stats;
@@ -245,7 +247,19 @@ impl<H: Handler> Server<H> {
         stats.active += 1;
         stats.peak_active = stats.peak_active.max(stats.active);
         self.update_room();
+        if self.config.proxy_protocol {
+            // Not the handler's until its PROXY header is in (proxied.rs).
+            self.core.awaiting += 1;
+            debug!("accepted via={addr} conn={id}, awaiting its PROXY header");
+            return;
+        }
         debug!("accepted peer={addr} conn={id}");
+        self.greet(slot, id, addr);
+    }
+
+    /// Admits a connection to the handler: the configured greeting and
+    /// `on_connect`, for `addr`, the peer.
+    pub(super) fn greet(&mut self, slot: usize, id: ConnId, addr: std::net::SocketAddr) {
         // The greeting (unframed, what the peer reads first) and whatever
         // on_connect sends are staged and go out in one write — or not at
         // all, when on_connect refuses the peer.

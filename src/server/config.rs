@@ -73,6 +73,20 @@ pub struct Config {
     /// ([`Commands`](super::Commands)); also the most applied per turn.
     /// Default 1024.
     pub command_queue: usize,
+    /// Every connection begins with a PROXY protocol header (v1 or v2, see
+    /// [`crate::proxy`]) from a load balancer in front: the client's address
+    /// in it is the connection's peer — what
+    /// [`Handler::on_connect`](super::Handler::on_connect) is given and
+    /// every log line names. Until its header is complete a connection is
+    /// not the handler's (no `on_connect`, no greeting, nothing read as
+    /// frames); one whose header is malformed, or not complete within
+    /// [`proxy_header_timeout`](Self::proxy_header_timeout), is closed and
+    /// counted. A `LOCAL` header (the balancer's health check) admits the
+    /// connection with the balancer's own address. Default off.
+    pub proxy_protocol: bool,
+    /// How long a connection may take to send its whole PROXY header,
+    /// counted from the accept. Default 3 s.
+    pub proxy_header_timeout: Duration,
 }
 
 /// Default [`Config::max_buffered`]: room for a thousand max-size frames
@@ -102,6 +116,8 @@ impl Default for Config {
             listener_fd: None,
             drain: None,
             command_queue: 1024,
+            proxy_protocol: false,
+            proxy_header_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -188,6 +204,14 @@ impl Config {
                 check::MAX_INTERVAL,
             )?;
         }
+        // A balancer sends its header at once; a minute is far past any
+        // reason to hold a slot for one.
+        check::duration(
+            "proxy_header_timeout",
+            self.proxy_header_timeout,
+            Duration::from_millis(1),
+            Duration::from_secs(60),
+        )?;
         if let Some(greeting) = &self.greeting {
             // Sent whole on accept: it must fit the backlog a peer is
             // allowed, or every connection would close as a slow reader.
@@ -310,6 +334,13 @@ mod tests {
                     ..Config::default()
                 },
                 "keepalive_idle",
+            ),
+            (
+                Config {
+                    proxy_header_timeout: Duration::ZERO,
+                    ..Config::default()
+                },
+                "proxy_header_timeout",
             ),
         ];
         for (config, field) in bad {

@@ -4,7 +4,10 @@
 //! The peer's address is not kept (it would be 16–32 bytes of every entry):
 //! the handler is given it on connect, and the rare log line that names it
 //! asks the kernel (`getpeername`), which knows it for as long as the socket
-//! is open.
+//! is open. With the PROXY protocol the peer is the client named in the
+//! header, which the kernel does not know: the core keeps it in a table of
+//! its own by slot, which is empty without the flag
+//! ([`Core::origin`](super::core::Core::origin)).
 //!
 //! While a connection is idle it owns no heap memory: the decoder keeps a
 //! split header inline and only buffers a data frame's body while it is
@@ -46,6 +49,10 @@ pub(crate) struct Conn<S> {
     /// found the peer does not read) and waits for the reactor to carry it
     /// out: nothing more is read from it or sent to it.
     pub(crate) closing: bool,
+    /// With the PROXY protocol on, its header is not complete yet: the
+    /// handler has not been told of it, and nothing is read from it as
+    /// frames (see `proxied.rs`). (This flag too sits in what was padding.)
+    pub(crate) awaiting: bool,
     /// The handler's state for this connection.
     pub(crate) state: S,
 }

@@ -91,7 +91,8 @@ impl<S> Context<'_, S> {
         self.core.open_slot(id).is_some()
     }
 
-    /// Connections open and not closing.
+    /// Connections open and not closing (with the PROXY protocol, only
+    /// those whose header is in: the handler's).
     pub fn open(&self) -> usize {
         self.core.open_count()
     }
@@ -116,26 +117,37 @@ impl<S> Context<'_, S> {
     }
 
     /// Every open connection (closing ones too) with its state, in slot
-    /// order.
+    /// order. Connections still awaiting their PROXY header are not the
+    /// handler's yet, and not listed.
     pub fn states(&self) -> impl Iterator<Item = (ConnId, &S)> + '_ {
-        self.core.conns.iter().map(|(slot, c)| {
-            (
-                ConnId {
-                    slot: slot as u32,
-                    serial: c.serial,
-                },
-                &c.state,
-            )
-        })
-    }
-
-    /// The peer's address, asked of the kernel (`getpeername`: the
-    /// reactor does not keep it).
-    pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
         self.core
             .conns
-            .get(id.slot as usize)
-            .filter(|c| c.serial == id.serial)
-            .and_then(|c| c.stream.peer_addr().ok())
+            .iter()
+            .filter(|(_, c)| !c.awaiting)
+            .map(|(slot, c)| {
+                (
+                    ConnId {
+                        slot: slot as u32,
+                        serial: c.serial,
+                    },
+                    &c.state,
+                )
+            })
+    }
+
+    /// The peer's address, as `on_connect` was given it: with the PROXY
+    /// protocol, the client its header named (kept by the reactor);
+    /// otherwise asked of the kernel (`getpeername`: the reactor does not
+    /// keep it).
+    pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        let slot = id.slot as usize;
+        let conn = self
+            .core
+            .conns
+            .get(slot)
+            .filter(|c| c.serial == id.serial && !c.awaiting)?;
+        self.core
+            .origin(slot)
+            .or_else(|| conn.stream.peer_addr().ok())
     }
 }

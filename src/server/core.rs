@@ -10,6 +10,7 @@
 //! closes it (and calls `on_close`) once the callback, command or call in
 //! progress is done.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use slab::Slab;
@@ -85,6 +86,16 @@ pub(crate) struct Core<S> {
     /// A peer is being admitted: what on_connect sends is staged, not
     /// written, until it has decided (it may refuse).
     pub(crate) admitting: bool,
+    /// Connections in `conns` still awaiting their PROXY header: not yet
+    /// the handler's, so not counted open. Never marked closing as well (a
+    /// connection the handler does not know is sent nothing and closed
+    /// directly).
+    pub(crate) awaiting: usize,
+    /// With the PROXY protocol: the client each slot's header named,
+    /// indexed by slot. Empty without it, so a server without the flag pays
+    /// nothing; with it, one `Option<SocketAddr>` (32 bytes) per slot up to
+    /// the most slots ever in use. Not in `Conn`, which has no room left.
+    origins: Vec<Option<SocketAddr>>,
 }
 
 /// Deferred replies are numbered across every server in the process, so a
@@ -122,21 +133,48 @@ impl<S> Core<S> {
             marked: 0,
             frame: Vec::new(),
             admitting: false,
+            awaiting: 0,
+            origins: Vec::new(),
         }
     }
 
-    /// The slot of `id` if it is open and not closing.
+    /// The slot of `id` if it is open, admitted and not closing.
     pub(crate) fn open_slot(&self, id: ConnId) -> Option<usize> {
         self.conns
             .get(id.slot as usize)
-            .filter(|c| c.serial == id.serial && !c.closing)
+            .filter(|c| c.serial == id.serial && !c.closing && !c.awaiting)
             .map(|_| id.slot as usize)
+    }
+
+    /// The client the PROXY header of the connection in `slot` named, if
+    /// it named one.
+    pub(crate) fn origin(&self, slot: usize) -> Option<SocketAddr> {
+        self.origins.get(slot).copied().flatten()
+    }
+
+    /// Records the client the PROXY header of the connection in `slot`
+    /// named.
+    pub(crate) fn set_origin(&mut self, slot: usize, client: SocketAddr) {
+        if self.origins.len() <= slot {
+            self.origins.resize(slot + 1, None);
+        }
+        self.origins[slot] = Some(client);
+    }
+
+    /// Forgets the client of the connection in `slot`, closing: the slot's
+    /// next tenant starts with none.
+    pub(crate) fn take_origin(&mut self, slot: usize) -> Option<SocketAddr> {
+        self.origins.get_mut(slot).and_then(Option::take)
     }
 
     /// Marks `slot` to be closed for `reason` once the work in progress is
     /// done; the first reason asked for wins.
     pub(crate) fn mark_closing(&mut self, slot: usize, reason: CloseReason) {
         if let Some(conn) = self.conns.get_mut(slot) {
+            debug_assert!(
+                !conn.awaiting,
+                "slot {slot} marked closing ({reason}) while awaiting its PROXY header"
+            );
             if !conn.closing {
                 conn.closing = true;
                 self.marked += 1;
@@ -151,15 +189,16 @@ impl<S> Core<S> {
         }
     }
 
-    /// Connections open and not closing.
+    /// Connections open, admitted and not closing.
     pub(crate) fn open_count(&self) -> usize {
         debug_assert!(
-            self.marked <= self.conns.len(),
-            "{} marked closing of {} connections",
+            self.marked + self.awaiting <= self.conns.len(),
+            "{} marked closing and {} awaiting a header of {} connections",
             self.marked,
+            self.awaiting,
             self.conns.len()
         );
-        self.conns.len() - self.marked
+        self.conns.len() - self.marked - self.awaiting
     }
 
     /// Encodes a data frame into `self.frame`.
@@ -200,7 +239,7 @@ impl<S> Core<S> {
             ..
         } = self;
         for (slot, conn) in conns.iter_mut() {
-            if conn.closing {
+            if conn.closing || conn.awaiting {
                 continue;
             }
             let id = ConnId {

@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 
 use log::debug;
 
-use super::{ConnId, Handler, Peer, Server};
+use super::{ConnId, Handler, Server};
 
 /// The kernel's view of one socket, read at its eviction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +81,7 @@ impl<H: Handler> Server<H> {
         }
         debug!(
             "eviction evidence peer={} conn={id} {evidence} decoder_partial={} missing={}",
-            Peer(&conn.stream),
+            self.peer(slot),
             conn.decoder.pending(),
             missing
         );

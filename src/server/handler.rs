@@ -129,6 +129,12 @@ pub trait Handler {
     /// yet. Greet it ([`Context::send`]; it follows the configured
     /// greeting, if any) or refuse it ([`Context::close`]: it is closed
     /// before anything it sent is read or answered).
+    ///
+    /// With [`Config::proxy_protocol`](super::Config::proxy_protocol), it
+    /// is called once the connection's PROXY header is whole, and `peer` is
+    /// the client the header named (the balancer's own address for a
+    /// `LOCAL` or `UNKNOWN` header); a connection closed for its header is
+    /// never the handler's, and gets neither this nor `on_close`.
     fn on_connect(&mut self, _ctx: &mut Context<'_, Self::State>, _id: ConnId, _peer: SocketAddr) {}
 
     /// A data frame (type 2) arrived; `payload` excludes the header.

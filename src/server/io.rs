@@ -72,6 +72,9 @@ impl<H: Handler> Server<H> {
         if conn.closing {
             return; // closes once the work in progress is done; not read
         }
+        if conn.awaiting {
+            return self.read_header(slot, why); // proxied.rs
+        }
         // With the FIN (or an error) signalled, a short read does not prove
         // the socket drained: keep reading to see the EOF.
         let closed = match why {

@@ -93,6 +93,7 @@ mod evidence;
 mod handler;
 mod io;
 mod output;
+mod proxied;
 mod room;
 mod stats;
 #[cfg(test)]
@@ -298,6 +299,9 @@ pub struct Server<H: Handler = ()> {
     /// Socket-option refusals already logged, by option and errno: each
     /// cause is logged once, every occurrence counted.
     sockopt_logged: Vec<(&'static str, Option<i32>)>,
+    /// A connection without a valid PROXY header was logged at `warn`;
+    /// later ones are counted and logged at `debug`.
+    proxy_warned: bool,
     handler: H,
     shutdown: ShutdownHandle,
     commands: Commands,
@@ -413,7 +417,7 @@ impl<H: Handler> Server<H> {
         info!(
             "listening on {local_addr} interval={} misses={} tick={} max_connections={max_connections} \
              max_frame={} max_backlog={} max_buffered={} {socket_options} reuse_port={} data={} \
-             probe={} greeting={}",
+             probe={} greeting={}{}",
             crate::duration::format(config.interval),
             config.misses,
             crate::duration::format(clock.tick()),
@@ -424,6 +428,14 @@ impl<H: Handler> Server<H> {
             if H::WANTS_DATA { "delivered" } else { "skipped" },
             config.probe,
             config.greeting.as_ref().map_or(0, |g| g.len()),
+            if config.proxy_protocol {
+                format!(
+                    " proxy_protocol=on proxy_header_timeout={}",
+                    crate::duration::format(config.proxy_header_timeout)
+                )
+            } else {
+                String::new()
+            },
         );
         Ok(Server {
             poll,
@@ -459,6 +471,7 @@ impl<H: Handler> Server<H> {
             room: None,
             over_budget: None,
             sockopt_logged: Vec::new(),
+            proxy_warned: false,
             handler,
             shutdown,
             commands,
@@ -900,6 +913,10 @@ impl<H: Handler> Server<H> {
             slot: slot as u32,
             serial: conn.serial,
         };
+        if conn.awaiting {
+            // Not a peer yet: this is its PROXY header's deadline.
+            return self.header_due(slot, id);
+        }
         let mut verdict = self
             .rule
             .check(self.excused.stamp(&self.rule, conn.last_seen), now.nanos);
@@ -955,7 +972,7 @@ impl<H: Handler> Server<H> {
                 self.record_eviction_evidence(slot, id);
                 info!(
                     "evicted peer={} misses={misses} idle={idle_ms}ms excused={excused_ms}ms conn={id}",
-                    Peer(&self.core.conns[slot].stream)
+                    self.peer(slot)
                 );
                 self.close_conn(
                     slot,
@@ -1000,19 +1017,47 @@ impl<H: Handler> Server<H> {
             .filter(|c| c.serial == id.serial && !c.closing)
     }
 
-    /// Removes a connection, counts why, tells the handler.
-    fn close_conn(&mut self, slot: usize, reason: CloseReason) {
-        let Some(mut conn) = self.core.conns.try_remove(slot) else {
-            return;
-        };
+    /// The peer of the connection in `slot`, for a log line.
+    fn peer(&self, slot: usize) -> Peer<'_> {
+        Peer {
+            stream: &self.core.conns[slot].stream,
+            origin: self.core.origin(slot),
+        }
+    }
+
+    /// Takes a connection out of every table — slab, wheel, poll, buffer
+    /// gauge, counts of open ones — and hands it back with the client its
+    /// PROXY header named, if any. Nothing is counted as a reason, and the
+    /// handler is not told: the caller does both.
+    fn remove_conn(&mut self, slot: usize) -> Option<(Conn<H::State>, Option<SocketAddr>)> {
+        let mut conn = self.core.conns.try_remove(slot)?;
+        let origin = self.core.take_origin(slot);
         if conn.closing {
             self.core.marked -= 1;
         }
         self.update_room();
+        if conn.awaiting {
+            self.core.awaiting -= 1;
+        }
         self.wheel.cancel(conn.timer);
         let _ = self.registry.deregister(&mut conn.stream);
         let stats = &mut self.core.stats;
         stats.buffered -= core::held(&conn) as u64;
+        stats.active -= 1;
+        Some((conn, origin))
+    }
+
+    /// Removes a connection, counts why, tells the handler (if it was
+    /// ever told of it: not while it awaited its PROXY header).
+    fn close_conn(&mut self, slot: usize, reason: CloseReason) {
+        let Some((conn, origin)) = self.remove_conn(slot) else {
+            return;
+        };
+        let peer = Peer {
+            stream: &conn.stream,
+            origin,
+        };
+        let stats = &mut self.core.stats;
         match reason {
             CloseReason::Evicted { .. } => stats.evicted += 1,
             CloseReason::PeerClosed => stats.closed_by_peer += 1,
@@ -1024,10 +1069,9 @@ impl<H: Handler> Server<H> {
                 *closes += 1;
                 if *closes == 1 {
                     warn!(
-                        "buffer budget of {} bytes exhausted: closed peer={} conn={slot}#{}; \
+                        "buffer budget of {} bytes exhausted: closed peer={peer} conn={slot}#{}; \
                          further closes are counted (over_budget) until buffering is back under half",
                         self.config.max_buffered,
-                        Peer(&conn.stream),
                         conn.serial
                     );
                 }
@@ -1037,7 +1081,6 @@ impl<H: Handler> Server<H> {
             // Counted by the "stopped" log line, which names how many.
             CloseReason::Shutdown => {}
         }
-        stats.active -= 1;
         if !matches!(
             reason,
             CloseReason::Evicted { .. }
@@ -1045,11 +1088,9 @@ impl<H: Handler> Server<H> {
                 | CloseReason::Shutdown
                 | CloseReason::OverBudget
         ) {
-            log::debug!(
-                "closed peer={} conn={slot}#{}: {reason}",
-                Peer(&conn.stream),
-                conn.serial
-            );
+            // Before its PROXY header, the socket's peer is the balancer.
+            let side = if conn.awaiting { "via" } else { "peer" };
+            log::debug!("closed {side}={peer} conn={slot}#{}: {reason}", conn.serial);
         }
         let id = ConnId {
             slot: slot as u32,
@@ -1058,6 +1099,9 @@ impl<H: Handler> Server<H> {
         // The socket closes here, before the callback: its descriptor is
         // free for the next accept whatever the handler does.
         drop(conn.stream);
+        if conn.awaiting {
+            return; // never admitted: the handler does not know it
+        }
         let mut ctx = Context {
             core: &mut self.core,
         };
@@ -1104,13 +1148,28 @@ impl<H: Handler> Server<H> {
     }
 }
 
-/// Formats a connection's peer address, asked of the kernel only when a log
-/// line is actually written.
-struct Peer<'a>(&'a mio::net::TcpStream);
+/// When to look first at a peer first seen (accepted, or admitted after
+/// its PROXY header) at `seen`: its deadline, or with probes one interval
+/// on.
+fn first_check(config: &Config, rule: &Rule, seen: u64) -> u64 {
+    if config.probe {
+        seen + rule.interval()
+    } else {
+        rule.deadline(seen)
+    }
+}
+
+/// Formats a connection's peer address for a log line: the client its
+/// PROXY header named, or else the socket's peer, asked of the kernel only
+/// when the line is actually written.
+struct Peer<'a> {
+    stream: &'a mio::net::TcpStream,
+    origin: Option<SocketAddr>,
+}
 
 impl fmt::Display for Peer<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.peer_addr() {
+        match self.origin.map_or_else(|| self.stream.peer_addr(), Ok) {
             Ok(addr) => write!(f, "{addr}"),
             Err(_) => f.write_str("unknown"),
         }

@@ -6,9 +6,11 @@ use std::fmt;
 /// so reading them between polls needs no synchronisation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Connections accepted and kept (rejected ones are not counted here).
+    /// Connections accepted and kept (rejected ones are not counted here;
+    /// with the PROXY protocol, counted at the accept, before the header).
     pub accepted: u64,
-    /// Connections open now.
+    /// Connections open now (with the PROXY protocol, those still awaiting
+    /// their header included).
     pub active: u64,
     /// Highest `active` seen.
     pub peak_active: u64,
@@ -26,6 +28,18 @@ pub struct Stats {
     pub closed_by_peer: u64,
     /// Closed because the peer sent a malformed frame.
     pub protocol_errors: u64,
+    /// With the PROXY protocol on: closed because the connection began
+    /// with something that is not a valid PROXY header (not one at all,
+    /// malformed, or too long).
+    pub proxy_errors: u64,
+    /// With the PROXY protocol on: closed because the header was not
+    /// complete within `proxy_header_timeout` of the accept.
+    pub proxy_timeouts: u64,
+    /// With the PROXY protocol on: connections admitted on a header that
+    /// names no client — v2 `LOCAL` (a balancer's health check), v1
+    /// `UNKNOWN`, or v2 without IP addresses — with the balancer's own
+    /// address as their peer.
+    pub proxy_local: u64,
     /// Accepted and closed at once because `max_connections` were open.
     pub rejected: u64,
     /// Closed because replies backed up past the write-backlog bound (the
@@ -93,7 +107,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "active={} peak={} accepted={} evicted={} evicted_with_unread_data={} closed_by_peer={} protocol_errors={} \
-             rejected={} slow_readers={} over_budget={} io_errors={} closed_by_request={} \
+             proxy_errors={} proxy_timeouts={} proxy_local={} rejected={} slow_readers={} over_budget={} io_errors={} closed_by_request={} \
              sockopt_errors={} accept_pauses={} pauses={} paused_ms={} excused_pauses={} longest_turn_us={} buffered={} peak_buffered={} \
              heartbeats={} heartbeat_responses={} data_frames={} reserved_frames={} bytes_in={} bytes_out={} \
              probes={} drained={} commands={} commands_failed={}",
@@ -104,6 +118,9 @@ impl fmt::Display for Stats {
             self.evicted_with_unread_data,
             self.closed_by_peer,
             self.protocol_errors,
+            self.proxy_errors,
+            self.proxy_timeouts,
+            self.proxy_local,
             self.rejected,
             self.slow_readers,
             self.over_budget,

@@ -1,9 +1,15 @@
-//! Two network namespaces joined by a veth pair, for faults made for real.
+//! Two network namespaces joined by a veth pair, for faults made for real;
+//! and a star of them, for a balancer between machines.
 //!
 //! ```text
 //!   namespace A                          namespace B
 //!   lo, veth0 10.77.N.1/30  <-------->  veth0 10.77.N.2/30, lo
 //! ```
+//!
+//! [`Star`]: a hub namespace (the balancer's machine) joined to each spoke
+//! namespace (a client's or a server's machine) by a veth pair of its own,
+//! `10.78.N.(4k+1)/30` on the hub and `10.78.N.(4k+2)/30` on spoke `k`.
+//! Spokes reach the hub only, as machines behind a balancer reach it.
 //!
 //! - **A silent cut.** [`NetPair::cut`] loads, in each namespace, an
 //!   nftables table whose `input` hook drops every packet on arrival: no RST,
@@ -21,18 +27,19 @@
 //!   permanent entries are never resolved, so no cut (a real cable pull
 //!   swallows ARP too) depends on that.
 //! - **Names and subnets unique per test.** Namespaces are `ldb-PID-N-a` and
-//!   `ldb-PID-N-b`; the /30 is `10.77.N.0` (pairs cannot reach one another
-//!   anyway; distinct subnets keep logs unambiguous). Tests run on parallel
-//!   threads and in parallel processes without clashing.
-//! - **Cleanup.** Dropping the pair (also while a test panics) deletes both
-//!   namespaces, and with them the veth pair and the rules. A run killed
-//!   before it could clean up leaves `ldb-PID-*` namespaces behind; the next
-//!   run deletes those whose process is gone.
+//!   `ldb-PID-N-b` (a star's `ldb-PID-N-hub` and `ldb-PID-N-sK`); the /30 is
+//!   `10.77.N.0` (a star's are in `10.78.N.0/24`; sets cannot reach one
+//!   another anyway; distinct subnets keep logs unambiguous). Tests run on
+//!   parallel threads and in parallel processes without clashing.
+//! - **Cleanup.** Dropping the pair or star (also while a test panics)
+//!   deletes its namespaces, and with them the veth pairs and the rules. A
+//!   run killed before it could clean up leaves `ldb-PID-*` namespaces
+//!   behind; the next run deletes those whose process is gone.
 //!
-//! Only root can create namespaces. [`NetPair::create`] returns `None` after
-//! printing one line when not root, so the test passes as skipped; as root
-//! a missing `ip` or `nft` is a failure, because CI runs as root and must
-//! run these tests.
+//! Only root can create namespaces. [`NetPair::create`] and
+//! [`Star::create`] return `None` after printing one line when not root, so
+//! the test passes as skipped; as root a missing `ip` or `nft` is a
+//! failure, because CI runs as root and must run these tests.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -93,20 +100,8 @@ impl NetPair {
             );
             return None;
         }
-        for (tool, version, package) in [("ip", "-V", "iproute2"), ("nft", "--version", "nftables")]
-        {
-            let found = Command::new(tool)
-                .arg(version)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(
-                found,
-                "{test}: running as root but `{tool}` is missing; install {package} \
-                 (apt-get install {package}) — fault tests must not be skipped as root"
-            );
-        }
+        require_tool(test, "ip", "-V", "iproute2");
+        require_tool(test, "nft", "--version", "nftables");
         remove_stale_pairs();
         let n = PAIRS.fetch_add(1, Ordering::Relaxed);
         assert!(n < 256, "more than 256 namespace pairs in one process");
@@ -204,18 +199,7 @@ impl NetPair {
         side: Side,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> JoinHandle<T> {
-        use std::os::fd::AsRawFd;
-        let path = format!("/run/netns/{}", self.name(side));
-        let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        std::thread::spawn(move || {
-            // SAFETY: `ns` is an open namespace file; setns(2) with
-            // CLONE_NEWNET moves only the calling thread, and only sockets
-            // created afterwards belong to the new namespace.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            drop(ns);
-            f()
-        })
+        spawn_in_namespace(self.name(side), f)
     }
 
     /// Drops every packet arriving in either namespace, silently.
@@ -320,6 +304,155 @@ impl Drop for NetPair {
     }
 }
 
+/// A hub namespace joined to each of its spokes by a veth pair of its own;
+/// deleted when dropped. See the module docs.
+pub struct Star {
+    hub: String,
+    spokes: Vec<String>,
+    n: u8,
+}
+
+impl Star {
+    /// Creates the hub and `spokes` spokes for `test`, or returns `None`
+    /// (after saying why) when not root. Panics, with the reason, when
+    /// running as root and they cannot be built.
+    pub fn create(test: &str, spokes: usize) -> Option<Star> {
+        assert!(spokes <= 63, "a /24 holds 63 links of four addresses");
+        if let Some(uid) = effective_uid().filter(|&uid| uid != 0) {
+            eprintln!(
+                "skipping {test}: creating network namespaces needs root (effective uid {uid})"
+            );
+            return None;
+        }
+        require_tool(test, "ip", "-V", "iproute2");
+        remove_stale_pairs();
+        let n = PAIRS.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 256, "more than 256 namespace sets in one process");
+        let base = format!("ldb-{}-{n}", std::process::id());
+        let star = Star {
+            hub: format!("{base}-hub"),
+            spokes: (0..spokes).map(|k| format!("{base}-s{k}")).collect(),
+            n: n as u8,
+        };
+        // From here on, Drop removes whatever was created.
+        for name in std::iter::once(&star.hub).chain(&star.spokes) {
+            ip(&["netns", "add", name]);
+            ip(&["-n", name, "link", "set", "lo", "up"]);
+        }
+        for (k, spoke) in star.spokes.iter().enumerate() {
+            let hub_end = format!("veth{k}");
+            ip(&[
+                "link", "add", &hub_end, "netns", &star.hub, "type", "veth", "peer", "name", VETH,
+                "netns", spoke,
+            ]);
+            for (name, dev, addr) in [
+                (&star.hub, hub_end.as_str(), star.hub_ip(k)),
+                (spoke, VETH, star.spoke_ip(k)),
+            ] {
+                ip(&["-n", name, "addr", "add", &format!("{addr}/30"), "dev", dev]);
+                ip(&["-n", name, "link", "set", dev, "up"]);
+            }
+        }
+        Some(star)
+    }
+
+    /// The hub's namespace (for `ip netns exec`).
+    pub fn hub(&self) -> &str {
+        &self.hub
+    }
+
+    /// The hub's address on its link to spoke `k`.
+    pub fn hub_ip(&self, k: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 78, self.n, 4 * k as u8 + 1)
+    }
+
+    /// Spoke `k`'s address.
+    pub fn spoke_ip(&self, k: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 78, self.n, 4 * k as u8 + 2)
+    }
+
+    /// `program` to be run inside spoke `k`'s namespace, or the hub's for
+    /// `None`.
+    pub fn command(&self, spoke: Option<usize>, program: &str) -> Command {
+        let name = spoke.map_or(&self.hub, |k| &self.spokes[k]);
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", name, program]);
+        command
+    }
+
+    /// `lubdub server --listen SPOKE_IP:PORT ARGS` inside spoke `k`, and the
+    /// address it is listening on.
+    pub fn lubdub_server(&self, k: usize, port: u16, args: &[&str]) -> (Child, SocketAddr) {
+        let mut command = self.command(Some(k), env!("CARGO_BIN_EXE_lubdub"));
+        command
+            .args([
+                "server",
+                "--listen",
+                &format!("{}:{port}", self.spoke_ip(k)),
+            ])
+            .args(args);
+        Child::listening(command)
+    }
+
+    /// Runs `f` on a new thread whose sockets live in spoke `k`.
+    pub fn spawn_in<T: Send + 'static>(
+        &self,
+        k: usize,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> JoinHandle<T> {
+        spawn_in_namespace(&self.spokes[k], f)
+    }
+}
+
+impl Drop for Star {
+    /// Deleting the namespaces deletes the veth pairs. Processes still
+    /// running inside keep a namespace alive until they exit, so drop the
+    /// star after the children.
+    fn drop(&mut self) {
+        for name in std::iter::once(&self.hub).chain(&self.spokes) {
+            let _ = Command::new("ip")
+                .args(["netns", "del", name])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Panics, naming the package, when `tool` does not run: as root, tests
+/// that need it must not be skipped.
+pub fn require_tool(test: &str, tool: &str, version: &str, package: &str) {
+    let found = Command::new(tool)
+        .arg(version)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{test}: running as root but `{tool}` is missing; install {package} \
+         (apt-get install {package}; .ci/run does) — these tests must not be skipped as root"
+    );
+}
+
+/// Runs `f` on a new thread whose sockets live in namespace `name`.
+fn spawn_in_namespace<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<T> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{name}");
+    let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    std::thread::spawn(move || {
+        // SAFETY: `ns` is an open namespace file; setns(2) with
+        // CLONE_NEWNET moves only the calling thread, and only sockets
+        // created afterwards belong to the new namespace.
+        let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        drop(ns);
+        f()
+    })
+}
+
 fn other(side: Side) -> Side {
     match side {
         Side::A => Side::B,
@@ -353,8 +486,8 @@ fn effective_uid() -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
-/// Deletes `ldb-PID-N-{a,b}` namespaces left by a test process that no
-/// longer exists (killed before its pairs were dropped).
+/// Deletes `ldb-PID-N-{a,b,hub,sK}` namespaces left by a test process that
+/// no longer exists (killed before its pairs or stars were dropped).
 fn remove_stale_pairs() {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
@@ -367,7 +500,12 @@ fn remove_stale_pairs() {
         let [ldb, pid, n, side] = parts[..] else {
             continue;
         };
-        let ours = ldb == "ldb" && n.parse::<u32>().is_ok() && matches!(side, "a" | "b");
+        let spoke = side
+            .strip_prefix('s')
+            .is_some_and(|k| k.parse::<u32>().is_ok());
+        let ours = ldb == "ldb"
+            && n.parse::<u32>().is_ok()
+            && (matches!(side, "a" | "b" | "hub") || spoke);
         let Some(pid) = pid.parse::<u32>().ok().filter(|_| ours) else {
             continue;
         };
