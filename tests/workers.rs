@@ -112,7 +112,12 @@ fn three_workers_hold_what_one_could_not_and_outlive_a_killed_one() {
     assert_eq!(json_number(&json, "connected"), 800, "{json}");
     let reconnects = json_number(&json, "reconnects");
     assert!((1..=300).contains(&reconnects), "{json}");
-    assert_eq!(json_number(&json, "missing_replies"), 0, "{json}");
+    // A heartbeat in flight to the killed worker dies with it (seen once
+    // in CI: one missing, one reset): at most one per client it held.
+    assert!(
+        json_number(&json, "missing_replies") <= reconnects,
+        "{json}"
+    );
     // Only the kill failed the run (exit 3: reconnects over the default 0).
     assert_eq!(status.code(), Some(3), "{json}");
 
