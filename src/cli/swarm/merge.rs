@@ -64,15 +64,9 @@ pub fn run(args: MergeArgs) -> i32 {
         });
     }
     merged.summarize();
-    let json_file = match args.json.as_deref() {
-        Some(path) if path.as_os_str() != "-" => match std::fs::File::create(path) {
-            Ok(file) => Some(file),
-            Err(e) => {
-                eprintln!("error: --json: cannot write {}: {e}", path.display());
-                return 2;
-            }
-        },
-        _ => None,
+    let json_file = match super::json_file(args.json.as_deref()) {
+        Ok(file) => file,
+        Err(code) => return code,
     };
     Output {
         json_file,

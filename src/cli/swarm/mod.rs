@@ -257,15 +257,9 @@ pub fn run(args: SwarmArgs) -> i32 {
         return worker(config, index, args.log_level);
     }
     // Where the report goes is checked now, not after the whole run.
-    let json_file = match args.json.as_deref() {
-        Some(path) if path.as_os_str() != "-" => match std::fs::File::create(path) {
-            Ok(file) => Some(file),
-            Err(e) => {
-                eprintln!("error: --json: cannot write {}: {e}", path.display());
-                return 2;
-            }
-        },
-        _ => None,
+    let json_file = match json_file(args.json.as_deref()) {
+        Ok(file) => file,
+        Err(code) => return code,
     };
     if let Some(workers) = args.workers {
         let output = Output {
@@ -389,6 +383,22 @@ fn ramp_warning(config: &SwarmConfig) -> Option<String> {
             lubdub::duration::format(duration)
         )
     })
+}
+
+/// The file `--json PATH` names, created now so that a path that cannot be
+/// written is a usage error before any run; `None` for stdout (`-`) or no
+/// `--json`. `Err` is the exit code, the line already printed.
+pub(crate) fn json_file(path: Option<&std::path::Path>) -> Result<Option<std::fs::File>, i32> {
+    match path {
+        Some(path) if path.as_os_str() != "-" => match std::fs::File::create(path) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) => {
+                eprintln!("error: --json: cannot write {}: {e}", path.display());
+                Err(2)
+            }
+        },
+        _ => Ok(None),
+    }
 }
 
 #[cfg(test)]
