@@ -17,7 +17,8 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -145,7 +146,9 @@ pub fn supervise(config: &Config, workers: Workers) -> i32 {
     }
     info!(
         "supervisor: {n} workers on {} (room for {} connections each{}); one listener shared",
-        listener_addr(&listener).map_or_else(|| config.listen.to_string(), |a| a.to_string()),
+        listener
+            .local_addr()
+            .map_or_else(|_| config.listen.to_string(), |a| a.to_string()),
         per_worker.map_or(room, |p| p.min(room)),
         per_worker.map_or(String::new(), |p| format!(", {} in all", p * n)),
     );
@@ -276,22 +279,10 @@ pub fn supervise(config: &Config, workers: Workers) -> i32 {
 
 /// The listener the workers share: what `Server::bind` would make, with
 /// the close-on-exec flag cleared so it is inherited.
-fn bind(config: &Config) -> std::io::Result<OwnedFd> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(config.listen), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    if config.reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    socket.bind(&config.listen.into())?;
-    socket.listen(config.listen_backlog)?;
-    socket.set_cloexec(false)?;
-    Ok(socket.into())
-}
-
-fn listener_addr(fd: &OwnedFd) -> Option<std::net::SocketAddr> {
-    let socket = socket2::SockRef::from(fd);
-    socket.local_addr().ok().and_then(|a| a.as_socket())
+fn bind(config: &Config) -> std::io::Result<TcpListener> {
+    let listener = lubdub::server::bind_listener(config)?;
+    socket2::SockRef::from(&listener).set_cloexec(false)?;
+    Ok(listener)
 }
 
 /// The worker's command line: the supervisor's own, without `--workers`
@@ -331,7 +322,7 @@ fn worker_args(per_worker: Option<usize>, add_reports: bool) -> Vec<OsString> {
 fn spawn(
     index: usize,
     argv: &[OsString],
-    listener: &OwnedFd,
+    listener: &TcpListener,
     slots: &Arc<Mutex<Vec<Slot>>>,
     forward_stats: bool,
 ) -> std::io::Result<Running> {

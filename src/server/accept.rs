@@ -16,9 +16,16 @@ use crate::protocol::Decoder;
 /// while old connections sit in TIME_WAIT), optional `SO_REUSEPORT`, and the
 /// configured backlog (mio's own default is 1024 — too small for a swarm).
 pub(super) fn listen(config: &Config) -> io::Result<TcpListener> {
-    if let Some(fd) = config.listener_fd {
-        return inherited(fd);
+    match config.listener_fd {
+        Some(fd) => inherited(fd),
+        None => bind_listener(config).map(TcpListener::from_std),
     }
+}
+
+/// The listening socket `config` asks for, non-blocking, as the server
+/// makes it for itself — and as a supervisor makes it once for workers
+/// that share it ([`Config::listener_fd`]).
+pub fn bind_listener(config: &Config) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(config.listen), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     if config.reuse_port {
@@ -27,7 +34,7 @@ pub(super) fn listen(config: &Config) -> io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&config.listen.into())?;
     socket.listen(config.listen_backlog)?;
-    Ok(TcpListener::from_std(socket.into()))
+    Ok(socket.into())
 }
 
 /// The listening socket a supervisor handed down as descriptor `fd`.

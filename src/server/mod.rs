@@ -109,6 +109,7 @@ use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Poll, Registry, Token, Waker};
 
+pub use self::accept::bind_listener;
 pub use self::commands::{CommandError, Commands, NotQueued};
 pub use self::config::{Config, DEFAULT_MAX_BUFFERED};
 pub use self::context::Context;
