@@ -229,36 +229,31 @@ impl<S> Core<S> {
         let frame = std::mem::take(&mut self.frame);
         let mut reached = 0;
         let mut staged = None;
+        // Peers found not to read; no allocation unless there are some.
+        let mut failed = Vec::new();
         let Core {
             conns,
             stats,
             limits,
             current,
-            closing,
-            marked,
             ..
         } = self;
         for (slot, conn) in conns.iter_mut() {
             if conn.closing || conn.awaiting {
                 continue;
             }
-            let id = ConnId {
-                slot: slot as u32,
-                serial: conn.serial,
-            };
-            if *current == Some(id) {
+            if current.is_some_and(|c| c.slot as usize == slot) {
                 // Staged after the loop, within the staging bound.
                 staged = Some(slot);
                 continue;
             }
             match write_conn(conn, stats, *limits, &frame) {
                 Ok(()) => reached += 1,
-                Err(failure) => {
-                    conn.closing = true;
-                    *marked += 1;
-                    closing.push((id, failure.reason()));
-                }
+                Err(failure) => failed.push((slot, failure.reason())),
             }
+        }
+        for (slot, reason) in failed {
+            self.mark_closing(slot, reason);
         }
         if let Some(slot) = staged {
             if self.send_bytes(slot, &frame).is_ok() {
