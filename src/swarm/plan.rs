@@ -230,7 +230,8 @@ fn sources(
         });
     }
     let free = in_use.free(&[]);
-    if clients <= free.available() {
+    let loopback = matches!(server.ip(), IpAddr::V4(ip) if ip.is_loopback());
+    if clients <= free.cheap() || (!loopback && clients <= free.available()) {
         return Ok(());
     }
     let IpAddr::V4(ip) = server.ip() else {
@@ -240,8 +241,9 @@ fn sources(
         return Err(not_enough(clients, server, free.available()));
     }
     // All of 127.0.0.0/8 is this host's: each worker takes addresses of
-    // its own, from 127.0.0.2 up, until they have ports for its clients
-    // (more than one when some are still in use from an earlier run).
+    // its own, from 127.0.0.2 up, until they have cheap ports (half of
+    // each range, see `Free::cheap`) for its clients (more than one when
+    // some are still in use from an earlier run).
     let mut next = u32::from(Ipv4Addr::new(127, 0, 0, 2));
     let last = u32::from(Ipv4Addr::new(127, 255, 255, 254));
     let mut picked = Vec::new();
@@ -253,7 +255,7 @@ fn sources(
             }
             let ip = IpAddr::V4(Ipv4Addr::from(next));
             next += 1;
-            match in_use.free(&[ip]).available() {
+            match in_use.free(&[ip]).cheap() {
                 0 => continue,
                 n => free += n,
             }
@@ -487,9 +489,9 @@ mod tests {
 
     #[test]
     fn on_loopback_the_plan_picks_source_addresses_when_one_has_too_few_ports() {
-        // Fits the kernel's one address: nothing picked.
+        // Fits half of the kernel's one address: nothing picked.
         let plan = plan(
-            &config(28_000),
+            &config(14_000),
             Workers::Count(2),
             &MACHINE,
             server(),
@@ -497,7 +499,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan.picked_sources, None);
-        // 60,000 need three ranges; four workers get one address each.
+        // 28,000 fit one range, but not its cheap half: two addresses.
+        let plan = super::plan(
+            &config(28_000),
+            Workers::Count(2),
+            &MACHINE,
+            server(),
+            Some(&ports(&[])),
+        )
+        .unwrap();
+        assert_eq!(
+            format_sources(&plan.picked_sources.unwrap()),
+            "127.0.0.2-127.0.0.3"
+        );
+        // 60,000 in four workers of 15,000: each fills two half ranges.
         let plan = super::plan(
             &config(60_000),
             Workers::Auto,
@@ -508,11 +523,14 @@ mod tests {
         .unwrap();
         assert_eq!(plan.workers.len(), 4);
         let picked = plan.picked_sources.unwrap();
-        assert_eq!(format_sources(&picked), "127.0.0.2-127.0.0.5");
-        assert_eq!(format_sources(&plan.workers[3].sources), "127.0.0.5");
+        assert_eq!(format_sources(&picked), "127.0.0.2-127.0.0.9");
+        assert_eq!(
+            format_sources(&plan.workers[3].sources),
+            "127.0.0.8-127.0.0.9"
+        );
         // Ports taken on the first address: its worker takes one more, and
-        // one with none left is passed over.
-        let busy = ports(&[("127.0.0.2", 20_000), ("127.0.0.4", 28_232)]);
+        // one whose cheap half is gone is passed over.
+        let busy = ports(&[("127.0.0.2", 10_000), ("127.0.0.4", 14_116)]);
         let plan = super::plan(
             &config(60_000),
             Workers::Auto,
@@ -525,10 +543,13 @@ mod tests {
             format_sources(&plan.workers[0].sources),
             "127.0.0.2-127.0.0.3"
         );
-        assert_eq!(format_sources(&plan.workers[1].sources), "127.0.0.5");
+        assert_eq!(
+            format_sources(&plan.workers[1].sources),
+            "127.0.0.5-127.0.0.6"
+        );
         assert_eq!(
             format_sources(&plan.picked_sources.unwrap()),
-            "127.0.0.2-127.0.0.3,127.0.0.5-127.0.0.7"
+            "127.0.0.2-127.0.0.3,127.0.0.5-127.0.0.10"
         );
     }
 

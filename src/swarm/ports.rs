@@ -89,6 +89,18 @@ impl Free {
     pub fn available(&self) -> u64 {
         self.total.saturating_sub(self.taken)
     }
+
+    /// Ports a new connection gets cheaply: half the range. Linux's
+    /// `connect` looks for a port of one parity first (even ones, leaving
+    /// odd ones to `bind`), so once an address's even ports towards a
+    /// server are taken, every further connect scans all of them before it
+    /// tries an odd one — thousands of hash lookups per connect. Measured
+    /// here: at 18,000 of 28,232 ports taken on each of eleven addresses,
+    /// 77% of both cores went to `__inet_check_established` and the ramp
+    /// crawled at 500 connects a second.
+    pub fn cheap(&self) -> u64 {
+        (self.total / 2).saturating_sub(self.taken)
+    }
 }
 
 /// Adds, per local address, the sockets in `text` (the contents of

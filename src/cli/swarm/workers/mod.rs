@@ -91,7 +91,7 @@ pub fn run(
     );
     if let (Some(picked), Some(server)) = (&plan.picked_sources, server) {
         log::info!(
-            "swarm: {} clients need more local ports towards {server} than one source address has; connecting from {}",
+            "swarm: {} clients need more local ports towards {server} than one source address gives cheaply (half its range: past that, each connect scans the taken ports); connecting from {}",
             config.clients,
             format_sources(picked)
         );
