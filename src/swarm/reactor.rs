@@ -778,6 +778,14 @@ fn check_limits(config: &SwarmConfig) -> Result<(), SwarmError> {
             limit: after.hard,
         });
     }
+    // A worker's ports were planned by its supervisor, once for the fleet.
+    // Checked again here, by every worker at once while the others' clients
+    // connect, reading `/proc/net/tcp` cost each worker seconds of kernel
+    // time at a few hundred thousand sockets: the kernel walks the table
+    // from its start again for each page read.
+    if config.slice.is_some() {
+        return Ok(());
+    }
     // Against the first address the server's name has now; a name that does
     // not resolve yet is connection trouble for later, not a refusal.
     let server = config
