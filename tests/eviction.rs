@@ -398,3 +398,61 @@ fn a_frame_completed_late_in_a_long_turn_is_stamped_when_it_was_read() {
     );
     drop(a);
 }
+
+#[test]
+fn a_batching_wait_answers_every_peer_and_never_delays_an_eviction() {
+    // The longest wait there is: were it taken past a timer, the silent
+    // peer's eviction would land up to 100 ms late.
+    let running = start((), |c| {
+        fast(c);
+        c.batch_wait = Duration::from_millis(100);
+    });
+    let mut silent = connect(running.addr);
+    let connected = Instant::now();
+    let watcher = std::thread::spawn(move || {
+        wait_closed(&mut silent, Duration::from_secs(5)).map(|_| connected.elapsed())
+    });
+    // Twenty peers heartbeat together every 2 ms: events come faster than
+    // the window, so the server waits before it polls again.
+    let mut peers: Vec<_> = (0..20).map(|_| connect(running.addr)).collect();
+    let mut slowest = Duration::ZERO;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(600) {
+        let sent = Instant::now();
+        for p in &mut peers {
+            p.write_all(&REQUEST).unwrap();
+        }
+        for p in &mut peers {
+            assert_eq!(read_n(p, 8), RESPONSE);
+        }
+        slowest = slowest.max(sent.elapsed());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let evicted_after = watcher
+        .join()
+        .unwrap()
+        .expect("the silent peer was evicted");
+    let stats = running.stop().stats().to_owned();
+    // Evicted at the limit (150 ms), late by at most its tick (7 ms), and
+    // a margin for this machine, well short of the 100 ms wait.
+    assert!(
+        evicted_after >= Duration::from_millis(150) && evicted_after < Duration::from_millis(207),
+        "evicted after {evicted_after:?}: {stats}"
+    );
+    assert_eq!(stats.evicted, 1, "{stats}");
+    // Each round waits for the server's wait: a few rounds at least.
+    assert!(stats.heartbeats >= 20 * 5, "{stats}");
+    // The waits were asked for: not stalls (one is this machine's).
+    assert!(stats.pauses <= 1, "the waits counted as stalls: {stats}");
+    assert!(
+        slowest < Duration::from_millis(100 + 400),
+        "a round of replies took {slowest:?}"
+    );
+    // Counted: every wakeup, and the events they served.
+    assert!(
+        stats.wakeups > 0 && stats.events > stats.wakeups,
+        "{} events in {} wakeups",
+        stats.events,
+        stats.wakeups
+    );
+}

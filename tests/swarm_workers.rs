@@ -476,3 +476,88 @@ fn a_worker_killed_mid_run_is_a_failure_of_the_swarm_s_own() {
         "{log}"
     );
 }
+
+/// A SIGUSR1 to the parent marks every worker: the round trips from then
+/// on are reported apart, merged exactly, and are a part of the run's; a
+/// report never marked has none, and merging it keeps the marked one's.
+#[test]
+fn a_mark_sent_to_the_parent_reports_the_round_trips_since_apart() {
+    let server = server();
+    let json = temp("marked.json");
+    let mut args = swarm_args(&server, 100, "3s");
+    // The mark is logged at info.
+    for a in args.iter_mut().filter(|a| *a == "warn") {
+        *a = "info".to_string();
+    }
+    args.extend(["--workers", "2", "--json"].map(String::from));
+    args.push(json.to_string_lossy().into_owned());
+    let child = Command::new(env!("CARGO_BIN_EXE_lubdub"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run lubdub");
+    // Marked once both workers run and have answered heartbeats.
+    std::thread::sleep(Duration::from_millis(1500));
+    let marked = Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(marked.success());
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(
+        stderr.matches("marked: round trips").count(),
+        2,
+        "both workers marked: {stderr}"
+    );
+    assert!(stderr.contains("since mark:  p50 "), "{stderr}");
+    let text = std::fs::read_to_string(&json).expect("report");
+    let report = parse(&text);
+    let since = n(&report, "rtt_since_mark_us.count");
+    let all = n(&report, "rtt_us.count");
+    // 100 clients at 4 a second for the last 1.5 s or so.
+    assert!(since >= 100 * 4 && since < all, "{since} of {all}");
+    let hist = hdr::decode(
+        report
+            .get("rtt_since_mark_histogram")
+            .and_then(Value::as_str)
+            .expect("rtt_since_mark_histogram"),
+    )
+    .expect("a histogram");
+    assert_eq!(hist.len(), since);
+    assert_eq!(n(&report, "rtt_since_mark_us.p99"), Rtt::of(&hist).p99);
+
+    // Never marked: no such field; merged with the marked one, the
+    // marked one's round trips since are all the merge has.
+    let plain = temp("unmarked.json");
+    let mut args = swarm_args(&server, 50, "1s");
+    args.extend(["--json".to_string(), plain.to_string_lossy().into_owned()]);
+    let out = lubdub(&args);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let unmarked = std::fs::read_to_string(&plain).expect("report");
+    assert!(!unmarked.contains("rtt_since_mark"), "{unmarked}");
+    let merged = temp("merged-marks.json");
+    let out = lubdub(
+        &[
+            "swarm".to_string(),
+            "merge".to_string(),
+            json.to_string_lossy().into_owned(),
+            plain.to_string_lossy().into_owned(),
+            "--json".to_string(),
+            merged.to_string_lossy().into_owned(),
+        ][..],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let merged = parse(&std::fs::read_to_string(&merged).expect("merged"));
+    assert_eq!(n(&merged, "rtt_since_mark_us.count"), since);
+    assert_eq!(
+        n(&merged, "rtt_us.count"),
+        all + n(&parse(&unmarked), "rtt_us.count")
+    );
+    for f in [json, plain] {
+        let _ = std::fs::remove_file(f);
+    }
+}

@@ -23,6 +23,11 @@ pub struct ServerArgs {
     /// [default: interval/20, 1ms..100ms].
     #[arg(long, value_parser = super::duration, value_name = "DUR")]
     tick: Option<Duration>,
+    /// Under load, wait up to this long before polling again, so that one
+    /// wakeup serves several peers (0..=100ms; never past a timer, replies
+    /// wait at most this much longer) [default: 0, poll at once].
+    #[arg(long, default_value = "0s", value_parser = super::duration, value_name = "DUR")]
+    batch_wait: Duration,
     /// Most connections held at once; more are accepted and closed at once
     /// [default: open-files limit minus 100].
     #[arg(long, value_name = "N")]
@@ -98,6 +103,7 @@ pub fn run(args: ServerArgs) -> i32 {
         interval: args.interval,
         misses: args.misses,
         tick: args.tick,
+        batch_wait: args.batch_wait,
         max_connections: args.max_connections,
         max_frame: args.max_frame,
         max_backlog: args.max_backlog,

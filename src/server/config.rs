@@ -47,6 +47,11 @@ pub struct Config {
     pub accept_pause: Duration,
     /// Readiness events fetched per poll.
     pub events_capacity: usize,
+    /// While events come faster than this, wait up to this long before
+    /// polling again, so one wakeup serves several peers (see
+    /// [`crate::time::Batching`]); never past the next timer. Replies wait
+    /// at most this much longer. Zero (the default): poll at once.
+    pub batch_wait: Duration,
     /// Bytes sent to every peer as soon as it is accepted, unframed and
     /// exactly as given — as the original Qt server sends its welcome text,
     /// so clients written for it see what they expect. lubdub's own client
@@ -111,6 +116,7 @@ impl Default for Config {
             stats_every: None,
             accept_pause: Duration::from_millis(100),
             events_capacity: 1024,
+            batch_wait: Duration::ZERO,
             greeting: None,
             probe: false,
             listener_fd: None,
@@ -195,6 +201,12 @@ impl Config {
             Duration::from_secs(60),
         )?;
         check::number("events_capacity", self.events_capacity, 1, MAX_EVENTS)?;
+        check::duration(
+            "batch_wait",
+            self.batch_wait,
+            Duration::ZERO,
+            Duration::from_millis(100),
+        )?;
         check::number("command_queue", self.command_queue, 1, MAX_COMMANDS)?;
         if let Some(drain) = self.drain {
             check::duration(

@@ -127,7 +127,7 @@ use self::core::{Core, Limits};
 use crate::keepalive::SocketOptions;
 use crate::liveness::{ExcusedStalls, Rule, Verdict};
 use crate::shutdown::ShutdownHandle;
-use crate::time::{Clock, Stalls, Tick};
+use crate::time::{Batching, Clock, Stalls, Tick};
 use crate::wheel::{TimerId, Wheel};
 
 /// Tokens, counted from the server's first: the listener, then one per
@@ -265,6 +265,8 @@ pub struct Server<H: Handler = ()> {
     rule: Rule,
     /// The reactor's own stalls, measured and excused.
     stalls: Stalls,
+    /// The short wait before polling again under load (own poll only).
+    batching: Batching,
     /// The excused ones that can still move a peer's deadline.
     excused: ExcusedStalls,
     config: Config,
@@ -452,6 +454,7 @@ impl<H: Handler> Server<H> {
             }),
             wheel,
             stalls: Stalls::new(clock.pause_threshold(), rule.limit(), rule.interval()),
+            batching: Batching::new(config.batch_wait, config.events_capacity),
             excused: ExcusedStalls::default(),
             clock,
             rule,
@@ -618,6 +621,13 @@ impl<H: Handler> Server<H> {
         let Some(mut poll) = self.poll.take() else {
             return Err(ServerError::CallersPoll);
         };
+        let now = Instant::now();
+        let pause = self.batching.pause(self.wait(now));
+        if !pause.is_zero() {
+            // Asked for, like a poll's sleep: not a stall (and, like a
+            // poll's, never longer than the stall threshold).
+            std::thread::sleep(self.stalls.before_poll(now, Some(pause)));
+        }
         let wait = match (self.wait(Instant::now()), timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -633,10 +643,17 @@ impl<H: Handler> Server<H> {
         // Take the events out so handling can borrow `self` mutably; the
         // empty stand-in allocates nothing.
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        let mut count = 0;
         for event in events.iter() {
             self.handle_event(event, Instant::now());
+            count += 1;
         }
         self.events = events;
+        self.batching.polled(Instant::now(), count);
+        if count > 0 {
+            self.core.stats.wakeups += 1;
+            self.core.stats.events += count as u64;
+        }
         Ok(self.end_turn(Instant::now(), timeout))
     }
 

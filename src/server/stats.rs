@@ -72,6 +72,13 @@ pub struct Stats {
     /// back — in microseconds: how long its peers can wait for it to look
     /// at them again.
     pub longest_turn_us: u64,
+    /// Polls of the reactor's own that returned readiness events (a
+    /// caller's poll is the caller's to count; a wakeup for a timer alone
+    /// is not counted, so an idle server's counters stand still).
+    pub wakeups: u64,
+    /// Readiness events those polls returned: `events / wakeups` is how
+    /// many peers one wakeup served.
+    pub events: u64,
     /// Bytes buffered now across all connections (split data payloads the
     /// handler wants, write backlogs): the gauge `max_buffered` bounds.
     pub buffered: u64,
@@ -110,7 +117,7 @@ impl fmt::Display for Stats {
              proxy_errors={} proxy_timeouts={} proxy_local={} rejected={} slow_readers={} over_budget={} io_errors={} closed_by_request={} \
              sockopt_errors={} accept_pauses={} pauses={} paused_ms={} excused_pauses={} longest_turn_us={} buffered={} peak_buffered={} \
              heartbeats={} heartbeat_responses={} data_frames={} reserved_frames={} bytes_in={} bytes_out={} \
-             probes={} drained={} commands={} commands_failed={}",
+             probes={} drained={} commands={} commands_failed={} wakeups={} events={}",
             self.active,
             self.peak_active,
             self.accepted,
@@ -143,7 +150,9 @@ impl fmt::Display for Stats {
             self.probes,
             self.drained,
             self.commands,
-            self.commands_failed
+            self.commands_failed,
+            self.wakeups,
+            self.events
         )
     }
 }

@@ -297,6 +297,9 @@ pub(super) fn human_list(fields: &[(&'static str, u64)]) -> String {
 pub(super) struct Rtts {
     total: Histogram<u64>,
     pub window: Histogram<u64>,
+    /// From the mark on (SIGUSR1), when there was one: each reply is
+    /// recorded here too.
+    pub since_mark: Option<Histogram<u64>>,
 }
 
 impl Rtts {
@@ -304,6 +307,16 @@ impl Rtts {
         Rtts {
             total: rtt_histogram(),
             window: rtt_histogram(),
+            since_mark: None,
+        }
+    }
+
+    /// Round trips from now on are also kept apart; a second mark starts
+    /// them afresh.
+    pub fn mark(&mut self) {
+        match &mut self.since_mark {
+            Some(h) => h.reset(),
+            None => self.since_mark = Some(rtt_histogram()),
         }
     }
 
@@ -311,6 +324,9 @@ impl Rtts {
     /// histogram's range counts as its largest value).
     pub fn record(&mut self, us: u64) {
         self.window.saturating_record(us.max(1));
+        if let Some(h) = &mut self.since_mark {
+            h.saturating_record(us.max(1));
+        }
     }
 
     /// Ends the window: its round trips join the run's.

@@ -167,6 +167,7 @@ impl Report {
             elapsed: Duration::ZERO,
             rtt: Rtt::default(),
             rtt_count: 0,
+            rtt_since_mark: None,
             rtt_mean_us: 0.0,
             lag: Rtt::default(),
             turns: Rtt::default(),
@@ -204,6 +205,14 @@ impl Report {
                 "its histograms hold values past the range lubdub records".to_string()
             })?;
         }
+        // Marked parts only: one that was never marked has nothing since.
+        match (&mut h.since_mark, &other.histograms.since_mark) {
+            (Some(into), Some(from)) => into.add(from).map_err(|_| {
+                "its histograms hold values past the range lubdub records".to_string()
+            })?,
+            (None, Some(from)) => h.since_mark = Some(from.clone()),
+            _ => {}
+        }
         self.target += other.target;
         self.connected += other.connected;
         self.churn_pending += other.churn_pending;
@@ -233,6 +242,10 @@ impl Report {
             rtt: histogram("rtt_histogram")?,
             lag: histogram("swarm_lag_histogram")?,
             turns: histogram("swarm_turn_histogram")?,
+            since_mark: match root.get("rtt_since_mark_histogram") {
+                Some(_) => Some(histogram("rtt_since_mark_histogram")?),
+                None => None,
+            },
         };
         let by_reason = |key: &str| -> Result<Fields, String> {
             let v = r.get(key)?;

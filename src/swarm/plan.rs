@@ -78,8 +78,11 @@ pub struct WorkerPlan {
     pub index: usize,
     /// Its clients.
     pub clients: usize,
-    /// The fleet's index of its first client (for its heartbeat phases).
+    /// The fleet's index of its first client.
     pub first: usize,
+    /// Workers in the plan (its clients' heartbeats interleave with
+    /// theirs: see [`crate::swarm::Slice`]).
+    pub of_workers: usize,
     /// Its connects per second (0: unpaced, as the whole).
     pub connect_rate: u64,
     /// Its source addresses (empty: the kernel's choice).
@@ -170,6 +173,7 @@ fn split(config: &SwarmConfig, count: usize) -> Vec<WorkerPlan> {
                 index,
                 clients,
                 first,
+                of_workers: count,
                 // Unpaced stays unpaced; a paced share is never unpaced.
                 connect_rate: match config.connect_rate {
                     0 => 0,
@@ -241,8 +245,8 @@ fn sources(
         return Err(not_enough(clients, server, free.available()));
     }
     // All of 127.0.0.0/8 is this host's: each worker takes addresses of
-    // its own, from 127.0.0.2 up, until they have cheap ports (half of
-    // each range, see `Free::cheap`) for its clients (more than one when
+    // its own, from 127.0.0.2 up, until they have cheap ports (two
+    // fifths of each range, see `Free::cheap`) for its clients (more than one when
     // some are still in use from an earlier run).
     let mut next = u32::from(Ipv4Addr::new(127, 0, 0, 2));
     let last = u32::from(Ipv4Addr::new(127, 255, 255, 254));
@@ -489,9 +493,9 @@ mod tests {
 
     #[test]
     fn on_loopback_the_plan_picks_source_addresses_when_one_has_too_few_ports() {
-        // Fits half of the kernel's one address: nothing picked.
+        // Fits the cheap part of the kernel's one address: nothing picked.
         let plan = plan(
-            &config(14_000),
+            &config(11_000),
             Workers::Count(2),
             &MACHINE,
             server(),
@@ -499,7 +503,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan.picked_sources, None);
-        // 28,000 fit one range, but not its cheap half: two addresses.
+        // 28,000 fit one range, but not its cheap part: four addresses.
         let plan = super::plan(
             &config(28_000),
             Workers::Count(2),
@@ -510,9 +514,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             format_sources(&plan.picked_sources.unwrap()),
-            "127.0.0.2-127.0.0.3"
+            "127.0.0.2-127.0.0.5"
         );
-        // 60,000 in four workers of 15,000: each fills two half ranges.
+        // 60,000 in four workers of 15,000: each needs two addresses.
         let plan = super::plan(
             &config(60_000),
             Workers::Auto,
@@ -528,8 +532,8 @@ mod tests {
             format_sources(&plan.workers[3].sources),
             "127.0.0.8-127.0.0.9"
         );
-        // Ports taken on the first address: its worker takes one more, and
-        // one whose cheap half is gone is passed over.
+        // Ports taken on the first address: its worker takes two more (the
+        // next one's cheap part is gone, and it is passed over).
         let busy = ports(&[("127.0.0.2", 10_000), ("127.0.0.4", 14_116)]);
         let plan = super::plan(
             &config(60_000),
@@ -541,15 +545,15 @@ mod tests {
         .unwrap();
         assert_eq!(
             format_sources(&plan.workers[0].sources),
-            "127.0.0.2-127.0.0.3"
+            "127.0.0.2-127.0.0.3,127.0.0.5"
         );
         assert_eq!(
             format_sources(&plan.workers[1].sources),
-            "127.0.0.5-127.0.0.6"
+            "127.0.0.6-127.0.0.7"
         );
         assert_eq!(
             format_sources(&plan.picked_sources.unwrap()),
-            "127.0.0.2-127.0.0.3,127.0.0.5-127.0.0.10"
+            "127.0.0.2-127.0.0.3,127.0.0.5-127.0.0.11"
         );
     }
 

@@ -2,6 +2,8 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -23,7 +25,10 @@ use crate::limits::{raise_file_limit, FD_RESERVE};
 use crate::protocol::HEARTBEAT_REQUEST;
 use crate::rng::Rng;
 use crate::shutdown::ShutdownHandle;
-use crate::time::{Clock, Stalls, Tick};
+use crate::time::{Batching, Clock, Stalls, Tick};
+
+/// Readiness events fetched per poll.
+const EVENTS: usize = 1024;
 use crate::wheel::Wheel;
 
 mod conn_io;
@@ -80,6 +85,8 @@ pub struct Swarm {
     poll: Poll,
     events: Events,
     shutdown: ShutdownHandle,
+    /// Set (by a SIGUSR1, say) to keep round trips from then on apart.
+    mark: Arc<AtomicBool>,
     conns: Slab<Conn>,
     wheel: Wheel<usize>,
     /// Slots whose machine asked to connect, waiting for the pacer.
@@ -115,6 +122,8 @@ pub struct Swarm {
     in_flight: u64,
     /// The swarm's own stalls, measured and excused.
     stalls: Stalls,
+    /// The short wait before polling again under load.
+    batching: Batching,
     /// Connections whose read stopped at its budget, to read on next turn
     /// (each once: `Conn::unfinished`), and a spare to swap with while
     /// they are read; both keep their capacity.
@@ -175,10 +184,13 @@ impl Swarm {
         let slice = config.slice.unwrap_or(super::Slice {
             first: 0,
             of: config.clients,
+            index: 0,
+            workers: 1,
         });
         let n = slice.of as u64;
         let mut conns = Slab::with_capacity(config.clients);
-        for i in slice.first as u64..(slice.first + config.clients) as u64 {
+        for j in 0..config.clients {
+            let i = slice.position(j) as u64;
             let machine_config = machine::Config {
                 phase: Some((i as u128 * interval as u128 / n as u128) as Tick),
                 ..base
@@ -207,7 +219,7 @@ impl Swarm {
             pacer: Pacer::new(config.connect_rate, ticks_per_second, 0),
             wheel: Wheel::with_capacity(0, config.clients),
             ready: VecDeque::with_capacity(config.clients),
-            events: Events::with_capacity(1024),
+            events: Events::with_capacity(EVENTS),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             request_len: request.len(),
             reply: Pattern::new(reply),
@@ -224,6 +236,7 @@ impl Swarm {
                 base.silence_limit.saturating_mul(clock.tick_nanos()),
                 base.interval.saturating_mul(clock.tick_nanos()),
             ),
+            batching: Batching::new(config.batch_wait, EVENTS),
             unfinished: Vec::new(),
             unfinished_spare: Vec::new(),
             stalled_ticks: 0,
@@ -238,12 +251,21 @@ impl Swarm {
             rtt_clock,
             poll,
             shutdown,
+            mark: Arc::new(AtomicBool::new(false)),
         })
     }
 
     /// A handle that ends the run early (the report is still produced).
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
+    }
+
+    /// A flag that, once set, marks the run: from the next turn on, round
+    /// trips are also reported apart (`since mark`), so a steady state can
+    /// be told from the ramp before it. Setting it again starts afresh.
+    /// `lubdub swarm` sets it on SIGUSR1.
+    pub fn mark_handle(&self) -> Arc<AtomicBool> {
+        self.mark.clone()
     }
 
     /// Runs for the configured duration or until the shutdown handle fires,
@@ -282,6 +304,10 @@ impl Swarm {
             // wakeup (reads, settles) is excused, or not, before the timers.
             let instant = Instant::now();
             self.excuse_stall(instant);
+            if self.mark.swap(false, Ordering::Relaxed) {
+                self.rtts.mark();
+                log::info!("marked: round trips from here on are also reported apart");
+            }
             let now = self.clock.tick_of(self.clock.nanos(instant));
             if self.phase == Phase::Running
                 && (self.shutdown.is_requested() || end.is_some_and(|end| now >= end))
@@ -358,6 +384,16 @@ impl Swarm {
             } else {
                 Some(Duration::ZERO)
             };
+            let pause = self.batching.pause(timeout);
+            let (turn_ended, timeout) = if pause.is_zero() {
+                (turn_ended, timeout)
+            } else {
+                // Asked for, like a poll's sleep: not a stall (and, like a
+                // poll's, never longer than the stall threshold).
+                let pause = self.stalls.before_poll(turn_ended, Some(pause));
+                std::thread::sleep(pause);
+                (Instant::now(), timeout.map(|t| t.saturating_sub(pause)))
+            };
             let timeout = self.stalls.before_poll(turn_ended, timeout);
             match self.poll.poll(&mut self.events, Some(timeout)) {
                 Ok(()) => {}
@@ -375,7 +411,9 @@ impl Swarm {
                 }
             }
             let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+            let mut count = 0;
             for event in events.iter() {
+                count += 1;
                 if event.token() != WAKER {
                     let closed = event.is_read_closed() || event.is_error();
                     self.on_ready(event.token().0, closed);
@@ -383,6 +421,7 @@ impl Swarm {
             }
             events.clear();
             self.events = events;
+            self.batching.polled(turn_began, count);
             self.resume_reads();
         }
 
@@ -404,6 +443,7 @@ impl Swarm {
             rtt: self.rtts.total().clone(),
             lag: self.lag.clone(),
             turns: self.turns.clone(),
+            since_mark: self.rtts.since_mark.clone(),
         };
         let mut report = Report {
             target: self.config.clients as u64,
@@ -420,6 +460,7 @@ impl Swarm {
             elapsed,
             rtt: Rtt::default(),
             rtt_count: 0,
+            rtt_since_mark: None,
             rtt_mean_us: 0.0,
             lag: Rtt::default(),
             turns: Rtt::default(),

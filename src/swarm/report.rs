@@ -38,6 +38,9 @@ pub struct Report {
     pub rtt: Rtt,
     /// Round trips recorded.
     pub rtt_count: u64,
+    /// Round-trip percentiles and count from the mark on (a SIGUSR1 to
+    /// the swarm, say once a ramp is done), when it was marked.
+    pub rtt_since_mark: Option<(Rtt, u64)>,
     /// Mean round trip in microseconds.
     pub rtt_mean_us: f64,
     /// How late the swarm sent its heartbeats against their schedule, in
@@ -67,6 +70,8 @@ pub struct Histograms {
     pub lag: Histogram<u64>,
     /// The turns of the swarm's loop.
     pub turns: Histogram<u64>,
+    /// Round trips from the mark on, when the swarm was marked.
+    pub since_mark: Option<Histogram<u64>>,
 }
 
 impl Default for Histograms {
@@ -76,6 +81,7 @@ impl Default for Histograms {
             rtt: rtt_histogram(),
             lag: rtt_histogram(),
             turns: rtt_histogram(),
+            since_mark: None,
         }
     }
 }
@@ -89,6 +95,22 @@ impl Report {
         self.rtt_mean_us = if h.rtt.is_empty() { 0.0 } else { h.rtt.mean() };
         self.lag = Rtt::of(&h.lag);
         self.turns = Rtt::of(&h.turns);
+        self.rtt_since_mark = h.since_mark.as_ref().map(|h| (Rtt::of(h), h.len()));
+    }
+
+    /// The JSON fields of the round trips since the mark, or nothing.
+    fn since_mark_json(&self) -> String {
+        match (&self.rtt_since_mark, &self.histograms.since_mark) {
+            (Some((rtt, count)), Some(h)) => format!(
+                "\"rtt_since_mark_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{},\"count\":{count}}},\"rtt_since_mark_histogram\":\"{}\",",
+                rtt.p50,
+                rtt.p99,
+                rtt.p999,
+                rtt.max,
+                hdr::encode(h)
+            ),
+            _ => String::new(),
+        }
     }
 
     /// Whether the run met its target: see [`Criteria`].
@@ -161,7 +183,7 @@ impl Report {
                 "\"sockopt_errors\":{},",
                 "\"elapsed_s\":{:.3},\"replies_per_s\":{:.1},",
                 "\"rtt_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{},\"mean\":{:.1},\"count\":{}}},",
-                "\"rtt_histogram\":\"{}\",",
+                "\"rtt_histogram\":\"{}\",{}",
                 "\"closed_loop\":{},\"swarm_lag_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},",
                 "\"swarm_lag_histogram\":\"{}\",",
                 "\"swarm_turn_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},",
@@ -208,6 +230,7 @@ impl Report {
             self.rtt_mean_us,
             self.rtt_count,
             hdr::encode(&self.histograms.rtt),
+            self.since_mark_json(),
             self.closed_loop(),
             self.lag.p50,
             self.lag.p99,
@@ -303,6 +326,13 @@ impl Report {
                 ", each from when its heartbeat was due"
             }
         );
+        if let Some((rtt, count)) = &self.rtt_since_mark {
+            let _ = writeln!(
+                out,
+                "since mark:  p50 {}us  p99 {}us  p99.9 {}us  max {}us  ({count} samples from the mark on)",
+                rtt.p50, rtt.p99, rtt.p999, rtt.max
+            );
+        }
         if !self.closed_loop() {
             let _ = writeln!(
                 out,
@@ -410,6 +440,7 @@ mod tests {
             elapsed: Duration::from_secs(20),
             rtt: Rtt::default(),
             rtt_count: 0,
+            rtt_since_mark: None,
             rtt_mean_us: 0.0,
             lag: Rtt::default(),
             turns: Rtt::default(),

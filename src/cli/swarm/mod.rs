@@ -99,6 +99,15 @@ pub struct SwarmArgs {
     /// Longest reconnect delay.
     #[arg(long, default_value = "2m", value_parser = super::duration)]
     pub backoff_max: Duration,
+    /// Heartbeats fall due on ticks of this width; those due on one tick are
+    /// sent together, in one wakeup (100us..=interval).
+    #[arg(long, default_value = "1ms", value_parser = super::duration, value_name = "DUR")]
+    pub tick: Duration,
+    /// Under load, wait up to this long before polling again, so that one
+    /// wakeup reads several replies (0..=100ms; a reply read later counts
+    /// its wait in its round trip) [default: 0, poll at once].
+    #[arg(long, default_value = "0s", value_parser = super::duration, value_name = "DUR")]
+    pub batch_wait: Duration,
     /// At the end, how long to wait for replies still in flight.
     #[arg(long, default_value = "2s", value_parser = super::duration)]
     pub grace: Duration,
@@ -155,9 +164,17 @@ fn workers_flag(text: &str) -> Result<Workers, String> {
 
 fn worker_flag(text: &str) -> Result<(usize, Slice), String> {
     let mut it = text.split(':').map(str::parse::<usize>);
-    match (it.next(), it.next(), it.next(), it.next()) {
-        (Some(Ok(index)), Some(Ok(first)), Some(Ok(of)), None) => Ok((index, Slice { first, of })),
-        _ => Err(format!("`{text}` is not INDEX:FIRST:TOTAL")),
+    match (it.next(), it.next(), it.next(), it.next(), it.next()) {
+        (Some(Ok(index)), Some(Ok(first)), Some(Ok(of)), Some(Ok(workers)), None) => Ok((
+            index,
+            Slice {
+                first,
+                of,
+                index,
+                workers,
+            },
+        )),
+        _ => Err(format!("`{text}` is not INDEX:FIRST:TOTAL:WORKERS")),
     }
 }
 
@@ -231,6 +248,8 @@ pub fn run(args: SwarmArgs) -> i32 {
         backoff_min: args.backoff_min,
         backoff_max: args.backoff_max,
         grace: args.grace,
+        tick: args.tick,
+        batch_wait: args.batch_wait,
         keepalive: args.keepalive.config(),
         criteria: Criteria {
             max_p99: args.max_p99,
@@ -275,7 +294,9 @@ pub fn run(args: SwarmArgs) -> i32 {
         Err(SwarmError::Config(e)) => return super::usage_error(&e),
         Err(e) => return super::fail(format!("swarm: {e}")),
     };
-    if let Err(e) = super::stop_on_signals(swarm.shutdown_handle()) {
+    if let Err(e) = super::stop_on_signals(swarm.shutdown_handle()).and_then(|()| {
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, swarm.mark_handle()).map(drop)
+    }) {
         return super::fail(format!("swarm: cannot watch for signals: {e}"));
     }
     // Only now, so that a refusal stays a single line.
@@ -351,7 +372,9 @@ fn worker(config: SwarmConfig, index: usize, log_level: LevelFilter) -> i32 {
         Err(SwarmError::Config(e)) => return super::usage_error(&e),
         Err(e) => return super::fail(format!("swarm: worker {index}: {e}")),
     };
-    if let Err(e) = super::stop_on_signals(swarm.shutdown_handle()) {
+    if let Err(e) = super::stop_on_signals(swarm.shutdown_handle()).and_then(|()| {
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, swarm.mark_handle()).map(drop)
+    }) {
         return super::fail(format!("swarm: cannot watch for signals: {e}"));
     }
     // A parent gone (a closed pipe) leaves nobody to tell: the run goes on

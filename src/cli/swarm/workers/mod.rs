@@ -21,6 +21,8 @@
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use log::LevelFilter;
 use lubdub::shutdown::ShutdownHandle;
@@ -80,7 +82,10 @@ pub fn run(
         Ok(pair) => pair,
         Err(e) => return crate::cli::fail(format!("swarm: cannot set up the event loop: {e}")),
     };
-    if let Err(e) = crate::cli::stop_on_signals(shutdown.clone()) {
+    let mark = Arc::new(AtomicBool::new(false));
+    if let Err(e) = crate::cli::stop_on_signals(shutdown.clone()).and_then(|()| {
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, mark.clone()).map(drop)
+    }) {
         return crate::cli::fail(format!("swarm: cannot watch for signals: {e}"));
     }
     log::info!(
@@ -91,7 +96,7 @@ pub fn run(
     );
     if let (Some(picked), Some(server)) = (&plan.picked_sources, server) {
         log::info!(
-            "swarm: {} clients need more local ports towards {server} than one source address gives cheaply (half its range: past that, each connect scans the taken ports); connecting from {}",
+            "swarm: {} clients need more local ports towards {server} than one source address gives cheaply (two fifths of its range: past that, each connect steps over more and more taken ports); connecting from {}",
             config.clients,
             format_sources(picked)
         );
@@ -109,6 +114,7 @@ pub fn run(
     let report = Parent {
         poll,
         shutdown,
+        mark,
         tty,
         status_shown: false,
     }
@@ -159,6 +165,8 @@ fn passed_on(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
 struct Parent {
     poll: Poll,
     shutdown: ShutdownHandle,
+    /// A SIGUSR1 to pass on to every worker.
+    mark: Arc<AtomicBool>,
     tty: bool,
     /// A status line is on the terminal, not yet ended.
     status_shown: bool,
@@ -172,6 +180,12 @@ impl Parent {
         let mut forwarded = false;
         let mut chunk = vec![0u8; 64 * 1024];
         while fleet.iter().any(Worker::speaking) {
+            if self.mark.swap(false, Ordering::Relaxed) {
+                for child in fleet.iter().filter_map(|w| w.child.as_ref()) {
+                    // SAFETY: kill(2) with a pid of our own child.
+                    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGUSR1) };
+                }
+            }
             if self.shutdown.is_requested() && !forwarded {
                 forwarded = true;
                 for child in fleet.iter().filter_map(|w| w.child.as_ref()) {

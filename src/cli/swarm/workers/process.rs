@@ -89,8 +89,8 @@ impl Worker {
             .arg("swarm")
             .args(args)
             .arg(format!(
-                "--worker={}:{}:{}",
-                p.index, p.first, config.clients
+                "--worker={}:{}:{}:{}",
+                p.index, p.first, config.clients, p.of_workers
             ))
             .arg(format!("--clients={}", p.clients))
             .arg(format!("--connect-rate={}", p.connect_rate))
