@@ -253,6 +253,16 @@ pub fn stop_on_signals(handle: ShutdownHandle) -> std::io::Result<()> {
     Ok(())
 }
 
+/// [`stop_on_signals`], and a SIGUSR1 sets `mark` (a swarm's mark: round
+/// trips from then on are reported apart).
+pub fn stop_and_mark_on_signals(
+    handle: ShutdownHandle,
+    mark: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<()> {
+    stop_on_signals(handle)?;
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, mark).map(drop)
+}
+
 /// Logs which signal ended the run, if one did.
 pub fn log_stop_signal() {
     match LAST_SIGNAL.load(Ordering::SeqCst) {

@@ -201,12 +201,7 @@ impl Config {
             Duration::from_secs(60),
         )?;
         check::number("events_capacity", self.events_capacity, 1, MAX_EVENTS)?;
-        check::duration(
-            "batch_wait",
-            self.batch_wait,
-            Duration::ZERO,
-            Duration::from_millis(100),
-        )?;
+        check::batch_wait(self.batch_wait)?;
         check::number("command_queue", self.command_queue, 1, MAX_COMMANDS)?;
         if let Some(drain) = self.drain {
             check::duration(

@@ -621,18 +621,18 @@ impl<H: Handler> Server<H> {
         let Some(mut poll) = self.poll.take() else {
             return Err(ServerError::CallersPoll);
         };
-        let now = Instant::now();
-        let pause = self.batching.pause(self.wait(now));
+        let called = Instant::now();
+        // A wait for more events first, under load: never past a timer, nor
+        // past what the caller allowed.
+        let pause = self.batching.pause(self.bounded_wait(called, timeout));
         if !pause.is_zero() {
             // Asked for, like a poll's sleep: not a stall (and, like a
             // poll's, never longer than the stall threshold).
-            std::thread::sleep(self.stalls.before_poll(now, Some(pause)));
+            std::thread::sleep(self.stalls.before_poll(called, Some(pause)));
         }
-        let wait = match (self.wait(Instant::now()), timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let wait = self.stalls.before_poll(Instant::now(), wait);
+        let now = Instant::now();
+        let left = timeout.map(|t| t.saturating_sub(now.saturating_duration_since(called)));
+        let wait = self.stalls.before_poll(now, self.bounded_wait(now, left));
         let polled = poll.poll(&mut self.events, Some(wait));
         self.poll = Some(poll);
         if let Err(e) = polled {
@@ -672,6 +672,14 @@ impl<H: Handler> Server<H> {
         }
         let wait = self.wait(now);
         self.stalls.before_poll(now, wait)
+    }
+
+    /// [`wait`](Self::wait), no longer than `timeout`.
+    fn bounded_wait(&self, now: Instant, timeout: Option<Duration>) -> Option<Duration> {
+        match (self.wait(now), timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Until the next timer, or zero with work left over.

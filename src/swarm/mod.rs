@@ -338,12 +338,7 @@ impl SwarmConfig {
         }
         check::max_frame(self.max_frame)?;
         check::client_tick(self.tick, self.interval)?;
-        check::duration(
-            "batch_wait",
-            self.batch_wait,
-            Duration::ZERO,
-            Duration::from_millis(100),
-        )?;
+        check::batch_wait(self.batch_wait)?;
         if let Some(slice) = self.slice {
             if slice.first.saturating_add(self.clients) > slice.of {
                 return Err(ConfigError::new(

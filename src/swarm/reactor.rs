@@ -26,10 +26,10 @@ use crate::protocol::HEARTBEAT_REQUEST;
 use crate::rng::Rng;
 use crate::shutdown::ShutdownHandle;
 use crate::time::{Batching, Clock, Stalls, Tick};
+use crate::wheel::Wheel;
 
 /// Readiness events fetched per poll.
 const EVENTS: usize = 1024;
-use crate::wheel::Wheel;
 
 mod conn_io;
 mod connects;

@@ -294,9 +294,7 @@ pub fn run(args: SwarmArgs) -> i32 {
         Err(SwarmError::Config(e)) => return super::usage_error(&e),
         Err(e) => return super::fail(format!("swarm: {e}")),
     };
-    if let Err(e) = super::stop_on_signals(swarm.shutdown_handle()).and_then(|()| {
-        signal_hook::flag::register(signal_hook::consts::SIGUSR1, swarm.mark_handle()).map(drop)
-    }) {
+    if let Err(e) = super::stop_and_mark_on_signals(swarm.shutdown_handle(), swarm.mark_handle()) {
         return super::fail(format!("swarm: cannot watch for signals: {e}"));
     }
     // Only now, so that a refusal stays a single line.
@@ -372,9 +370,7 @@ fn worker(config: SwarmConfig, index: usize, log_level: LevelFilter) -> i32 {
         Err(SwarmError::Config(e)) => return super::usage_error(&e),
         Err(e) => return super::fail(format!("swarm: worker {index}: {e}")),
     };
-    if let Err(e) = super::stop_on_signals(swarm.shutdown_handle()).and_then(|()| {
-        signal_hook::flag::register(signal_hook::consts::SIGUSR1, swarm.mark_handle()).map(drop)
-    }) {
+    if let Err(e) = super::stop_and_mark_on_signals(swarm.shutdown_handle(), swarm.mark_handle()) {
         return super::fail(format!("swarm: cannot watch for signals: {e}"));
     }
     // A parent gone (a closed pipe) leaves nobody to tell: the run goes on

@@ -83,9 +83,7 @@ pub fn run(
         Err(e) => return crate::cli::fail(format!("swarm: cannot set up the event loop: {e}")),
     };
     let mark = Arc::new(AtomicBool::new(false));
-    if let Err(e) = crate::cli::stop_on_signals(shutdown.clone()).and_then(|()| {
-        signal_hook::flag::register(signal_hook::consts::SIGUSR1, mark.clone()).map(drop)
-    }) {
+    if let Err(e) = crate::cli::stop_and_mark_on_signals(shutdown.clone(), mark.clone()) {
         return crate::cli::fail(format!("swarm: cannot watch for signals: {e}"));
     }
     log::info!(
