@@ -163,7 +163,9 @@ struct Tier {
     drops: u64,
     tcp_pages: u64,
     report: String,
-    cut: Option<(u64, f64, f64)>,
+    /// Peers connected when cut, evicted, the last eviction's time after
+    /// the cut and its bound (s).
+    cut: Option<(u64, u64, f64, f64)>,
     cut_note: String,
     stalls: Vec<(u32, u64, u64)>,
 }
@@ -187,9 +189,9 @@ impl Tier {
             && self.number("missing_replies") == 0.0
             && self.mark("p99") < 50_000.0
             && self.hold.rss_per_conn < 128.0
-            && self
-                .cut
-                .is_some_and(|(n, latest, bound)| n == CUT_PEERS && latest <= bound)
+            && self.cut.is_some_and(|(up, n, latest, bound)| {
+                up == CUT_PEERS && n == CUT_PEERS && latest <= bound
+            })
     }
 }
 
@@ -426,6 +428,8 @@ fn run_tier(opts: &Options, interval: Duration, stepped: bool, target_dir: &Path
     if !wait(interval, &mut log, &server_log) {
         return tier;
     }
+    // The cut swarm's last status line: how many of its peers are up.
+    let up_at_cut = cut_swarm.up();
     let cut = match Cut::new(CUT_FROM) {
         Ok(cut) => Some((cut, Instant::now())),
         Err(e) => {
@@ -466,7 +470,7 @@ fn run_tier(opts: &Options, interval: Duration, stepped: bool, target_dir: &Path
     if let Some((_, at)) = &cut {
         let bound = (interval * MISSES as u32 + interval + TICK).as_secs_f64();
         let give_up = *at + Duration::from_secs_f64(bound + 10.0);
-        while (log.evicted.len() as u64) < CUT_PEERS && Instant::now() < give_up {
+        while (log.evicted.len() as u64) < up_at_cut.max(1) && Instant::now() < give_up {
             if !wait(Duration::from_millis(200), &mut log, &server_log) {
                 return tier;
             }
@@ -476,7 +480,7 @@ fn run_tier(opts: &Options, interval: Duration, stepped: bool, target_dir: &Path
             .iter()
             .map(|(when, _)| when.duration_since(*at).as_secs_f64())
             .fold(0.0, f64::max);
-        tier.cut = Some((log.evicted.len() as u64, latest, bound));
+        tier.cut = Some((up_at_cut, log.evicted.len() as u64, latest, bound));
     }
 
     // Stop the swarms all at once (each stops sending and writes its
@@ -588,8 +592,8 @@ fn report(tiers: &[Tier], target: &Path) {
             }
         };
         let cut = match tier.cut {
-            Some((n, latest, bound)) => format!(
-                "{n}/{CUT_PEERS} evicted, the last {latest:.1} s after the cut (bound {bound:.1} s)"
+            Some((up, n, latest, bound)) => format!(
+                "{up} of {CUT_PEERS} connected when cut; {n} evicted, the last {latest:.1} s after the cut (bound {bound:.1} s)"
             ),
             None => tier.cut_note.clone(),
         };
