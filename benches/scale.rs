@@ -141,6 +141,8 @@ struct Step {
     slab_per_conn: f64,
     server_cpu_pct: f64,
     swarm_cpu_pct: f64,
+    /// The kernel's `ksoftirqd` threads: packet work deferred to them.
+    softirq_pct: f64,
     heartbeats_per_s: f64,
     server_us_per_hb: f64,
     swarm_us_per_hb: f64,
@@ -236,10 +238,12 @@ fn measure(
     window: Duration,
 ) -> Option<Step> {
     log.update(path, CUT_FROM);
-    let (hb0, s0, w0, t0) = (
+    let softirqd = fleet::ksoftirqd();
+    let (hb0, s0, w0, k0, t0) = (
         log.total("heartbeats"),
         fleet::cpu(&[server.pid()]),
         fleet::cpu(swarms),
+        fleet::cpu(&softirqd),
         Instant::now(),
     );
     if !wait(window, log, path) {
@@ -258,6 +262,7 @@ fn measure(
         slab_per_conn: per(kernel.slab_kib.saturating_sub(before.slab_kib) * 1024),
         server_cpu_pct: 100.0 * server_cpu / secs,
         swarm_cpu_pct: 100.0 * swarm_cpu / secs,
+        softirq_pct: 100.0 * (fleet::cpu(&softirqd) - k0) / secs,
         heartbeats_per_s: heartbeats / secs,
         server_us_per_hb: 1e6 * server_cpu / heartbeats.max(1.0),
         swarm_us_per_hb: 1e6 * swarm_cpu / heartbeats.max(1.0),
@@ -383,7 +388,7 @@ fn run_tier(opts: &Options, interval: Duration, stepped: bool, target_dir: &Path
         };
         step.ramp_s = took.as_secs_f64();
         println!(
-            "  step {:>8}: ramp {:>5.1}s  server {:>6.1} B/conn  kernel {:>6.0} B/conn  {:>7.0} hb/s  server {:>5.1}% ({:.1} µs/hb)  swarm {:>5.1}% ({:.1} µs/hb)",
+            "  step {:>8}: ramp {:>5.1}s  server {:>6.1} B/conn  kernel {:>6.0} B/conn  {:>7.0} hb/s  server {:>5.1}% ({:.1} µs/hb)  swarm {:>5.1}% ({:.1} µs/hb)  ksoftirqd {:.1}%",
             step.connections,
             step.ramp_s,
             step.rss_per_conn,
@@ -392,7 +397,8 @@ fn run_tier(opts: &Options, interval: Duration, stepped: bool, target_dir: &Path
             step.server_cpu_pct,
             step.server_us_per_hb,
             step.swarm_cpu_pct,
-            step.swarm_us_per_hb
+            step.swarm_us_per_hb,
+            step.softirq_pct
         );
         tier.steps.push(step);
     }
@@ -661,6 +667,10 @@ fn report(tiers: &[Tier], target: &Path) {
                 ),
             ),
             (
+                "ksoftirqd CPU during the hold (% of a core)",
+                format!("{:.1}", tier.hold.softirq_pct),
+            ),
+            (
                 "server RSS per connection (B, fixed cost out)",
                 format!("{:.1}", tier.hold.rss_per_conn),
             ),
@@ -688,7 +698,7 @@ fn report(tiers: &[Tier], target: &Path) {
             .iter()
             .map(|s| {
                 format!(
-                    "{{\"connections\":{},\"ramp_s\":{:.1},\"server_rss_per_conn\":{:.1},\"kernel_slab_per_conn\":{:.0},\"heartbeats_per_s\":{:.0},\"server_cpu_pct\":{:.1},\"swarm_cpu_pct\":{:.1},\"server_us_per_heartbeat\":{:.2},\"swarm_us_per_heartbeat\":{:.2}}}",
+                    "{{\"connections\":{},\"ramp_s\":{:.1},\"server_rss_per_conn\":{:.1},\"kernel_slab_per_conn\":{:.0},\"heartbeats_per_s\":{:.0},\"server_cpu_pct\":{:.1},\"swarm_cpu_pct\":{:.1},\"ksoftirqd_cpu_pct\":{:.1},\"server_us_per_heartbeat\":{:.2},\"swarm_us_per_heartbeat\":{:.2}}}",
                     s.connections,
                     s.ramp_s,
                     s.rss_per_conn,
@@ -696,6 +706,7 @@ fn report(tiers: &[Tier], target: &Path) {
                     s.heartbeats_per_s,
                     s.server_cpu_pct,
                     s.swarm_cpu_pct,
+                    s.softirq_pct,
                     s.server_us_per_hb,
                     s.swarm_us_per_hb
                 )

@@ -351,3 +351,18 @@ fn nft(script: &str) -> Result<(), String> {
         ))
     }
 }
+
+/// The kernel's per-CPU softirq threads (`ksoftirqd/N`): when packet
+/// processing outgrows its budget at the end of an interrupt or a
+/// `send`, the rest waits for these, scheduled like any other thread.
+pub fn ksoftirqd() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("ksoftirqd/"))
+        })
+        .collect()
+}
