@@ -373,6 +373,15 @@ fn worker(config: SwarmConfig, index: usize, log_level: LevelFilter) -> i32 {
     if let Err(e) = super::stop_and_mark_on_signals(swarm.shutdown_handle(), swarm.mark_handle()) {
         return super::fail(format!("swarm: cannot watch for signals: {e}"));
     }
+    // Blocked by the parent until now (see `Worker::start`): a mark passed
+    // on while this worker started is delivered here, to its handler.
+    // SAFETY: pthread_sigmask(3) with a set made here.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
     // A parent gone (a closed pipe) leaves nobody to tell: the run goes on
     // to its end, quietly.
     let tell = |kind: &str, json: String| {
