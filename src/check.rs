@@ -116,8 +116,6 @@ pub(crate) fn max_backlog(value: usize) -> Result<(), ConfigError> {
     )
 }
 
-/// The client's and the swarm's `tick`: from 100 µs to the interval, and
-/// never over a second (their timers are due every interval).
 /// The longest `--batch-wait`: past a tenth of a second it is no longer a
 /// short wait for more events but a latency of its own.
 pub(crate) fn batch_wait(wait: Duration) -> Result<(), ConfigError> {
@@ -129,6 +127,8 @@ pub(crate) fn batch_wait(wait: Duration) -> Result<(), ConfigError> {
     )
 }
 
+/// The client's and the swarm's `tick`: from 100 µs to the interval, and
+/// never over a second (their timers are due every interval).
 pub(crate) fn client_tick(tick: Duration, interval: Duration) -> Result<(), ConfigError> {
     duration(
         "tick",

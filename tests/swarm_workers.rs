@@ -561,3 +561,50 @@ fn a_mark_sent_to_the_parent_reports_the_round_trips_since_apart() {
         let _ = std::fs::remove_file(f);
     }
 }
+
+/// A mark sent as soon as the parent has started its workers, before
+/// they watch for it themselves: the parent passes it on at once, and a
+/// worker must neither die of it nor lose it.
+#[test]
+fn a_mark_sent_while_the_workers_start_kills_none_of_them() {
+    use std::io::{BufRead, BufReader};
+    let server = server();
+    let mut args = swarm_args(&server, 100, "2s");
+    // The parent logs each worker it starts at info.
+    for a in args.iter_mut().filter(|a| *a == "warn") {
+        *a = "info".to_string();
+    }
+    args.extend(["--workers", "2"].map(String::from));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lubdub"))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run lubdub");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "{log}");
+        log.push_str(&line);
+        if line.contains("worker 0 (pid") {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on the process this test started.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGUSR1) },
+        0
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    log.push_str(&rest);
+    let status = child.wait().expect("wait");
+    assert!(!log.contains("killed by signal"), "{log}");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert_eq!(
+        log.matches("marked: round trips").count(),
+        2,
+        "both workers marked: {log}"
+    );
+}

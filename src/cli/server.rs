@@ -26,7 +26,7 @@ pub struct ServerArgs {
     /// Under load, wait up to this long before polling again, so that one
     /// wakeup serves several peers (0..=100ms; never past a timer, replies
     /// wait at most this much longer) [default: 0, poll at once].
-    #[arg(long, default_value = "0s", value_parser = super::duration, value_name = "DUR")]
+    #[arg(long, default_value = "0s", hide_default_value = true, value_parser = super::duration, value_name = "DUR")]
     batch_wait: Duration,
     /// Most connections held at once; more are accepted and closed at once
     /// [default: open-files limit minus 100].

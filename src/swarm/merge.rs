@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use super::counters::{Counters, FailedBy, LostBy, Rtt};
+use super::counters::{rtt_histogram, Counters, FailedBy, LostBy, Rtt};
 use super::hdr;
 use super::json::{self, Value};
 use super::report::{json_string, ms, Histograms, Report};
@@ -206,12 +206,17 @@ impl Report {
             })?;
         }
         // Marked parts only: one that was never marked has nothing since.
-        match (&mut h.since_mark, &other.histograms.since_mark) {
-            (Some(into), Some(from)) => into.add(from).map_err(|_| {
-                "its histograms hold values past the range lubdub records".to_string()
-            })?,
-            (None, Some(from)) => h.since_mark = Some(from.clone()),
-            _ => {}
+        // Into lubdub's own range, like the others: a copy of the first
+        // marked part's would keep its range, which a part read from
+        // another writer's file may have narrower, and refuse what a later
+        // part adds past it.
+        if let Some(from) = &other.histograms.since_mark {
+            h.since_mark
+                .get_or_insert_with(rtt_histogram)
+                .add(from)
+                .map_err(|_| {
+                    "its histograms hold values past the range lubdub records".to_string()
+                })?;
         }
         self.target += other.target;
         self.connected += other.connected;
@@ -408,7 +413,7 @@ impl Fields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::swarm::counters::rtt_histogram;
+    use hdrhistogram::Histogram;
 
     fn report(values: &[u64], connected: u64) -> Report {
         let mut report = Report::empty("interval", 1000, 0, Criteria::default());
@@ -468,6 +473,38 @@ mod tests {
             merged.failure().unwrap(),
             "only 18 of 20 connections were open at the end (peak 18, 0 connect failures)"
         );
+    }
+
+    #[test]
+    fn round_trips_since_a_mark_read_back_and_merge_whatever_the_order() {
+        let mut marked = report(&[100, 50_000], 10);
+        let mut since = rtt_histogram();
+        since.record(50_000).unwrap();
+        marked.histograms.since_mark = Some(since);
+        marked.summarize();
+        let back = Report::from_json(&marked.to_json()).unwrap();
+        assert_eq!(back, marked);
+        // A part whose histogram another writer made with a narrower range
+        // (a few milliseconds) is merged like the round trips, into
+        // lubdub's own range: first or last, the merge is the same.
+        let mut narrow = report(&[300], 10);
+        let mut h = Histogram::<u64>::new_with_bounds(1, 1_000, 3).unwrap();
+        h.record(300).unwrap();
+        narrow.histograms.rtt = h.clone();
+        narrow.histograms.since_mark = Some(h);
+        narrow.summarize();
+        let plain = report(&[400], 10);
+        let mut counts = Vec::new();
+        for order in [[&narrow, &plain, &marked], [&marked, &plain, &narrow]] {
+            let mut merged = Report::empty("interval", 1000, 0, Criteria::default());
+            for part in order {
+                merged.absorb(part).unwrap();
+            }
+            merged.summarize();
+            counts.push(merged.rtt_since_mark);
+        }
+        assert_eq!(counts[0], counts[1]);
+        assert_eq!(counts[0].unwrap().1, 2);
     }
 
     #[test]

@@ -8,8 +8,9 @@
 
 use crate::time::Tick;
 
-/// How much burst the bucket allows: 10 ms worth of connects, at least one,
-/// so a late wakeup is caught up without a long synchronized burst.
+/// How much burst the bucket allows: 10 ms worth of connects, at least one
+/// (and at least a tick's worth), so a late wakeup is caught up without a
+/// long synchronized burst.
 const BURST_DIVISOR: u64 = 100;
 
 /// A token bucket of connects.
@@ -28,7 +29,12 @@ impl Pacer {
     /// `ticks_per_second` ticks, starting at `now` with one connect's credit.
     pub fn new(rate: u64, ticks_per_second: u64, now: Tick) -> Pacer {
         let ticks_per_second = ticks_per_second.max(1);
-        let cap = (rate.saturating_mul(ticks_per_second) / BURST_DIVISOR).max(ticks_per_second);
+        // Never less than a tick earns: with ticks longer than the burst
+        // (`--tick` past 10 ms) a cap below it would throw away part of
+        // every tick's credit, and the rate with it.
+        let cap = (rate.saturating_mul(ticks_per_second) / BURST_DIVISOR)
+            .max(ticks_per_second)
+            .max(rate);
         Pacer {
             rate,
             ticks_per_second,
@@ -94,6 +100,21 @@ mod tests {
             let mut pacer = Pacer::new(rate, 1_000, 0);
             let n = taken(&mut pacer, 10_000);
             assert!(n + 1 >= expected && n <= expected + 1, "rate {rate}: {n}");
+        }
+    }
+
+    #[test]
+    fn holds_the_rate_on_ticks_longer_than_its_burst() {
+        // 20 ms and 250 ms ticks (`swarm --tick`): each tick's connects
+        // come at once, but every one of them comes: ten seconds of them,
+        // and the one the bucket starts with.
+        for ticks_per_second in [50, 4] {
+            let mut pacer = Pacer::new(1_000, ticks_per_second, 0);
+            let n = taken(&mut pacer, 10 * ticks_per_second + 1);
+            assert!(
+                (10_000..=10_001).contains(&n),
+                "{ticks_per_second} ticks a second: {n}"
+            );
         }
     }
 

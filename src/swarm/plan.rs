@@ -245,9 +245,9 @@ fn sources(
         return Err(not_enough(clients, server, free.available()));
     }
     // All of 127.0.0.0/8 is this host's: each worker takes addresses of
-    // its own, from 127.0.0.2 up, until they have cheap ports (two
-    // fifths of each range, see `Free::cheap`) for its clients (more than one when
-    // some are still in use from an earlier run).
+    // its own, from 127.0.0.2 up, until they have cheap ports (two fifths
+    // of each range, see `Free::cheap`) for its clients, passing over one
+    // whose cheap ports are all taken (by an earlier run, say).
     let mut next = u32::from(Ipv4Addr::new(127, 0, 0, 2));
     let last = u32::from(Ipv4Addr::new(127, 255, 255, 254));
     let mut picked = Vec::new();

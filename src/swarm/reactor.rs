@@ -392,7 +392,10 @@ impl Swarm {
                 // poll's, never longer than the stall threshold).
                 let pause = self.stalls.before_poll(turn_ended, Some(pause));
                 std::thread::sleep(pause);
-                (Instant::now(), timeout.map(|t| t.saturating_sub(pause)))
+                // From the clock, not less the pause asked for: a sleep
+                // may run over, and the next timer must not wait for that.
+                let now = Instant::now();
+                (now, deadline.map(|d| self.clock.until(d, now)))
             };
             let timeout = self.stalls.before_poll(turn_ended, timeout);
             match self.poll.poll(&mut self.events, Some(timeout)) {

@@ -100,13 +100,13 @@ pub struct SwarmArgs {
     #[arg(long, default_value = "2m", value_parser = super::duration)]
     pub backoff_max: Duration,
     /// Heartbeats fall due on ticks of this width; those due on one tick are
-    /// sent together, in one wakeup (100us..=interval).
+    /// sent together, in one wakeup (100us..=interval, at most 1s).
     #[arg(long, default_value = "1ms", value_parser = super::duration, value_name = "DUR")]
     pub tick: Duration,
     /// Under load, wait up to this long before polling again, so that one
     /// wakeup reads several replies (0..=100ms; a reply read later counts
     /// its wait in its round trip) [default: 0, poll at once].
-    #[arg(long, default_value = "0s", value_parser = super::duration, value_name = "DUR")]
+    #[arg(long, default_value = "0s", hide_default_value = true, value_parser = super::duration, value_name = "DUR")]
     pub batch_wait: Duration,
     /// At the end, how long to wait for replies still in flight.
     #[arg(long, default_value = "2s", value_parser = super::duration)]
@@ -372,6 +372,15 @@ fn worker(config: SwarmConfig, index: usize, log_level: LevelFilter) -> i32 {
     };
     if let Err(e) = super::stop_and_mark_on_signals(swarm.shutdown_handle(), swarm.mark_handle()) {
         return super::fail(format!("swarm: cannot watch for signals: {e}"));
+    }
+    // Blocked by the parent until now (see `Worker::start`): a mark passed
+    // on while this worker started is delivered here, to its handler.
+    // SAFETY: pthread_sigmask(3) with a set made here.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
     // A parent gone (a closed pipe) leaves nobody to tell: the run goes on
     // to its end, quietly.

@@ -110,11 +110,21 @@ impl Worker {
             // parent alone, which asks each worker to stop once.
             .process_group(0);
         // SAFETY: between fork and exec only async-signal-safe calls:
-        // prctl(2) and getppid(2).
+        // prctl(2), getppid(2) and sigprocmask(2) with its set's helpers.
         unsafe {
             command.pre_exec(move || {
                 // A parent that dies takes its workers with it, gracefully.
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // A mark the parent passes on before the worker watches for
+                // it waits (blocked, pending across exec) rather than ending
+                // the worker, as SIGUSR1 does by default; the worker
+                // unblocks it once it watches.
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGUSR1);
+                if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
                     return Err(io::Error::last_os_error());
                 }
                 // It may have died before the line above.
