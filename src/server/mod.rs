@@ -622,17 +622,20 @@ impl<H: Handler> Server<H> {
             return Err(ServerError::CallersPoll);
         };
         let called = Instant::now();
+        let mut until = self.bounded_wait(called, timeout);
         // A wait for more events first, under load: never past a timer, nor
         // past what the caller allowed.
-        let pause = self.batching.pause(self.bounded_wait(called, timeout));
+        let pause = self.batching.pause(until);
+        let mut now = called;
         if !pause.is_zero() {
             // Asked for, like a poll's sleep: not a stall (and, like a
             // poll's, never longer than the stall threshold).
             std::thread::sleep(self.stalls.before_poll(called, Some(pause)));
+            now = Instant::now();
+            let left = timeout.map(|t| t.saturating_sub(now.saturating_duration_since(called)));
+            until = self.bounded_wait(now, left);
         }
-        let now = Instant::now();
-        let left = timeout.map(|t| t.saturating_sub(now.saturating_duration_since(called)));
-        let wait = self.stalls.before_poll(now, self.bounded_wait(now, left));
+        let wait = self.stalls.before_poll(now, until);
         let polled = poll.poll(&mut self.events, Some(wait));
         self.poll = Some(poll);
         if let Err(e) = polled {
@@ -649,12 +652,13 @@ impl<H: Handler> Server<H> {
             count += 1;
         }
         self.events = events;
-        self.batching.polled(Instant::now(), count);
+        let handled = Instant::now();
+        self.batching.polled(handled, count);
         if count > 0 {
             self.core.stats.wakeups += 1;
             self.core.stats.events += count as u64;
         }
-        Ok(self.end_turn(Instant::now(), timeout))
+        Ok(self.end_turn(handled, timeout))
     }
 
     /// How long the caller's poll may block before it must call
