@@ -263,6 +263,19 @@ pub fn stop_and_mark_on_signals(
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, mark).map(drop)
 }
 
+/// The set holding SIGUSR1 alone, the mark: blocked in a swarm worker from
+/// its fork until it watches for it. Async-signal-safe (only
+/// sigemptyset(3) and sigaddset(3)), so it may run between fork and exec.
+pub fn mark_signal_set() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t is valid storage; both calls only write it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        set
+    }
+}
+
 /// Logs which signal ended the run, if one did.
 pub fn log_stop_signal() {
     match LAST_SIGNAL.load(Ordering::SeqCst) {

@@ -53,7 +53,7 @@ pub struct SwarmArgs {
     /// One worker of several: INDEX:FIRST:TOTAL (its index, the fleet's
     /// index of its first client, the fleet's clients). Set by the parent.
     #[arg(long, hide = true, value_parser = worker_flag)]
-    pub worker: Option<(usize, Slice)>,
+    pub worker: Option<Slice>,
     /// Connects (and reconnects) per second; 0 means as fast as possible.
     #[arg(long, default_value_t = 2000)]
     pub connect_rate: u64,
@@ -162,18 +162,15 @@ fn workers_flag(text: &str) -> Result<Workers, String> {
     }
 }
 
-fn worker_flag(text: &str) -> Result<(usize, Slice), String> {
+fn worker_flag(text: &str) -> Result<Slice, String> {
     let mut it = text.split(':').map(str::parse::<usize>);
     match (it.next(), it.next(), it.next(), it.next(), it.next()) {
-        (Some(Ok(index)), Some(Ok(first)), Some(Ok(of)), Some(Ok(workers)), None) => Ok((
+        (Some(Ok(index)), Some(Ok(first)), Some(Ok(of)), Some(Ok(workers)), None) => Ok(Slice {
+            first,
+            of,
             index,
-            Slice {
-                first,
-                of,
-                index,
-                workers,
-            },
-        )),
+            workers,
+        }),
         _ => Err(format!("`{text}` is not INDEX:FIRST:TOTAL:WORKERS")),
     }
 }
@@ -265,15 +262,15 @@ pub fn run(args: SwarmArgs) -> i32 {
         status_every: args
             .status_every
             .unwrap_or(Duration::from_secs(if tty { 1 } else { 5 })),
-        slice: args.worker.map(|(_, slice)| slice),
+        slice: args.worker,
         ..SwarmConfig::default()
     };
     // Judge the values first, so a usage error is the only line printed.
     if let Err(e) = config.validate() {
         return super::usage_error(&e);
     }
-    if let Some((index, _)) = args.worker {
-        return worker(config, index, args.log_level);
+    if let Some(slice) = args.worker {
+        return worker(config, slice.index, args.log_level);
     }
     // Where the report goes is checked now, not after the whole run.
     let json_file = match json_file(args.json.as_deref()) {
@@ -375,11 +372,9 @@ fn worker(config: SwarmConfig, index: usize, log_level: LevelFilter) -> i32 {
     }
     // Blocked by the parent until now (see `Worker::start`): a mark passed
     // on while this worker started is delivered here, to its handler.
+    let set = super::mark_signal_set();
     // SAFETY: pthread_sigmask(3) with a set made here.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
     // A parent gone (a closed pipe) leaves nobody to tell: the run goes on

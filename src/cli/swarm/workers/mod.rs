@@ -140,6 +140,14 @@ pub fn run(
     }
 }
 
+/// Sends `signal` to every worker still running.
+fn signal_all(fleet: &[Worker], signal: libc::c_int) {
+    for child in fleet.iter().filter_map(|w| w.child.as_ref()) {
+        // SAFETY: kill(2) with a pid of our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    }
+}
+
 /// The parent's command line without the flags it sets per worker.
 fn passed_on(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();
@@ -179,17 +187,11 @@ impl Parent {
         let mut chunk = vec![0u8; 64 * 1024];
         while fleet.iter().any(Worker::speaking) {
             if self.mark.swap(false, Ordering::Relaxed) {
-                for child in fleet.iter().filter_map(|w| w.child.as_ref()) {
-                    // SAFETY: kill(2) with a pid of our own child.
-                    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGUSR1) };
-                }
+                signal_all(fleet, libc::SIGUSR1);
             }
             if self.shutdown.is_requested() && !forwarded {
                 forwarded = true;
-                for child in fleet.iter().filter_map(|w| w.child.as_ref()) {
-                    // SAFETY: kill(2) with a pid of our own child.
-                    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-                }
+                signal_all(fleet, libc::SIGTERM);
             }
             match self.poll.poll(&mut events, None) {
                 Ok(()) => {}

@@ -121,9 +121,7 @@ impl Worker {
                 // it waits (blocked, pending across exec) rather than ending
                 // the worker, as SIGUSR1 does by default; the worker
                 // unblocks it once it watches.
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                libc::sigaddset(&mut set, libc::SIGUSR1);
+                let set = crate::cli::mark_signal_set();
                 if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
                     return Err(io::Error::last_os_error());
                 }
