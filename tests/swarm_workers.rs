@@ -513,7 +513,9 @@ fn a_mark_sent_to_the_parent_reports_the_round_trips_since_apart() {
         2,
         "both workers marked: {stderr}"
     );
-    assert!(stderr.contains("since mark:  p50 "), "{stderr}");
+    // The summary, with --json PATH, is on stdout.
+    assert!(stdout.contains("since mark:  p50 "), "{stdout}");
+    assert!(!stderr.contains("since mark:"), "{stderr}");
     let text = std::fs::read_to_string(&json).expect("report");
     let report = parse(&text);
     let since = n(&report, "rtt_since_mark_us.count");

@@ -16,6 +16,7 @@ use log::LevelFilter;
 use lubdub::shutdown::ShutdownHandle;
 
 mod client;
+mod out;
 mod server;
 mod swarm;
 mod workers;
@@ -85,7 +86,11 @@ fn one_line(text: &str) -> String {
 /// A value clap could not judge alone (a range, or one flag against
 /// another) is still a usage error: name the flag, exit 2.
 pub fn usage_error(e: &lubdub::check::ConfigError) -> i32 {
-    eprintln!("error: --{}: {}", e.field.replace('_', "-"), e.reason);
+    out::eprint(&format!(
+        "error: --{}: {}\n",
+        e.field.replace('_', "-"),
+        e.reason
+    ));
     2
 }
 
@@ -286,7 +291,7 @@ pub fn log_stop_signal() {
 
 /// One-line fatal error, exit code 1.
 pub fn fail(what: impl std::fmt::Display) -> i32 {
-    eprintln!("lubdub: {what}");
+    out::eprint(&format!("lubdub: {what}\n"));
     1
 }
 

@@ -322,8 +322,11 @@ pub fn run(args: SwarmArgs) -> i32 {
     .report(&report)
 }
 
-/// Where the report goes: the summary always to stderr, the JSON to a file
-/// opened before the run or to stdout.
+/// Where the report goes: the summary on stdout, where `> file` and
+/// `| grep` find it, as wrk and redis-benchmark print theirs; with
+/// `--json -` stdout carries the JSON object alone and the summary goes to
+/// stderr for the human watching. `--json PATH` writes to a file opened
+/// before the run.
 pub struct Output {
     json_file: Option<std::fs::File>,
     json_stdout: bool,
@@ -332,20 +335,28 @@ pub struct Output {
 impl Output {
     /// Writes the summary and the JSON, and gives the exit code the
     /// verdict calls for (the reasons of a failure on stderr's last line).
+    /// A closed stdout is no failure (see `out`): the verdict's code stands.
     pub fn report(mut self, report: &Report) -> i32 {
-        eprint!("{}", report.summary());
+        let summary = report.summary();
         let json = report.to_json();
+        let written = if self.json_stdout && self.json_file.is_none() {
+            super::out::eprint(&summary);
+            super::out::print(&format!("{json}\n"))
+        } else {
+            super::out::print(&summary)
+        };
+        if let Err(e) = written {
+            return super::fail(format!("swarm: cannot write the report to stdout: {e}"));
+        }
         if let Some(file) = self.json_file.as_mut() {
             if let Err(e) = writeln!(file, "{json}") {
                 return super::fail(format!("swarm: cannot write the report: {e}"));
             }
-        } else if self.json_stdout {
-            println!("{json}");
         }
         match report.failure() {
             None => 0,
             Some(reason) => {
-                eprintln!("lubdub: swarm: {reason}");
+                super::out::eprint(&format!("lubdub: swarm: {reason}\n"));
                 if report.failed_by_swarm_only() {
                     SWARM_FAILED_ITSELF
                 } else {
