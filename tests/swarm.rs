@@ -530,7 +530,7 @@ fn reconnects_that_hang_on_a_server_that_takes_no_new_connections_fail_the_run()
         "a stuck reconnect counted as pending: {json}"
     );
     assert!(
-        json.contains("connects were not done within --max-connect-wait 400 ms"),
+        json.contains("connects were not done within --max-connect-wait 400ms"),
         "{json}"
     );
     assert!(log.contains("still hanging at the end"), "{log}");

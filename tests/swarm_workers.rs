@@ -260,7 +260,7 @@ fn two_runs_merged_are_their_counts_summed_and_their_histograms_merged() {
 #[test]
 fn reports_that_cannot_be_merged_are_one_line_and_exit_code_2() {
     let report = |criteria: Criteria| {
-        let mut r = Report::empty("interval", 1000, 0, criteria);
+        let mut r = Report::empty("interval", 1_000_000, 0, criteria);
         r.target = 10;
         r.connected = 10;
         r.summarize();

@@ -457,7 +457,7 @@ impl Swarm {
             } else {
                 "interval"
             },
-            interval_ms: self.config.interval.as_millis() as u64,
+            interval_us: self.config.interval.as_micros().min(u64::MAX.into()) as u64,
             flood_depth: self.config.flood.unwrap_or(0),
             counters: self.counters,
             elapsed,

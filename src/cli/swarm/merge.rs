@@ -48,7 +48,7 @@ pub fn run(args: MergeArgs) -> i32 {
     };
     let mut merged = Report::empty(
         first.mode,
-        first.interval_ms,
+        first.interval_us,
         first.flood_depth,
         first.criteria,
     );

@@ -225,7 +225,7 @@ impl Parent {
             .iter()
             .find_map(|w| w.report.as_ref().and_then(|r| r.as_ref().ok()));
         let mut merged = match first {
-            Some(r) => Report::empty(r.mode, r.interval_ms, r.flood_depth, r.criteria),
+            Some(r) => Report::empty(r.mode, r.interval_us, r.flood_depth, r.criteria),
             None => Report::empty("interval", 0, 0, Default::default()),
         };
         let parts: Vec<Part> = std::mem::take(fleet)
