@@ -111,7 +111,7 @@ use mio::{Events, Poll, Registry, Token, Waker};
 
 pub use self::accept::bind_listener;
 pub use self::commands::{CommandError, Commands, NotQueued};
-pub use self::config::{Config, DEFAULT_MAX_BUFFERED};
+pub use self::config::{Config, DEFAULT_MAX_BUFFERED, MAX_BUFFERED, MAX_CONNECTIONS};
 pub use self::context::Context;
 pub use self::core::Deferred;
 pub use self::handler::{CloseReason, ConnId, Handler};

@@ -43,11 +43,13 @@ const WAKER: Token = Token(usize::MAX);
 const MAX_LINE: usize = 64 << 20;
 
 /// Flags the parent sets per worker; the rest pass through as given.
-const PER_WORKER_FLAGS: [&str; 7] = [
+const PER_WORKER_FLAGS: [&str; 9] = [
     "--workers",
     "--worker",
     "--clients",
+    "-c",
     "--connect-rate",
+    "-r",
     "--source-addrs",
     "--status-every",
     "--json",
@@ -154,10 +156,17 @@ fn passed_on(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
         let text = arg.to_string_lossy();
-        let name = text.split_once('=').map_or(&*text, |(name, _)| name);
+        // `-c100` and `-c=100` are a short flag with its value attached.
+        let (name, attached) = match text.strip_prefix('-') {
+            Some(rest) if !rest.starts_with('-') && rest.len() > 1 => (&text[..2], true),
+            _ => match text.split_once('=') {
+                Some((name, _)) => (name, true),
+                None => (&*text, false),
+            },
+        };
         if PER_WORKER_FLAGS.contains(&name) {
             // `--flag value`: the value goes too; `--flag=value` is one.
-            if !text.contains('=') {
+            if !attached {
                 args.next();
             }
             continue;
@@ -384,6 +393,12 @@ mod tests {
             "--status-every=1s",
             "--connect-rate",
             "5",
+            "-c",
+            "7",
+            "-r100",
+            "-c=3",
+            "-d",
+            "3s",
             "--interval",
             "200ms",
         ]
@@ -395,6 +410,8 @@ mod tests {
                 "--connect",
                 "127.0.0.1:9",
                 "--lenient",
+                "-d",
+                "3s",
                 "--interval",
                 "200ms"
             ]
