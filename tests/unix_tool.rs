@@ -195,3 +195,148 @@ fn the_swarm_report_is_on_stdout_and_the_status_lines_on_stderr() {
     assert!(stderr.is_empty(), "{stderr}");
     let _ = std::fs::remove_file(report);
 }
+
+#[test]
+fn manpage_and_completions_into_a_closed_pipe_end_quietly() {
+    for args in [
+        &["manpage"][..],
+        &["completions", "bash"][..],
+        &["completions", "zsh"][..],
+        &["completions", "fish"][..],
+        &["--help"][..],
+        &["swarm", "--help"][..],
+    ] {
+        quiet_exit(args, &into_closed_pipe(args), 0);
+    }
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().expect("run lubdub");
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// Whether `tool` runs here; a line saying it does not when it does not.
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
+
+#[test]
+fn the_man_page_covers_every_subcommand_and_renders() {
+    let page = stdout_of(&["manpage"]);
+    let head = page
+        .lines()
+        .find(|l| !l.starts_with(".ie") && !l.starts_with(".el"))
+        .unwrap();
+    assert!(head.starts_with(".TH lubdub 1"), "{head}");
+    for section in [
+        "LUBDUB SERVER",
+        "LUBDUB CLIENT",
+        "LUBDUB SWARM",
+        "LUBDUB SWARM MERGE",
+        "LUBDUB MANPAGE",
+        "LUBDUB COMPLETIONS",
+        "EXIT STATUS",
+    ] {
+        assert!(page.contains(&format!(".SH \"{section}\"")), "{section}");
+    }
+    for flag in ["interval", "listen", "clients", "max\\-p99", "drain"] {
+        assert!(page.contains(&format!("\\-\\-{flag}")), "--{flag} missing");
+    }
+    // A worker's flags are the supervisor's business, not the reader's.
+    for hidden in ["\\-\\-room", "\\-\\-listen\\-fd", "\\fB\\-\\-worker\\fR"] {
+        assert!(!page.contains(hidden), "{hidden} is in the page");
+    }
+    if !have("man") {
+        return;
+    }
+    let mut man = Command::new("man")
+        .args(["-l", "-"])
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    man.stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = man.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("LUBDUB SWARM MERGE"), "{text}");
+    assert!(text.contains("130  a second SIGINT or SIGTERM"), "{text}");
+}
+
+#[test]
+fn bash_completes_subcommands_and_flags_without_the_hidden_ones() {
+    let script = stdout_of(&["completions", "bash"]);
+    let path = temp("lubdub.bash");
+    std::fs::write(&path, &script).unwrap();
+    // COMP_WORDS as bash fills them; _lubdub CMD CUR PREV as `complete
+    // -F` calls it.
+    let complete = |words: &str, cur: &str, prev: &str| -> String {
+        let out = Command::new("bash")
+            .args([
+                "--norc",
+                "-c",
+                &format!(
+                    "source {} || exit 3; complete -p lubdub >/dev/null || exit 4; \
+                     COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+                     _lubdub lubdub {cur} {prev}; echo \"${{COMPREPLY[@]}}\"",
+                    path.display()
+                ),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(out.stderr.is_empty(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(complete("lubdub ser", "ser", "lubdub"), "server");
+    assert_eq!(complete("lubdub swarm me", "me", "swarm"), "merge");
+    assert_eq!(
+        complete("lubdub swarm --cli", "--cli", "swarm"),
+        "--clients"
+    );
+    // Only --workers: the hidden --worker is not offered.
+    assert_eq!(
+        complete("lubdub server --wor", "--wor", "server"),
+        "--workers"
+    );
+    assert_eq!(complete("lubdub server --ro", "--ro", "server"), "");
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn zsh_and_fish_completions_are_scripts_their_shells_accept() {
+    for (shell, check) in [("zsh", ["zsh", "-n"]), ("fish", ["fish", "--no-execute"])] {
+        let script = stdout_of(&["completions", shell]);
+        assert!(script.contains("lubdub"), "{shell}: {script}");
+        assert!(script.contains("--interval"), "{shell}");
+        assert!(!script.contains("listen-fd"), "{shell}: a hidden flag");
+        if !have(check[0]) {
+            continue;
+        }
+        let path = temp(&format!("lubdub.{shell}"));
+        std::fs::write(&path, &script).unwrap();
+        let out = Command::new(check[0])
+            .arg(check[1])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -1,7 +1,8 @@
 //! `lubdub manpage` and `lubdub completions SHELL`: both generated from
 //! the same clap definitions that parse the command line, so neither can
 //! drift from the flags. Hidden flags (a worker's `--worker`, `--room`,
-//! `--listen-fd`) are left out of both by clap's generators.
+//! `--listen-fd`) are left out of both: clap's man page skips them itself,
+//! its completion scripts do not, so they are given a copy without them.
 
 use clap::CommandFactory;
 
@@ -14,10 +15,28 @@ pub fn manpage() -> i32 {
 
 /// A completion script for `shell`, on stdout.
 pub fn completions(shell: clap_complete::Shell) -> i32 {
-    let mut cmd = Cli::command();
+    let mut full = Cli::command();
+    full.build();
+    let mut cmd = without_hidden(&full);
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cmd, "lubdub", &mut script);
     print(&String::from_utf8_lossy(&script))
+}
+
+/// `cmd` (built) with its hidden flags left out, and its subcommands'.
+fn without_hidden(cmd: &clap::Command) -> clap::Command {
+    let mut copy = clap::Command::new(cmd.get_name().to_string())
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .disable_help_subcommand(true)
+        .args(cmd.get_arguments().filter(|a| !a.is_hide_set()).cloned());
+    if let Some(about) = cmd.get_about() {
+        copy = copy.about(about.clone());
+    }
+    if let Some(version) = cmd.get_version() {
+        copy = copy.version(version.to_string());
+    }
+    copy.subcommands(cmd.get_subcommands().map(without_hidden))
 }
 
 fn print(text: &str) -> i32 {
@@ -33,12 +52,28 @@ fn print(text: &str) -> i32 {
 fn man_page() -> String {
     let mut cmd = Cli::command().after_help(None::<&str>);
     cmd.build();
-    let mut page = render(|w| clap_mangen::Man::new(cmd.clone()).render(w));
-    for sub in cmd.get_subcommands() {
-        section(&mut page, sub, &format!("lubdub {}", sub.get_name()));
-        for nested in sub.get_subcommands() {
+    // Not Man::render: its list of subcommands points to a page for each,
+    // and this one page holds them all.
+    let top = clap_mangen::Man::new(cmd.clone());
+    let mut page = render(|w| {
+        top.render_title(w)?;
+        top.render_name_section(w)?;
+        top.render_synopsis_section(w)?;
+        top.render_description_section(w)?;
+        top.render_options_section(w)?;
+        top.render_version_section(w)
+    });
+    let subcommands = |c: &clap::Command| {
+        c.get_subcommands()
+            .filter(|s| s.get_name() != "help")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    for sub in subcommands(&cmd) {
+        section(&mut page, &sub, &format!("lubdub {}", sub.get_name()));
+        for nested in subcommands(&sub) {
             let name = format!("lubdub {} {}", sub.get_name(), nested.get_name());
-            section(&mut page, nested, &name);
+            section(&mut page, &nested, &name);
         }
     }
     page.push_str(".SH \"EXIT STATUS\"\n.nf\n");
