@@ -340,3 +340,72 @@ fn zsh_and_fish_completions_are_scripts_their_shells_accept() {
         let _ = std::fs::remove_file(path);
     }
 }
+
+/// The shipped systemd unit.
+const UNIT: &str = include_str!("../contrib/lubdub.service");
+
+/// The value of `key=` in the unit (its last, as systemd reads it).
+fn unit_value(key: &str) -> String {
+    UNIT.lines()
+        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+        .last()
+        .unwrap_or_else(|| panic!("the unit has no {key}="))
+        .to_string()
+}
+
+/// The unit's ExecStart runs the real binary with its real flags: on a
+/// free port, it listens, answers a heartbeat, and on SIGTERM (the unit's
+/// KillSignal) drains and exits 0 — well within TimeoutStopSec, which is
+/// longer than the drain. With `systemd-analyze`, the unit verifies.
+#[test]
+fn the_systemd_unit_starts_a_server_that_stops_cleanly_on_its_kill_signal() {
+    use std::io::{Read, Write};
+    let exec = unit_value("ExecStart");
+    let mut words = exec.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/lubdub"), "{exec}");
+    let mut args: Vec<String> = words.map(String::from).collect();
+    assert_eq!(args[0], "server", "{exec}");
+    // Its own port may be taken here: the same flags on a free one.
+    let at = args.iter().position(|a| a == "--listen").expect("--listen");
+    let addr = common::peers::free_port();
+    args[at + 1] = addr.to_string();
+    let drain = args.iter().position(|a| a == "--drain").expect("--drain");
+    let drain = lubdub::duration::parse(&args[drain + 1]).unwrap();
+    let stop_timeout = lubdub::duration::parse(&unit_value("TimeoutStopSec")).unwrap();
+    assert!(
+        stop_timeout > drain,
+        "TimeoutStopSec {stop_timeout:?} <= --drain {drain:?}"
+    );
+    assert_eq!(unit_value("KillSignal"), "SIGTERM");
+    assert_eq!(unit_value("Restart"), "on-failure");
+    assert!(unit_value("LimitNOFILE").parse::<u64>().unwrap() >= 65_536);
+    assert_eq!(unit_value("DynamicUser"), "yes");
+
+    let mut command = Command::new(BIN);
+    command.args(&args);
+    let mut server = Child::from_command(command);
+    server.expect_line("listening on", Duration::from_secs(10));
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.write_all(&[0, 0, 0, 0, 8, 0, 0, 0]).unwrap();
+    let mut reply = [0u8; 8];
+    conn.read_exact(&mut reply).unwrap();
+    assert_eq!(reply, [1, 0, 0, 0, 8, 0, 0, 0]);
+    drop(conn);
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(stop_timeout);
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+
+    if !have("systemd-analyze") {
+        return;
+    }
+    // verify wants the binary where ExecStart says.
+    let unit = temp("lubdub.service");
+    std::fs::write(&unit, UNIT.replace("/usr/local/bin/lubdub", BIN)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&unit);
+    assert!(out.status.success(), "{out:?}");
+}
