@@ -348,7 +348,7 @@ const UNIT: &str = include_str!("../contrib/lubdub.service");
 fn unit_value(key: &str) -> String {
     UNIT.lines()
         .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("the unit has no {key}="))
         .to_string()
 }
