@@ -236,11 +236,13 @@ impl<H: Handler> Server<H> {
         let timer = self
             .wheel
             .schedule(self.clock.tick_after(first), Timer::Liveness(id.slot));
+        let peer = self.core.v6.keep(addr);
         entry.insert(Conn {
             stream,
             serial,
             last_seen: seen,
             timer,
+            peer,
             decoder: Decoder::new(),
             pending: None,
             unfinished: false,

@@ -93,6 +93,7 @@ mod evidence;
 mod handler;
 mod io;
 mod output;
+mod peer;
 mod proxied;
 mod room;
 mod stats;
@@ -1048,20 +1049,18 @@ impl<H: Handler> Server<H> {
     }
 
     /// The peer of the connection in `slot`, for a log line.
-    fn peer(&self, slot: usize) -> Peer<'_> {
-        Peer {
-            stream: &self.core.conns[slot].stream,
-            origin: self.core.origin(slot),
-        }
+    fn peer(&self, slot: usize) -> SocketAddr {
+        self.core.peer(slot)
     }
 
     /// Takes a connection out of every table — slab, wheel, poll, buffer
-    /// gauge, counts of open ones — and hands it back with the client its
-    /// PROXY header named, if any. Nothing is counted as a reason, and the
-    /// handler is not told: the caller does both.
-    fn remove_conn(&mut self, slot: usize) -> Option<(Conn<H::State>, Option<SocketAddr>)> {
+    /// gauge, counts of open ones — and hands it back with its peer's
+    /// address. Nothing is counted as a reason, and the handler is not
+    /// told: the caller does both.
+    fn remove_conn(&mut self, slot: usize) -> Option<(Conn<H::State>, SocketAddr)> {
         let mut conn = self.core.conns.try_remove(slot)?;
-        let origin = self.core.take_origin(slot);
+        let peer = self.core.v6.get(conn.peer);
+        self.core.v6.release(conn.peer);
         if conn.closing {
             self.core.marked -= 1;
         }
@@ -1074,18 +1073,14 @@ impl<H: Handler> Server<H> {
         let stats = &mut self.core.stats;
         stats.buffered -= core::held(&conn) as u64;
         stats.active -= 1;
-        Some((conn, origin))
+        Some((conn, peer))
     }
 
     /// Removes a connection, counts why, tells the handler (if it was
     /// ever told of it: not while it awaited its PROXY header).
     fn close_conn(&mut self, slot: usize, reason: CloseReason) {
-        let Some((conn, origin)) = self.remove_conn(slot) else {
+        let Some((conn, peer)) = self.remove_conn(slot) else {
             return;
-        };
-        let peer = Peer {
-            stream: &conn.stream,
-            origin,
         };
         let stats = &mut self.core.stats;
         match reason {
@@ -1186,22 +1181,5 @@ fn first_check(config: &Config, rule: &Rule, seen: u64) -> u64 {
         seen + rule.interval()
     } else {
         rule.deadline(seen)
-    }
-}
-
-/// Formats a connection's peer address for a log line: the client its
-/// PROXY header named, or else the socket's peer, asked of the kernel only
-/// when the line is actually written.
-struct Peer<'a> {
-    stream: &'a mio::net::TcpStream,
-    origin: Option<SocketAddr>,
-}
-
-impl fmt::Display for Peer<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.origin.map_or_else(|| self.stream.peer_addr(), Ok) {
-            Ok(addr) => write!(f, "{addr}"),
-            Err(_) => f.write_str("unknown"),
-        }
     }
 }
