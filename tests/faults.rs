@@ -44,10 +44,8 @@ fn field_ms(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key}=NNNms in {line:?}"))
 }
 
-/// The `conn=SLOT#SERIAL` of a server log line. Connections the kernel
-/// closed are matched by it, not by address: the server asks the kernel for
-/// the peer's address only when it writes the line, and after the kernel's
-/// own close there is none (`peer=unknown`).
+/// The `conn=SLOT#SERIAL` of a server log line: what names one connection
+/// for the server's whole life (an address may be reused by a later one).
 fn conn_id(line: &str) -> String {
     line.split(" conn=")
         .nth(1)
@@ -397,7 +395,7 @@ fn expect_timed_out(
         ms(bound)
     );
     assert!(
-        line.contains(&format!(" conn={conn}: io error: timed out")),
+        line.contains(&format!(" conn={conn} reason=io_errors: io error: timed out")),
         "{line}"
     );
     assert!(

@@ -83,6 +83,7 @@
 //! verdict, stalls of its own excused, bounded buffers.
 
 mod accept;
+mod close_log;
 mod commands;
 mod config;
 mod conn;
@@ -198,6 +199,8 @@ enum Timer {
     FullGrace,
     /// Close the next share of the connections being drained.
     Drain,
+    /// A window of the close lines' rate limit ends: say what it held back.
+    CloseLog,
 }
 
 /// Why the server could not start or keep running.
@@ -304,8 +307,10 @@ pub struct Server<H: Handler = ()> {
     /// cause is logged once, every occurrence counted.
     sockopt_logged: Vec<(&'static str, Option<i32>)>,
     /// A connection without a valid PROXY header was logged at `warn`;
-    /// later ones are counted and logged at `debug`.
+    /// later ones are counted and logged at `info`, held to a rate.
     proxy_warned: bool,
+    /// The rate limit on `info` lines about closes (`close_log.rs`).
+    close_log: close_log::CloseLog,
     handler: H,
     shutdown: ShutdownHandle,
     commands: Commands,
@@ -477,6 +482,7 @@ impl<H: Handler> Server<H> {
             over_budget: None,
             sockopt_logged: Vec::new(),
             proxy_warned: false,
+            close_log: close_log::CloseLog::default(),
             handler,
             shutdown,
             commands,
@@ -930,6 +936,10 @@ impl<H: Handler> Server<H> {
                     self.accept(now);
                 }
                 Timer::Drain => self.drain_some(now),
+                Timer::CloseLog => {
+                    let at = self.clock.nanos(Instant::now());
+                    self.close_log.flush(at, close_log::summary);
+                }
             }
         }
     }
@@ -1083,6 +1093,7 @@ impl<H: Handler> Server<H> {
             return;
         };
         let stats = &mut self.core.stats;
+        let mut episode_began = false;
         match reason {
             CloseReason::Evicted { .. } => stats.evicted += 1,
             CloseReason::PeerClosed => stats.closed_by_peer += 1,
@@ -1093,6 +1104,7 @@ impl<H: Handler> Server<H> {
                 let closes = self.over_budget.get_or_insert(0);
                 *closes += 1;
                 if *closes == 1 {
+                    episode_began = true;
                     warn!(
                         "buffer budget of {} bytes exhausted: closed peer={peer} conn={slot}#{}; \
                          further closes are counted (over_budget) until buffering is back under half",
@@ -1106,16 +1118,55 @@ impl<H: Handler> Server<H> {
             // Counted by the "stopped" log line, which names how many.
             CloseReason::Shutdown => {}
         }
-        if !matches!(
-            reason,
-            CloseReason::Evicted { .. }
-                | CloseReason::PeerClosed
-                | CloseReason::Shutdown
-                | CloseReason::OverBudget
-        ) {
-            // Before its PROXY header, the socket's peer is the balancer.
-            let side = if conn.awaiting { "via" } else { "peer" };
-            log::debug!("closed {side}={peer} conn={slot}#{}: {reason}", conn.serial);
+        // Before its PROXY header, the socket's peer is the balancer.
+        let side = if conn.awaiting { "via" } else { "peer" };
+        let kind = match reason {
+            CloseReason::Protocol(_) => Some(close_log::Kind::Protocol),
+            CloseReason::SlowReader => Some(close_log::Kind::SlowReader),
+            CloseReason::OverBudget if !episode_began => Some(close_log::Kind::OverBudget),
+            CloseReason::Io(_) => Some(close_log::Kind::Io),
+            // A peer that closed mid-frame may have sent something that is
+            // not frames at all (text from a shell): worth a line.
+            CloseReason::PeerClosed if conn.decoder.pending() > 0 => {
+                Some(close_log::Kind::MidFrame)
+            }
+            _ => None,
+        };
+        match kind {
+            Some(kind) => {
+                if self.close_line(kind) {
+                    let id = format_args!("{slot}#{}", conn.serial);
+                    match reason {
+                        CloseReason::Protocol(_) => {
+                            let seen = conn.decoder.failed_header().unwrap_or_default();
+                            info!(
+                                "closed {side}={peer} conn={id} reason={}: {reason}; {}",
+                                kind.key(),
+                                close_log::describe(&seen)
+                            );
+                        }
+                        CloseReason::PeerClosed => {
+                            let partial = conn.decoder.partial_header();
+                            let what = if partial.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; {}", close_log::describe(partial))
+                            };
+                            info!(
+                                "closed {side}={peer} conn={id} reason={}: the peer closed {} bytes \
+                                 into a frame{what}",
+                                kind.key(),
+                                conn.decoder.pending()
+                            );
+                        }
+                        _ => info!("closed {side}={peer} conn={id} reason={}: {reason}", kind.key()),
+                    }
+                }
+            }
+            None if matches!(reason, CloseReason::Requested) => {
+                log::debug!("closed {side}={peer} conn={slot}#{}: {reason}", conn.serial);
+            }
+            None => {}
         }
         let id = ConnId {
             slot: slot as u32,
@@ -1131,6 +1182,25 @@ impl<H: Handler> Server<H> {
             core: &mut self.core,
         };
         self.handler.on_close(&mut ctx, id, conn.state, reason);
+    }
+
+    /// Whether the `info` line about a close of `kind` is written now, or
+    /// held back by the rate limit (and counted, its summary timed).
+    fn close_line(&mut self, kind: close_log::Kind) -> bool {
+        if !log::log_enabled!(log::Level::Info) {
+            return false;
+        }
+        let now = self.clock.nanos(Instant::now());
+        match self.close_log.admit(kind, now, close_log::summary) {
+            close_log::Verdict::Log => true,
+            close_log::Verdict::Suppressed { flush_at } => {
+                if let Some(at) = flush_at {
+                    self.wheel
+                        .schedule(self.clock.tick_after(at), Timer::CloseLog);
+                }
+                false
+            }
+        }
     }
 
     /// Ends an over-budget episode once buffering is back under half the
@@ -1166,6 +1236,7 @@ impl<H: Handler> Server<H> {
         }
         // Closes the handler asked for from on_close are moot now.
         self.core.closing.clear();
+        self.close_log.finish(close_log::summary);
         info!(
             "stopped: closed listener and {open} connections; {}",
             self.core.stats

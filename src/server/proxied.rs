@@ -48,7 +48,7 @@ use std::fmt;
 use std::io::{ErrorKind, Read};
 use std::time::Duration;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 
 use super::io::io_close_reason;
 use super::{CloseReason, ConnId, Handler, ReadCause, Server, Timer};
@@ -217,14 +217,25 @@ impl<H: Handler> Server<H> {
             Refusal::Header(_) => stats.proxy_errors += 1,
             Refusal::Timeout(_) => stats.proxy_timeouts += 1,
         }
+        let kind = match refusal {
+            Refusal::Header(_) => super::close_log::Kind::ProxyError,
+            Refusal::Timeout(_) => super::close_log::Kind::ProxyTimeout,
+        };
         if self.proxy_warned {
-            debug!("closed via={via} conn={slot}#{}: {refusal}", conn.serial);
+            if self.close_line(kind) {
+                info!(
+                    "closed via={via} conn={slot}#{} reason={}: {refusal}",
+                    conn.serial,
+                    kind.key()
+                );
+            }
         } else {
             self.proxy_warned = true;
             warn!(
                 "closed via={via} conn={slot}#{}: {refusal}; is a client bypassing the balancer, or \
                  is the balancer not sending the header? Further connections without a valid PROXY \
-                 header are counted (proxy_errors, proxy_timeouts) and logged at debug",
+                 header are counted (proxy_errors, proxy_timeouts) and logged at info, at most a few \
+                 a second",
                 conn.serial
             );
         }
