@@ -395,7 +395,9 @@ fn expect_timed_out(
         ms(bound)
     );
     assert!(
-        line.contains(&format!(" conn={conn} reason=io_errors: io error: timed out")),
+        line.contains(&format!(
+            " conn={conn} reason=io_errors: io error: timed out"
+        )),
         "{line}"
     );
     assert!(

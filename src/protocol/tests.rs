@@ -721,7 +721,9 @@ fn a_failed_decoder_keeps_the_bytes_it_failed_on_and_a_partial_header_is_seen() 
         .unwrap();
     assert_eq!(dec.partial_header(), b"GET");
     assert_eq!(dec.failed_header(), None);
-    let r = dec.feed(b" / HTTP/1.1\r\n", DEFAULT_MAX_FRAME, |_| panic!("no frame"));
+    let r = dec.feed(b" / HTTP/1.1\r\n", DEFAULT_MAX_FRAME, |_| {
+        panic!("no frame")
+    });
     assert!(r.is_err());
     assert_eq!(dec.failed_header(), Some(*b"GET / HT"));
     assert_eq!(dec.partial_header(), b"");

@@ -216,10 +216,7 @@ mod tests {
         log.flush(10 + WINDOW - 1, |k, n| summaries.push((k, n)));
         assert!(summaries.is_empty());
         log.flush(10 + WINDOW, |k, n| summaries.push((k, n)));
-        assert_eq!(
-            summaries,
-            [(Kind::Protocol, 1000 - u64::from(PER_SECOND))]
-        );
+        assert_eq!(summaries, [(Kind::Protocol, 1000 - u64::from(PER_SECOND))]);
         // A fresh window: lines are written again.
         assert_eq!(
             log.admit(Kind::Protocol, 10 + WINDOW, |_, _| panic!()),

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use slab::Slab;
 
 use super::conn::Conn;
-use super::peer::V6Peers;
 use super::handler::{CloseReason, ConnId};
+use super::peer::V6Peers;
 use super::stats::Stats;
 use crate::nonblocking::write_some;
 use crate::protocol::{self, FrameType, HEADER_LEN};

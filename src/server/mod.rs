@@ -1133,36 +1133,34 @@ impl<H: Handler> Server<H> {
             _ => None,
         };
         match kind {
-            Some(kind) => {
-                if self.close_line(kind) {
-                    let id = format_args!("{slot}#{}", conn.serial);
-                    match reason {
-                        CloseReason::Protocol(_) => {
-                            let seen = conn.decoder.failed_header().unwrap_or_default();
-                            info!(
-                                "closed {side}={peer} conn={id} reason={}: {reason}; {}",
-                                kind.key(),
-                                close_log::describe(&seen)
-                            );
-                        }
-                        CloseReason::PeerClosed => {
-                            let partial = conn.decoder.partial_header();
-                            let what = if partial.is_empty() {
-                                String::new()
-                            } else {
-                                format!("; {}", close_log::describe(partial))
-                            };
-                            info!(
-                                "closed {side}={peer} conn={id} reason={}: the peer closed {} bytes \
-                                 into a frame{what}",
-                                kind.key(),
-                                conn.decoder.pending()
-                            );
-                        }
-                        _ => info!("closed {side}={peer} conn={id} reason={}: {reason}", kind.key()),
+            Some(kind) if self.close_line(kind) => {
+                let id = format_args!("{slot}#{}", conn.serial);
+                let key = kind.key();
+                match reason {
+                    CloseReason::Protocol(_) => {
+                        let seen = conn.decoder.failed_header().unwrap_or_default();
+                        info!(
+                            "closed {side}={peer} conn={id} reason={key}: {reason}; {}",
+                            close_log::describe(&seen)
+                        );
                     }
+                    CloseReason::PeerClosed => {
+                        let partial = conn.decoder.partial_header();
+                        let what = if partial.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {}", close_log::describe(partial))
+                        };
+                        info!(
+                            "closed {side}={peer} conn={id} reason={key}: the peer closed {} bytes \
+                             into a frame{what}",
+                            conn.decoder.pending()
+                        );
+                    }
+                    _ => info!("closed {side}={peer} conn={id} reason={key}: {reason}"),
                 }
             }
+            Some(_) => {}
             None if matches!(reason, CloseReason::Requested) => {
                 log::debug!("closed {side}={peer} conn={slot}#{}: {reason}", conn.serial);
             }

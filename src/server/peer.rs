@@ -53,7 +53,9 @@ impl V6Peers {
     /// unspecified address rather than panicking in a log line.
     pub(crate) fn get(&self, peer: PeerAddr) -> SocketAddr {
         match peer {
-            PeerAddr::V4 { ip, port } => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port)),
+            PeerAddr::V4 { ip, port } => {
+                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port))
+            }
             PeerAddr::V6(index) => match self.table.get(index as usize) {
                 Some(v6) => SocketAddr::V6(*v6),
                 None => {
