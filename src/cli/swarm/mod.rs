@@ -351,8 +351,14 @@ impl Output {
     /// Writes the summary and the JSON, and gives the exit code the
     /// verdict calls for (the reasons of a failure on stderr's last line).
     pub fn report(mut self, report: &Report) -> i32 {
-        eprint!("{}", report.summary());
         let json = report.to_json();
+        let json_logs = super::logs::is_json();
+        if json_logs {
+            // The summary's figures, as a log line like the others.
+            eprintln!("{}", super::logs::object("info", "report", &json));
+        } else {
+            eprint!("{}", report.summary());
+        }
         if let Some(file) = self.json_file.as_mut() {
             if let Err(e) = writeln!(file, "{json}") {
                 return super::fail(format!("swarm: cannot write the report: {e}"));
@@ -363,7 +369,11 @@ impl Output {
         match report.failure() {
             None => 0,
             Some(reason) => {
-                eprintln!("lubdub: swarm: {reason}");
+                if json_logs {
+                    eprintln!("{}", super::logs::fatal(&format!("swarm: {reason}")));
+                } else {
+                    eprintln!("lubdub: swarm: {reason}");
+                }
                 if report.failed_by_swarm_only() {
                     SWARM_FAILED_ITSELF
                 } else {
