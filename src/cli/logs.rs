@@ -10,8 +10,8 @@
 //! colon after it is dropped), and says what it can as `key=value` pairs.
 //! `peer=` and `conn=` become the object's own `peer` and `conn` (`null`
 //! when the line has none), the other pairs its `fields` (integers and
-//! decimals as JSON numbers, anything else as strings, a quoted value
-//! without its quotes), and what is left — the free text, in its order —
+//! decimals as JSON numbers, `true` and `false` as booleans, anything else
+//! as strings, a quoted value without its quotes), and what is left — the free text, in its order —
 //! its `msg` (left out when there is none). A line that does not open with
 //! a word has the event `message`. Nothing of a line is dropped but the
 //! spaces between the parts and the punctuation that ends a value
@@ -121,7 +121,7 @@ pub fn line(time: &str, level: &str, message: &str) -> String {
         }
         string(&mut out, key);
         out.push(':');
-        if is_number(value) {
+        if is_number(value) || *value == "true" || *value == "false" {
             out.push_str(value);
         } else {
             string(&mut out, value);
@@ -470,11 +470,11 @@ mod tests {
         ] {
             assert!(!is_number(s), "{s}");
         }
-        let line = line("T", "info", "stats active=3 peak=4 tick=10ms");
+        let line = line("T", "info", "stats active=3 peak=4 tick=10ms probe=false");
         assert_eq!(
             line,
             "{\"time\":\"T\",\"level\":\"info\",\"event\":\"stats\",\"peer\":null,\"conn\":null,\
-             \"fields\":{\"active\":3,\"peak\":4,\"tick\":\"10ms\"}}"
+             \"fields\":{\"active\":3,\"peak\":4,\"tick\":\"10ms\",\"probe\":false}}"
         );
         assert_eq!(
             counters(&line),
