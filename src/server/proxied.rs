@@ -36,7 +36,8 @@
 //!
 //! The first connection refused for its header is logged at `warn` — most
 //! often a client that bypassed the balancer, or a balancer not set to send
-//! the header — and later ones at `debug`; the counters have them all.
+//! the header — and later ones at `info`, held to a rate (`close_log.rs`);
+//! the counters have them all.
 //!
 //! # Where the client's address is kept
 //!
