@@ -507,8 +507,9 @@ impl<H: Handler> Client<H> {
                 Action::MissedReply { unanswered } => {
                     self.stats.missed_replies += 1;
                     log::debug!(
-                        "missed reply: {unanswered} heartbeat(s) unanswered after {}",
-                        crate::duration::format(self.config.interval)
+                        "missed reply: {unanswered} heartbeat(s) unanswered after {}{}",
+                        crate::duration::format(self.config.interval),
+                        Peer(self.peer)
                     );
                 }
                 Action::Disconnect { reason, retry_in } => {

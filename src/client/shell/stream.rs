@@ -159,6 +159,7 @@ impl<H: Handler> Client<H> {
                 outbuf,
                 stats,
                 config,
+                peer,
                 ..
             } = self;
             let (max_frame, max_backlog) = (config.max_frame, config.max_backlog);
@@ -204,7 +205,10 @@ impl<H: Handler> Client<H> {
                 );
                 if dropped > 0 {
                     stats.dropped_bytes += dropped as u64;
-                    log::debug!("dropped {dropped} bytes that are not frames");
+                    log::debug!(
+                        "dropped {dropped} bytes that are not frames{}",
+                        super::Peer(*peer)
+                    );
                 }
             } else if let Err(e) =
                 decoder.feed_with(&scratch[..n], max_frame, Payloads::Deliver, &mut on_frame)
