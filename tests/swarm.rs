@@ -200,7 +200,7 @@ fn every_client_reconnects_through_a_server_restart_spread_out_by_jitter() {
             .split("reconnecting in ")
             .nth(1)
             .unwrap()
-            .split(':')
+            .split([':', ' '])
             .next()
             .unwrap();
         let ms = lubdub::duration::parse(delay).unwrap().as_millis() as u64;

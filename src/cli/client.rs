@@ -43,6 +43,10 @@ pub struct ClientArgs {
     /// Log level.
     #[arg(long, default_value = "info", value_name = "LEVEL", value_parser = super::log_level())]
     pub log_level: LevelFilter,
+    /// Log lines as `text` (for people) or `json` (one object per line:
+    /// time, level, event, peer, conn, fields, msg).
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub log_format: super::logs::LogFormat,
 }
 
 pub fn run(args: ClientArgs) -> i32 {
@@ -62,7 +66,7 @@ pub fn run(args: ClientArgs) -> i32 {
     if let Err(e) = config.validate() {
         return super::usage_error(&e);
     }
-    super::init_logging(args.log_level);
+    super::init_logging(args.log_level, args.log_format);
     let options = config.socket_options();
     let mut client = match Client::new(config, ()) {
         Ok(client) => client,

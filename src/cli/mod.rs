@@ -17,6 +17,7 @@ use lubdub::shutdown::ShutdownHandle;
 mod client;
 mod generate;
 mod hints;
+pub mod logs;
 mod out;
 mod server;
 mod swarm;
@@ -279,19 +280,9 @@ fn unescape(text: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Log to stderr through simplelog at the given level.
-pub fn init_logging(level: LevelFilter) {
-    let config = simplelog::ConfigBuilder::new()
-        .set_time_format_rfc3339()
-        .set_target_level(LevelFilter::Off)
-        .set_thread_level(LevelFilter::Off)
-        .build();
-    let _ = simplelog::TermLogger::init(
-        level,
-        config,
-        simplelog::TerminalMode::Stderr,
-        simplelog::ColorChoice::Never,
-    );
+/// Log to stderr at the given level, as text or JSON.
+pub fn init_logging(level: LevelFilter, format: logs::LogFormat) {
+    logs::init(level, format);
 }
 
 /// The signal that asked us to stop, for the exit log line (0: none).
@@ -362,9 +353,15 @@ pub fn log_stop_signal() {
     }
 }
 
-/// One-line fatal error, exit code 1.
+/// One-line fatal error, exit code 1 (a JSON line under `--log-format
+/// json`, so that the stream stays JSON to its end).
 pub fn fail(what: impl std::fmt::Display) -> i32 {
-    out::eprint(&format!("lubdub: {what}\n"));
+    let line = if logs::is_json() {
+        format!("{}\n", logs::fatal(&what.to_string()))
+    } else {
+        format!("lubdub: {what}\n")
+    };
+    out::eprint(&line);
     1
 }
 

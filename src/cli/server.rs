@@ -98,6 +98,10 @@ pub struct ServerArgs {
     /// Log level.
     #[arg(long, default_value = "info", value_name = "LEVEL", value_parser = super::log_level())]
     log_level: LevelFilter,
+    /// Log lines as `text` (for people) or `json` (one object per line:
+    /// time, level, event, peer, conn, fields, msg).
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub log_format: super::logs::LogFormat,
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -127,7 +131,7 @@ pub fn run(args: ServerArgs) -> i32 {
     if let Err(e) = config.validate() {
         return super::usage_error(&e);
     }
-    super::init_logging(args.log_level);
+    super::init_logging(args.log_level, args.log_format);
     if let Some(workers) = args.workers.filter(|_| args.worker.is_none()) {
         return super::workers::supervise(&config, workers);
     }

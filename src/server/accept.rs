@@ -185,10 +185,12 @@ impl<H: Handler> Server<H> {
             // Accept and close at once: a refused peer learns now, instead of
             // timing out in a backlog we will never drain.
             self.core.stats.rejected += 1;
-            debug!(
-                "rejected peer={addr}: {} connections open (max_connections)",
-                self.core.conns.len()
-            );
+            if self.close_line(super::close_log::Kind::Rejected) {
+                info!(
+                    "closed peer={addr} reason=rejected: {} connections open (max_connections)",
+                    self.core.conns.len()
+                );
+            }
             return;
         }
         if let Err(e) = self.socket_options.apply(&stream) {
@@ -236,11 +238,13 @@ impl<H: Handler> Server<H> {
         let timer = self
             .wheel
             .schedule(self.clock.tick_after(first), Timer::Liveness(id.slot));
+        let peer = self.core.v6.keep(addr);
         entry.insert(Conn {
             stream,
             serial,
             last_seen: seen,
             timer,
+            peer,
             decoder: Decoder::new(),
             pending: None,
             unfinished: false,

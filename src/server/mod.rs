@@ -83,6 +83,7 @@
 //! verdict, stalls of its own excused, bounded buffers.
 
 mod accept;
+mod close_log;
 mod commands;
 mod config;
 mod conn;
@@ -93,6 +94,7 @@ mod evidence;
 mod handler;
 mod io;
 mod output;
+mod peer;
 mod proxied;
 mod room;
 mod stats;
@@ -197,6 +199,8 @@ enum Timer {
     FullGrace,
     /// Close the next share of the connections being drained.
     Drain,
+    /// A window of the close lines' rate limit ends: say what it held back.
+    CloseLog,
 }
 
 /// Why the server could not start or keep running.
@@ -303,8 +307,10 @@ pub struct Server<H: Handler = ()> {
     /// cause is logged once, every occurrence counted.
     sockopt_logged: Vec<(&'static str, Option<i32>)>,
     /// A connection without a valid PROXY header was logged at `warn`;
-    /// later ones are counted and logged at `debug`.
+    /// later ones are counted and logged at `info`, held to a rate.
     proxy_warned: bool,
+    /// The rate limit on `info` lines about closes (`close_log.rs`).
+    close_log: close_log::CloseLog,
     handler: H,
     shutdown: ShutdownHandle,
     commands: Commands,
@@ -476,6 +482,7 @@ impl<H: Handler> Server<H> {
             over_budget: None,
             sockopt_logged: Vec::new(),
             proxy_warned: false,
+            close_log: close_log::CloseLog::default(),
             handler,
             shutdown,
             commands,
@@ -929,6 +936,10 @@ impl<H: Handler> Server<H> {
                     self.accept(now);
                 }
                 Timer::Drain => self.drain_some(now),
+                Timer::CloseLog => {
+                    let at = self.clock.nanos(Instant::now());
+                    self.close_log.flush(at, close_log::summary);
+                }
             }
         }
     }
@@ -1048,20 +1059,18 @@ impl<H: Handler> Server<H> {
     }
 
     /// The peer of the connection in `slot`, for a log line.
-    fn peer(&self, slot: usize) -> Peer<'_> {
-        Peer {
-            stream: &self.core.conns[slot].stream,
-            origin: self.core.origin(slot),
-        }
+    fn peer(&self, slot: usize) -> SocketAddr {
+        self.core.peer(slot)
     }
 
     /// Takes a connection out of every table — slab, wheel, poll, buffer
-    /// gauge, counts of open ones — and hands it back with the client its
-    /// PROXY header named, if any. Nothing is counted as a reason, and the
-    /// handler is not told: the caller does both.
-    fn remove_conn(&mut self, slot: usize) -> Option<(Conn<H::State>, Option<SocketAddr>)> {
+    /// gauge, counts of open ones — and hands it back with its peer's
+    /// address. Nothing is counted as a reason, and the handler is not
+    /// told: the caller does both.
+    fn remove_conn(&mut self, slot: usize) -> Option<(Conn<H::State>, SocketAddr)> {
         let mut conn = self.core.conns.try_remove(slot)?;
-        let origin = self.core.take_origin(slot);
+        let peer = self.core.v6.get(conn.peer);
+        self.core.v6.release(conn.peer);
         if conn.closing {
             self.core.marked -= 1;
         }
@@ -1074,20 +1083,17 @@ impl<H: Handler> Server<H> {
         let stats = &mut self.core.stats;
         stats.buffered -= core::held(&conn) as u64;
         stats.active -= 1;
-        Some((conn, origin))
+        Some((conn, peer))
     }
 
     /// Removes a connection, counts why, tells the handler (if it was
     /// ever told of it: not while it awaited its PROXY header).
     fn close_conn(&mut self, slot: usize, reason: CloseReason) {
-        let Some((conn, origin)) = self.remove_conn(slot) else {
+        let Some((conn, peer)) = self.remove_conn(slot) else {
             return;
         };
-        let peer = Peer {
-            stream: &conn.stream,
-            origin,
-        };
         let stats = &mut self.core.stats;
+        let mut episode_began = false;
         match reason {
             CloseReason::Evicted { .. } => stats.evicted += 1,
             CloseReason::PeerClosed => stats.closed_by_peer += 1,
@@ -1098,6 +1104,7 @@ impl<H: Handler> Server<H> {
                 let closes = self.over_budget.get_or_insert(0);
                 *closes += 1;
                 if *closes == 1 {
+                    episode_began = true;
                     warn!(
                         "buffer budget of {} bytes exhausted: closed peer={peer} conn={slot}#{}; \
                          further closes are counted (over_budget) until buffering is back under half",
@@ -1111,16 +1118,53 @@ impl<H: Handler> Server<H> {
             // Counted by the "stopped" log line, which names how many.
             CloseReason::Shutdown => {}
         }
-        if !matches!(
-            reason,
-            CloseReason::Evicted { .. }
-                | CloseReason::PeerClosed
-                | CloseReason::Shutdown
-                | CloseReason::OverBudget
-        ) {
-            // Before its PROXY header, the socket's peer is the balancer.
-            let side = if conn.awaiting { "via" } else { "peer" };
-            log::debug!("closed {side}={peer} conn={slot}#{}: {reason}", conn.serial);
+        // Before its PROXY header, the socket's peer is the balancer.
+        let side = if conn.awaiting { "via" } else { "peer" };
+        let kind = match reason {
+            CloseReason::Protocol(_) => Some(close_log::Kind::Protocol),
+            CloseReason::SlowReader => Some(close_log::Kind::SlowReader),
+            CloseReason::OverBudget if !episode_began => Some(close_log::Kind::OverBudget),
+            CloseReason::Io(_) => Some(close_log::Kind::Io),
+            // A peer that closed mid-frame may have sent something that is
+            // not frames at all (text from a shell): worth a line.
+            CloseReason::PeerClosed if conn.decoder.pending() > 0 => {
+                Some(close_log::Kind::MidFrame)
+            }
+            _ => None,
+        };
+        match kind {
+            Some(kind) if self.close_line(kind) => {
+                let id = format_args!("{slot}#{}", conn.serial);
+                let key = kind.key();
+                match reason {
+                    CloseReason::Protocol(_) => {
+                        let seen = conn.decoder.failed_header().unwrap_or_default();
+                        info!(
+                            "closed {side}={peer} conn={id} reason={key}: {reason}; {}",
+                            close_log::describe(&seen)
+                        );
+                    }
+                    CloseReason::PeerClosed => {
+                        let partial = conn.decoder.partial_header();
+                        let what = if partial.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {}", close_log::describe(partial))
+                        };
+                        info!(
+                            "closed {side}={peer} conn={id} reason={key}: the peer closed {} bytes \
+                             into a frame{what}",
+                            conn.decoder.pending()
+                        );
+                    }
+                    _ => info!("closed {side}={peer} conn={id} reason={key}: {reason}"),
+                }
+            }
+            Some(_) => {}
+            None if matches!(reason, CloseReason::Requested) => {
+                log::debug!("closed {side}={peer} conn={slot}#{}: {reason}", conn.serial);
+            }
+            None => {}
         }
         let id = ConnId {
             slot: slot as u32,
@@ -1136,6 +1180,25 @@ impl<H: Handler> Server<H> {
             core: &mut self.core,
         };
         self.handler.on_close(&mut ctx, id, conn.state, reason);
+    }
+
+    /// Whether the `info` line about a close of `kind` is written now, or
+    /// held back by the rate limit (and counted, its summary timed).
+    fn close_line(&mut self, kind: close_log::Kind) -> bool {
+        if !log::log_enabled!(log::Level::Info) {
+            return false;
+        }
+        let now = self.clock.nanos(Instant::now());
+        match self.close_log.admit(kind, now, close_log::summary) {
+            close_log::Verdict::Log => true,
+            close_log::Verdict::Suppressed { flush_at } => {
+                if let Some(at) = flush_at {
+                    self.wheel
+                        .schedule(self.clock.tick_after(at), Timer::CloseLog);
+                }
+                false
+            }
+        }
     }
 
     /// Ends an over-budget episode once buffering is back under half the
@@ -1171,6 +1234,7 @@ impl<H: Handler> Server<H> {
         }
         // Closes the handler asked for from on_close are moot now.
         self.core.closing.clear();
+        self.close_log.finish(close_log::summary);
         info!(
             "stopped: closed listener and {open} connections; {}",
             self.core.stats
@@ -1186,22 +1250,5 @@ fn first_check(config: &Config, rule: &Rule, seen: u64) -> u64 {
         seen + rule.interval()
     } else {
         rule.deadline(seen)
-    }
-}
-
-/// Formats a connection's peer address for a log line: the client its
-/// PROXY header named, or else the socket's peer, asked of the kernel only
-/// when the line is actually written.
-struct Peer<'a> {
-    stream: &'a mio::net::TcpStream,
-    origin: Option<SocketAddr>,
-}
-
-impl fmt::Display for Peer<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.origin.map_or_else(|| self.stream.peer_addr(), Ok) {
-            Ok(addr) => write!(f, "{addr}"),
-            Err(_) => f.write_str("unknown"),
-        }
     }
 }

@@ -135,6 +135,10 @@ pub struct SwarmArgs {
     /// Log level (debug: one line per connect and reconnect).
     #[arg(long, default_value = "info", value_name = "LEVEL", value_parser = super::log_level())]
     pub log_level: LevelFilter,
+    /// Log lines as `text` (for people) or `json` (one object per line:
+    /// time, level, event, peer, conn, fields, msg).
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub log_format: super::logs::LogFormat,
 }
 
 /// What `lubdub swarm` does instead of a run.
@@ -266,7 +270,7 @@ pub fn run(args: SwarmArgs) -> i32 {
         return super::usage_error(&e);
     }
     if let Some(slice) = args.worker {
-        return worker(config, slice.index, args.log_level);
+        return worker(config, slice.index, args.log_level, args.log_format);
     }
     // Where the report goes is checked now, not after the whole run.
     let json_file = match json_file(args.json.as_deref()) {
@@ -278,9 +282,16 @@ pub fn run(args: SwarmArgs) -> i32 {
             json_file,
             json_stdout: args.json.is_some(),
         };
-        return workers::run(config, workers, tty, args.log_level, output);
+        return workers::run(
+            config,
+            workers,
+            tty,
+            args.log_level,
+            args.log_format,
+            output,
+        );
     }
-    super::init_logging(args.log_level);
+    super::init_logging(args.log_level, args.log_format);
     let ramp_warning = ramp_warning(&config);
     let mut swarm = match Swarm::new(config) {
         Ok(swarm) => swarm,
@@ -297,7 +308,14 @@ pub fn run(args: SwarmArgs) -> i32 {
 
     let mut status = |s: &Snapshot| {
         let mut err = std::io::stderr().lock();
-        if tty {
+        if super::logs::is_json() {
+            // A log line like any other, its fields the status's JSON.
+            let _ = writeln!(
+                err,
+                "{}",
+                super::logs::object("info", "status", &status_fields(s))
+            );
+        } else if tty {
             // Rewritten in place; the last one stays, and what is logged
             // after it starts on a line of its own.
             let _ = write!(err, "\r{s}\x1b[K{}", if s.last { "\n" } else { "" });
@@ -335,8 +353,17 @@ impl Output {
     pub fn report(mut self, report: &Report) -> i32 {
         let summary = report.summary();
         let json = report.to_json();
+        let json_logs = super::logs::is_json();
         let written = if self.json_stdout && self.json_file.is_none() {
-            super::out::eprint(&summary);
+            if json_logs {
+                // The summary's figures, as a log line like the others.
+                super::out::eprint(&format!(
+                    "{}\n",
+                    super::logs::object("info", "report", &json)
+                ));
+            } else {
+                super::out::eprint(&summary);
+            }
             super::out::print(&format!("{json}\n"))
         } else {
             super::out::print(&summary)
@@ -352,7 +379,12 @@ impl Output {
         match report.failure() {
             None => 0,
             Some(reason) => {
-                super::out::eprint(&format!("lubdub: swarm: {reason}\n"));
+                let line = if json_logs {
+                    format!("{}\n", super::logs::fatal(&format!("swarm: {reason}")))
+                } else {
+                    format!("lubdub: swarm: {reason}\n")
+                };
+                super::out::eprint(&line);
                 if report.failed_by_swarm_only() {
                     SWARM_FAILED_ITSELF
                 } else {
@@ -363,12 +395,45 @@ impl Output {
     }
 }
 
+/// A status line's figures as the `fields` of a JSON log line: what the
+/// text line says, by name.
+pub fn status_fields(s: &Snapshot) -> String {
+    let c = &s.counters;
+    let reasons: Vec<String> = c
+        .reconnects_by
+        .fields()
+        .iter()
+        .map(|(k, v)| format!("\"{k}\":{v}"))
+        .collect();
+    format!(
+        "{{\"elapsed_ms\":{},\"connected\":{},\"target\":{},\"connecting\":{},\"reconnects\":{},\
+         \"reconnects_by_reason\":{{{}}},\"replies_per_s\":{:.0},\"missing\":{},\"late\":{},\"p99_us\":{},\"last\":{}}}",
+        s.elapsed.as_millis(),
+        c.connected,
+        s.target,
+        c.connecting,
+        c.reconnects,
+        reasons.join(","),
+        // A rate over an empty window is no number JSON can carry.
+        if s.replies_per_s.is_finite() { s.replies_per_s } else { 0.0 },
+        s.missing,
+        s.late,
+        s.rtt.p99,
+        s.last
+    )
+}
+
 /// One worker of `--workers`: runs its slice and tells its parent, on
 /// stdout, one `status JSON` line per status window and one `report JSON`
 /// line at the end. Its logs go to stderr, which the parent relays; the
 /// verdict is the parent's, over every worker's figures.
-fn worker(config: SwarmConfig, index: usize, log_level: LevelFilter) -> i32 {
-    super::init_logging(log_level);
+fn worker(
+    config: SwarmConfig,
+    index: usize,
+    log_level: LevelFilter,
+    log_format: super::logs::LogFormat,
+) -> i32 {
+    super::init_logging(log_level, log_format);
     let mut swarm = match Swarm::new(config) {
         Ok(swarm) => swarm,
         Err(SwarmError::Config(e)) => return super::usage_error(&e),

@@ -61,6 +61,7 @@ pub fn run(
     workers: Workers,
     tty: bool,
     log_level: LevelFilter,
+    log_format: crate::cli::logs::LogFormat,
     output: Output,
 ) -> i32 {
     let server = config
@@ -76,7 +77,7 @@ pub fn run(
             return 2;
         }
     };
-    crate::cli::init_logging(log_level);
+    crate::cli::init_logging(log_level, log_format);
     let (poll, shutdown) = match Poll::new().and_then(|poll| {
         let shutdown = ShutdownHandle::new(poll.registry(), WAKER)?;
         Ok((poll, shutdown))
@@ -341,7 +342,11 @@ impl Parent {
             let _ = write!(err, "\r\x1b[K");
             self.status_shown = false;
         }
-        let _ = writeln!(err, "worker {index}: {line}");
+        if crate::cli::logs::is_json() {
+            let _ = writeln!(err, "{}", crate::cli::logs::from_worker(index, line));
+        } else {
+            let _ = writeln!(err, "worker {index}: {line}");
+        }
     }
 
     /// Status lines every worker that may still send one has sent.
@@ -363,7 +368,13 @@ impl Parent {
 
     fn status(&mut self, s: &Snapshot) {
         let mut err = io::stderr().lock();
-        if self.tty {
+        if crate::cli::logs::is_json() {
+            let _ = writeln!(
+                err,
+                "{}",
+                crate::cli::logs::object("info", "status", &super::status_fields(s))
+            );
+        } else if self.tty {
             let _ = write!(err, "\r{s}\x1b[K{}", if s.last { "\n" } else { "" });
             self.status_shown = !s.last;
         } else {
