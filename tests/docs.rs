@@ -165,12 +165,13 @@ fn is_code(lang: &str) -> bool {
 }
 
 /// Every `check:` id a test below handles.
-const CHECKS: [&str; 5] = [
+const CHECKS: [&str; 6] = [
     "tour",
     "swarm-run",
     "flag-errors",
     "eviction-lines",
     "client-session",
+    "marked-run",
 ];
 
 #[test]
@@ -923,5 +924,48 @@ fn the_client_session_shown_is_what_the_client_logs() {
         .collect();
     if let Err(e) = in_order(&expected, &log) {
         panic!("{}: {e}", block.place());
+    }
+}
+
+/// swarm.md: a swarm marked with SIGUSR1 reports the round trips since the
+/// mark on a line of their own, after the whole run's.
+#[test]
+fn a_marked_swarm_reports_round_trips_since_the_mark_as_shown() {
+    let blocks = checked("marked-run");
+    assert!(!blocks.is_empty());
+    let (mut server, addr) = Child::server(&["--interval", "100ms", "--misses", "3"]);
+    let swarm = Command::new(LUBDUB)
+        .args(["swarm", "--connect", &addr.to_string(), "--clients", "10"])
+        .args(["--interval", "100ms", "--duration", "3s"])
+        .args([
+            "--max-late",
+            "1000000",
+            "--max-p99",
+            "10s",
+            "--max-stall",
+            "10s",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lubdub swarm");
+    // Well after the swarm watches for the mark, well before its end.
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(swarm.id() as i32, libc::SIGUSR1) };
+    let out = swarm.wait_with_output().expect("lubdub swarm");
+    server.terminate();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for block in &blocks {
+        if let Err(e) = in_order(&block.body, &lines) {
+            panic!("{}: {e}", block.place());
+        }
     }
 }
