@@ -24,7 +24,8 @@
 //! Output is compared line by line, the block's lines in order among the
 //! output's (the output may have more: a transcript says what it left
 //! out). In a block's line every run of digits stands for any run of
-//! digits (times, ports, counts), every run of spaces for any run of
+//! digits (times, ports, counts), a duration (`3s`, `250ms`) for any
+//! duration in any unit, every run of spaces for any run of
 //! spaces (columns widen with their numbers), and `…` for anything; the
 //! rest must be exact. A log line quoted with its time shortened, or
 //! without it, matches on its level and message; a line repeated with only
@@ -35,134 +36,30 @@
 //! one line naming the tool, and fails instead under
 //! `LUBDUB_REQUIRE_TOOLS=1`, as `.ci/run` sets it.
 
+#[path = "docs/commands.rs"]
+mod commands;
 mod common;
+#[path = "docs/markdown.rs"]
+mod markdown;
+#[path = "docs/shape.rs"]
+mod shape;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use commands::{check_command, command_of, flag_and_value, lubdub_args, with_port};
 use common::netns::have_tool;
 use common::peers::Child;
+use markdown::{
+    all_blocks, anchors_of, blocks_of, checked, is_code, links_of, markdown_files, minutes, read,
+    units, Block, Marker,
+};
+use shape::in_order;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const LUBDUB: &str = env!("CARGO_BIN_EXE_lubdub");
-
-/// One fenced block of a markdown file.
-#[derive(Debug, Clone)]
-struct Block {
-    file: String,
-    /// 1-based line of the opening fence.
-    line: usize,
-    lang: String,
-    marker: Option<Marker>,
-    body: Vec<String>,
-}
-
-impl Block {
-    fn place(&self) -> String {
-        format!("{}:{}", self.file, self.line)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Marker {
-    Check(String),
-    Commands,
-    Transcript(String),
-    Text(String),
-}
-
-fn parse_marker(line: &str) -> Option<Marker> {
-    let inner = line
-        .trim()
-        .strip_prefix("<!--")?
-        .strip_suffix("-->")?
-        .trim();
-    if inner == "commands" {
-        return Some(Marker::Commands);
-    }
-    let (kind, what) = inner.split_once(':')?;
-    let what = what.trim().to_string();
-    match kind.trim() {
-        "check" => Some(Marker::Check(what)),
-        "transcript" => Some(Marker::Transcript(what)),
-        "text" => Some(Marker::Text(what)),
-        _ => None,
-    }
-}
-
-/// README.md and docs/*.md, relative to the crate root.
-fn markdown_files() -> Vec<String> {
-    let mut files = vec!["README.md".to_string()];
-    let mut docs: Vec<String> = std::fs::read_dir(Path::new(ROOT).join("docs"))
-        .expect("docs/")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".md"))
-        .map(|n| format!("docs/{n}"))
-        .collect();
-    docs.sort();
-    files.extend(docs);
-    files
-}
-
-fn read(file: &str) -> String {
-    std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
-}
-
-fn blocks_of(file: &str, text: &str) -> Vec<Block> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut blocks = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let Some(lang) = lines[i].trim_start().strip_prefix("```") else {
-            i += 1;
-            continue;
-        };
-        let marker = lines[..i]
-            .iter()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .and_then(|l| parse_marker(l));
-        let start = i;
-        i += 1;
-        let mut body = Vec::new();
-        while i < lines.len() && !lines[i].trim_start().starts_with("```") {
-            body.push(lines[i].to_string());
-            i += 1;
-        }
-        blocks.push(Block {
-            file: file.to_string(),
-            line: start + 1,
-            lang: lang.trim().to_string(),
-            marker,
-            body,
-        });
-        i += 1;
-    }
-    blocks
-}
-
-fn all_blocks() -> Vec<Block> {
-    markdown_files()
-        .iter()
-        .flat_map(|f| blocks_of(f, &read(f)))
-        .collect()
-}
-
-/// The blocks marked `check: id`, in file order (README first).
-fn checked(id: &str) -> Vec<Block> {
-    all_blocks()
-        .into_iter()
-        .filter(|b| b.marker == Some(Marker::Check(id.to_string())))
-        .collect()
-}
-
-/// Code in a language of its own is not a transcript.
-fn is_code(lang: &str) -> bool {
-    lang.starts_with("rust") || matches!(lang, "yaml" | "toml" | "json")
-}
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+pub const LUBDUB: &str = env!("CARGO_BIN_EXE_lubdub");
 
 /// Every `check:` id a test below handles.
 const CHECKS: [&str; 6] = [
@@ -208,239 +105,6 @@ fn every_transcript_is_checked_or_marked_with_its_source() {
     }
 }
 
-// ---- matching output ---------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Tok {
-    Char(char),
-    Digits,
-    Space,
-    Any,
-}
-
-fn tokens(pattern: &str) -> Vec<Tok> {
-    let mut out: Vec<Tok> = Vec::new();
-    for c in pattern.chars() {
-        let t = match c {
-            '0'..='9' => Tok::Digits,
-            ' ' | '\t' => Tok::Space,
-            '…' => Tok::Any,
-            c => Tok::Char(c),
-        };
-        if matches!(t, Tok::Digits | Tok::Space) && out.last() == Some(&t) {
-            continue;
-        }
-        out.push(t);
-    }
-    out
-}
-
-fn matches_at(pattern: &[Tok], text: &[char]) -> bool {
-    let Some((&first, rest)) = pattern.split_first() else {
-        return text.is_empty();
-    };
-    let run = |pred: fn(&char) -> bool| text.iter().take_while(|c| pred(c)).count();
-    match first {
-        Tok::Char(c) => text.first() == Some(&c) && matches_at(rest, &text[1..]),
-        Tok::Digits => {
-            let n = run(char::is_ascii_digit);
-            (1..=n).rev().any(|k| matches_at(rest, &text[k..]))
-        }
-        Tok::Space => {
-            let n = run(|c| c.is_whitespace());
-            (1..=n).rev().any(|k| matches_at(rest, &text[k..]))
-        }
-        Tok::Any => (0..=text.len()).any(|k| matches_at(rest, &text[k..])),
-    }
-}
-
-/// Whether `actual` has the shape of `expected` (see the module docs). A
-/// log line's time may be cut or shortened in the docs: where the expected
-/// line has a log prefix (`TIME [LEVEL] `), the levels must be the same and
-/// the messages match; where it has none, its message alone is compared.
-fn line_matches(expected: &str, actual: &str) -> bool {
-    let shape = |pattern: &str, text: &str| {
-        matches_at(
-            &tokens(pattern.trim()),
-            &text.trim().chars().collect::<Vec<_>>(),
-        )
-    };
-    if shape(expected, actual) {
-        return true;
-    }
-    match (log_prefix(expected), log_prefix(actual)) {
-        (Some((level, message)), Some((actual_level, actual_message))) => {
-            level == actual_level && shape(message, actual_message)
-        }
-        (None, Some((_, actual_message))) => shape(expected, actual_message),
-        _ => false,
-    }
-}
-
-/// A log line's level and message: `… [INFO] message` → ("INFO", "message").
-fn log_prefix(line: &str) -> Option<(&str, &str)> {
-    let (prefix, message) = line.split_once("] ")?;
-    let level = prefix.rsplit_once('[')?.1;
-    ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
-        .contains(&level)
-        .then_some((level, message))
-}
-
-/// `expected`'s non-blank lines, in order, among `actual`'s; or what is
-/// missing, with the output.
-fn in_order(expected: &[String], actual: &[String]) -> Result<(), String> {
-    let mut at = 0;
-    let mut lines: Vec<&String> = expected.iter().filter(|l| !l.trim().is_empty()).collect();
-    // A line repeated with only its digits changed stands for one or more
-    // such lines: how many retries fit in a wait is the machine's.
-    lines.dedup_by(|b, a| tokens(b) == tokens(a));
-    for line in lines {
-        match actual[at..].iter().position(|a| line_matches(line, a)) {
-            Some(k) => at += k + 1,
-            None => {
-                return Err(format!(
-                "no line of this shape (after the lines matched before it):\n  {line}\noutput:\n{}",
-                actual.join("\n")
-            ))
-            }
-        }
-    }
-    Ok(())
-}
-
-#[test]
-fn the_matcher_takes_digits_and_spaces_as_wildcards_and_the_rest_exactly() {
-    assert!(line_matches(
-        "   5.0s  1000/1000 up  p99 1244us",
-        "  10.0s  999/1000 up  p99 31us"
-    ));
-    assert!(line_matches(
-        "listening on 0.0.0.0:8898 interval=100ms …",
-        "listening on 127.0.0.1:40123 interval=100ms misses=3"
-    ));
-    assert!(!line_matches(
-        "result:      ok",
-        "result:      failed: 3 late"
-    ));
-    assert!(!line_matches("interval=100ms", "interval=100s"));
-    assert!(!line_matches("p99 1244us", "p99 us"));
-    assert!(in_order(
-        &["a 1".into(), "c 2".into()],
-        &["a 10".into(), "b".into(), "c 3".into()]
-    )
-    .is_ok());
-    assert!(in_order(&["c 2".into(), "a 1".into()], &["a 1".into(), "c 2".into()]).is_err());
-    // Times shortened in the docs; the level must still be the same.
-    assert!(line_matches(
-        "17:02:58.840 [INFO] connected to 127.0.0.1:8898",
-        "2026-12-06T00:47:13.544357362Z [INFO] connected to 127.0.0.1:41234"
-    ));
-    assert!(!line_matches(
-        "17:02:58.840 [INFO] connected to 127.0.0.1:8898",
-        "2026-12-06T00:47:13.544357362Z [WARN] connected to 127.0.0.1:41234"
-    ));
-    // A retry shown twice is one or more.
-    let retried: Vec<String> = vec![
-        "a".into(),
-        "retry in 1s".into(),
-        "retry in 2s".into(),
-        "b".into(),
-    ];
-    assert!(in_order(&retried, &["a".into(), "retry in 3s".into(), "b".into()]).is_ok());
-    assert!(in_order(&retried, &["a".into(), "b".into()]).is_err());
-}
-
-// ---- commands ----------------------------------------------------------
-
-/// A block line as a command: prompt, trailing `&` and comment gone.
-fn command_of(line: &str) -> &str {
-    let line = line.trim();
-    let line = line.strip_prefix("$ ").unwrap_or(line);
-    let line = line.split(" #").next().unwrap_or(line).trim_end();
-    line.strip_suffix('&').unwrap_or(line).trim_end()
-}
-
-/// The arguments after `lubdub` (or `cargo run --release --`), if the
-/// command runs lubdub.
-fn lubdub_args(command: &str) -> Option<Vec<String>> {
-    let words: Vec<&str> = command.split_whitespace().collect();
-    let at = if let Some(k) = words.iter().position(|w| *w == "lubdub") {
-        k + 1
-    } else {
-        let k = words.windows(2).position(|w| w == ["cargo", "run"])?;
-        let dashes = words[k..].iter().position(|w| *w == "--")?;
-        if words[k..k + dashes].contains(&"--example") {
-            return None;
-        }
-        k + dashes + 1
-    };
-    Some(words[at..].iter().map(|w| w.to_string()).collect())
-}
-
-/// Checks one command line; `Err` says what is wrong.
-fn check_command(command: &str, helps: &mut BTreeMap<String, String>) -> Result<(), String> {
-    let words: Vec<&str> = command
-        .split_whitespace()
-        .map(|w| w.trim_matches('\''))
-        .collect();
-    for (flag, dir) in [
-        ("--test", "tests"),
-        ("--bench", "benches"),
-        ("--example", "examples"),
-    ] {
-        for (k, w) in words.iter().enumerate() {
-            if *w != flag {
-                continue;
-            }
-            let name = words.get(k + 1).ok_or(format!("{flag} without a name"))?;
-            let file = format!("{dir}/{name}.rs");
-            let source = std::fs::read_to_string(Path::new(ROOT).join(&file))
-                .map_err(|_| format!("`{flag} {name}`: no {file}"))?;
-            // A test filter names a test of that file.
-            if let Some(filter) = words.get(k + 2).filter(|f| !f.starts_with('-')) {
-                if flag == "--test" && !source.contains(&format!("fn {filter}")) {
-                    return Err(format!("{file} has no test `{filter}`"));
-                }
-            }
-        }
-    }
-    let Some(args) = lubdub_args(command) else {
-        return Ok(());
-    };
-    let mut sub: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .take_while(|a| !a.starts_with('-'))
-        .take(2)
-        .collect();
-    if sub.len() == 2 && !(sub[0] == "swarm" && sub[1] == "merge") {
-        sub.truncate(1);
-    }
-    let sub = sub.join(" ");
-    let help = helps.entry(sub.clone()).or_insert_with(|| {
-        let out = Command::new(LUBDUB)
-            .args(sub.split_whitespace())
-            .arg("--help")
-            .output()
-            .expect("run lubdub --help");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    });
-    if help.is_empty() {
-        return Err(format!("`lubdub {sub} --help` printed nothing"));
-    }
-    for flag in args.iter().filter(|a| a.starts_with("--")) {
-        let flag = flag.split('=').next().unwrap_or(flag);
-        let known = help.match_indices(flag).any(|(i, _)| {
-            let after = help[i + flag.len()..].chars().next();
-            !after.is_some_and(|c| c.is_alphanumeric() || c == '-')
-        });
-        if !known {
-            return Err(format!("`lubdub {sub}` has no flag {flag}"));
-        }
-    }
-    Ok(())
-}
-
 #[test]
 fn every_command_shown_names_targets_and_flags_that_exist() {
     let mut helps = BTreeMap::new();
@@ -471,71 +135,6 @@ fn every_command_shown_names_targets_and_flags_that_exist() {
     }
     assert!(checked >= 10, "only {checked} commands found");
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-}
-
-#[test]
-fn a_command_with_a_flag_lubdub_lacks_is_caught() {
-    let mut helps = BTreeMap::new();
-    assert!(check_command("lubdub server --interval 1s --misses 3", &mut helps).is_ok());
-    assert!(check_command("lubdub server --no-such-flag 1", &mut helps).is_err());
-    assert!(check_command("lubdub swarm merge a.json --json -", &mut helps).is_ok());
-    assert!(check_command("cargo test --test no_such_test", &mut helps).is_err());
-    assert!(check_command("cargo test --test faults no_such_fn", &mut helps).is_err());
-    assert!(check_command("cargo run --release -- server --misses 3", &mut helps).is_ok());
-}
-
-// ---- links, length, bench run times ------------------------------------
-
-/// GitHub's anchor for a heading: lower case, spaces to dashes, and
-/// everything but letters, digits, `-` and `_` dropped.
-fn anchor(heading: &str) -> String {
-    heading
-        .trim()
-        .to_lowercase()
-        .chars()
-        .filter_map(|c| match c {
-            ' ' => Some('-'),
-            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
-            _ => None,
-        })
-        .collect()
-}
-
-fn anchors_of(text: &str) -> Vec<String> {
-    let mut in_fence = false;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            in_fence = !in_fence;
-        } else if !in_fence && line.starts_with('#') {
-            out.push(anchor(line.trim_start_matches('#')));
-        }
-    }
-    out
-}
-
-/// Every `](target)` of a markdown text outside code.
-fn links_of(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut in_fence = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            in_fence = !in_fence;
-            continue;
-        }
-        if in_fence {
-            continue;
-        }
-        let mut rest = line;
-        while let Some(at) = rest.find("](") {
-            rest = &rest[at + 2..];
-            if let Some(end) = rest.find(')') {
-                out.push(rest[..end].to_string());
-                rest = &rest[end..];
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -587,34 +186,6 @@ fn the_readme_stays_under_200_lines_and_opens_with_the_two_commands() {
     assert_eq!(commands, ["cargo run --release -- server", "cargo test"]);
 }
 
-/// "about N minutes" (or "N minutes") in `text`, the first.
-fn minutes(text: &str) -> Option<u32> {
-    let at = text.find(" minutes")?;
-    let number = text[..at].rsplit(' ').next()?;
-    number.parse().ok()
-}
-
-/// A markdown text's paragraphs, list items and table rows, each on one
-/// line.
-fn units(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut open = false;
-    for line in text.lines() {
-        let starts_unit = line.starts_with('|') || line.starts_with("- ") || line.starts_with('#');
-        if line.trim().is_empty() {
-            open = false;
-        } else if open && !starts_unit {
-            let last = out.last_mut().expect("an open unit");
-            last.push(' ');
-            last.push_str(line.trim());
-        } else {
-            out.push(line.trim().to_string());
-            open = !line.starts_with('|');
-        }
-    }
-    out
-}
-
 #[test]
 fn bench_headers_and_docs_agree_on_how_long_each_bench_runs() {
     for bench in ["loopback", "scale", "soak"] {
@@ -646,15 +217,6 @@ fn bench_headers_and_docs_agree_on_how_long_each_bench_runs() {
         }
         assert!(mentions > 0, "no doc says how long the {bench} bench runs");
     }
-}
-
-// ---- the runs ----------------------------------------------------------
-
-/// The command of a `sh` block line with port 8898 made `port`.
-fn with_port(command: &str, port: u16) -> String {
-    command
-        .replace(":8898", &format!(":{port}"))
-        .replace(" 8898", &format!(" {port}"))
 }
 
 /// Every line a finished child wrote on stderr.
@@ -789,21 +351,6 @@ fn the_readme_swarm_run_reports_as_shown() {
         }
     }
     panic!("{failure}");
-}
-
-/// The flag and the value an error line names: `--flag` the first, the
-/// value as `(got VALUE)` or clap's `invalid value 'VALUE'`.
-fn flag_and_value(line: &str) -> Option<(&str, &str)> {
-    let at = line.find("--")?;
-    let flag = &line[at..];
-    let flag = &flag[..flag
-        .find(|c: char| !(c.is_alphanumeric() || c == '-'))
-        .unwrap_or(flag.len())];
-    let value = match line.rsplit_once("(got ") {
-        Some((_, v)) => v.strip_suffix(')')?,
-        None => line.split_once("invalid value '")?.1.split('\'').next()?,
-    };
-    Some((flag, value))
 }
 
 /// keepalive.md, server.md: each flag error, as the server prints it, with exit code 2.
