@@ -3,12 +3,13 @@
 //! `lubdub swarm` load, in three scenarios — flood, idle, fill.
 //!
 //! ```text
-//! cargo bench --bench loopback                      # full run, a few minutes
+//! cargo bench --bench loopback                      # full run, about 12 minutes
 //! cargo bench --bench loopback -- --quick           # short run (or LUBDUB_BENCH_QUICK=1)
 //! cargo bench --bench loopback -- --scenario flood --servers lubdub,floor
 //! cargo bench --bench loopback -- --rounds 3        # every scenario 3 interleaved rounds, medians
 //! cargo bench --bench loopback -- --lubdub OTHER/lubdub   # another server build (before/after)
 //! cargo bench --bench loopback -- --swarm OTHER/lubdub    # another load generator build
+//! cargo bench --bench loopback -- --plot target/loopback-bench.json   # redraw the bars only
 //! ```
 //!
 //! Every server is its own process pinned to CPU 0; the swarms (and this
@@ -17,7 +18,11 @@
 //! CPU and memory are read from `/proc`, so every server is measured the same
 //! way. Tables go to stdout, the same figures as JSON to
 //! `<target>/loopback-bench.json`, and each process's output to
-//! `<target>/loopback-logs/`.
+//! `<target>/loopback-logs/`. A full run draws its headline figures as bars
+//! (memory per idle connection, CPU per reply, round-trip p99, a bar per
+//! server) into `docs/loopback-bench.svg`, which the docs show; a quick run
+//! into `<target>/loopback-bench.svg`. `-- --plot REPORT.json` draws a
+//! saved report's bars into the docs again without running anything.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +44,8 @@ mod rounds;
 mod scenarios;
 #[path = "loopback/servers.rs"]
 mod servers;
+#[path = "loopback/svg.rs"]
+mod svg;
 #[path = "loopback/swarm.rs"]
 mod swarm;
 #[path = "loopback/syscalls.rs"]
@@ -73,8 +80,12 @@ fn main() {
     ]
     .iter()
     .any(|f| asked(f));
+    if let Some(report) = value_of(&args, "--plot") {
+        std::process::exit(plot_saved(&report));
+    }
     if asked("--self-test") || !benching {
         json::self_test();
+        svg::self_test();
         println!("loopback self-test: 1 passed, 0 failed");
         if !benching {
             println!("(the benchmark itself runs under `cargo bench --bench loopback`)");
@@ -267,11 +278,55 @@ fn orchestrate(args: &[String]) -> i32 {
     machine.push(("load average at end", load_average()));
     println!("\nload average at end: {}", load_average());
     let path = target.join("loopback-bench.json");
-    match std::fs::write(&path, report::to_json(&machine, quick, &outcomes)) {
+    let report = report::to_json(&machine, quick, &outcomes);
+    match std::fs::write(&path, &report) {
         Ok(()) => println!("\nJSON: {}\nlogs: {}", path.display(), tools.logs.display()),
         Err(e) => eprintln!("write {}: {e}", path.display()),
     }
+    // A full run's bars go where the docs show them; a quick run's figures
+    // are too rough for that and stay in <target>.
+    let picture = if quick {
+        target.join("loopback-bench.svg")
+    } else {
+        docs_svg()
+    };
+    plot(&report, &picture);
     0
+}
+
+/// `docs/loopback-bench.svg` in this source tree.
+fn docs_svg() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/loopback-bench.svg")
+}
+
+/// Draws the bars of a JSON report into `path`, saying where.
+fn plot(report: &str, path: &std::path::Path) -> bool {
+    let Some(picture) = svg::bars(report) else {
+        eprintln!("no figures to draw into {}", path.display());
+        return false;
+    };
+    match std::fs::write(path, picture) {
+        Ok(()) => {
+            println!("bars: {}", path.display());
+            true
+        }
+        Err(e) => {
+            eprintln!("write {}: {e}", path.display());
+            false
+        }
+    }
+}
+
+/// `--plot REPORT.json`: the bars of a saved report, into the docs, with
+/// nothing measured.
+fn plot_saved(report: &str) -> i32 {
+    match std::fs::read_to_string(report) {
+        Ok(text) => i32::from(!plot(&text, &docs_svg())),
+        Err(e) => {
+            eprintln!("--plot {report}: {e}");
+            1
+        }
+    }
 }
 
 /// Pins this process (and so, by inheritance, anything it starts unpinned)

@@ -3,7 +3,7 @@
 //! connections and held.
 //!
 //! ```text
-//! cargo bench --bench scale                     # both tiers: 30 s then 10 s, ~20 min
+//! cargo bench --bench scale                     # both tiers: 30 s then 10 s, about 20 minutes
 //! cargo bench --bench scale -- --interval 30s   # one tier
 //! cargo bench --bench scale -- --connections 200000 --hold 60s --interval 30s
 //! ```
@@ -30,8 +30,8 @@
 //! hold under 50 ms, server memory under 128 B a connection past the workers'
 //! fixed cost, and every cut peer evicted in time. Figures go to stdout, to
 //! `<target>/scale-bench.json` and, for a stepped tier, as a curve to
-//! `<target>/scale-bench.svg`; every process and the nftables table it
-//! made are removed on the way out, Ctrl-C included.
+//! `docs/scale-bench.svg`, where the docs show it; every process and the
+//! nftables table it made are removed on the way out, Ctrl-C included.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -727,7 +727,9 @@ fn report(tiers: &[Tier], target: &Path) {
             stalls.join(",")
         ));
         if tier.steps.len() > 1 {
-            let svg_path = target.join("scale-bench.svg");
+            // Where the docs show it: a run that changes the curve shows
+            // up in `git diff`.
+            let svg_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/scale-bench.svg");
             let _ = std::fs::write(&svg_path, svg::curves(&tier.steps_for_svg()));
             println!("  curve: {}", svg_path.display());
         }

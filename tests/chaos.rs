@@ -188,6 +188,13 @@ fn run(seed: u64, profile: Profile, with_nstat: bool) -> Outcome {
     eprintln!("chaos: {}", plan.describe());
     eprintln!("chaos: replay with LUBDUB_CHAOS_SEED={seed}");
     let nstat_before = if with_nstat { nstat() } else { None };
+    if with_nstat && nstat_before.is_none() {
+        // Asked for, and not to be had: said, not left out silently.
+        common::netns::skip(
+            "the TCP counters of LUBDUB_CHAOS_NSTAT",
+            "`nstat` not found (apt-get install iproute2)",
+        );
+    }
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lubdub"));
     command.args([
         "server",

@@ -4,9 +4,10 @@
 //! The first four run lubdub in two network namespaces joined by a veth
 //! pair (`common::netns`) and cut the path silently with nftables: packets
 //! vanish on arrival, nobody gets a RST or an ICMP error, exactly as when a
-//! cable is pulled somewhere along the way. They need root; without it each
-//! prints why and passes. `restart_storm` runs over loopback and needs no
-//! root.
+//! cable is pulled somewhere along the way. They need root, `ip` and `nft`;
+//! without one of them each prints which on one line and passes as skipped
+//! (a failure under `LUBDUB_REQUIRE_TOOLS=1`, which `.ci/run` sets).
+//! `restart_storm` runs over loopback and needs no root.
 //!
 //! Timing assertions have strict lower bounds (what the code promises never
 //! to do early) and generous upper ones (this machine is shared and noisy).
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::netns::{NetPair, Side};
+use common::netns::{missing_tool, skip_unless_required, NetPair, Side};
 use common::peers::{restartable_port, Child};
 use common::{log_ms, REQUEST, RESPONSE};
 
@@ -598,4 +599,28 @@ fn per_100ms(ms: &[i64]) -> std::collections::BTreeMap<i64, usize> {
         *buckets.entry(t.div_euclid(100)).or_insert(0) += 1;
     }
     buckets
+}
+
+/// A machine without one of the tools the namespace tests use skips them
+/// with one line naming the tool and its package, rather than failing; CI
+/// (`LUBDUB_REQUIRE_TOOLS=1`) turns that skip into a failure.
+#[test]
+fn a_missing_tool_skips_with_one_line_naming_it_unless_tools_are_required() {
+    assert_eq!(missing_tool("true", "--version", "coreutils"), None);
+    let reason = missing_tool("lubdub-no-such-tool", "--version", "no-such-package")
+        .expect("a tool that does not exist is missing");
+    // Not required: a skip, no panic, and the line names tool and package.
+    assert_eq!(
+        skip_unless_required("t", &reason, false),
+        "skipping t: `lubdub-no-such-tool` not found (apt-get install no-such-package)"
+    );
+    // Required: the same line, as a failure.
+    let failed = std::panic::catch_unwind(|| skip_unless_required("t", &reason, true))
+        .expect_err("a required tool that is missing fails the test");
+    let message = failed.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.starts_with("skipping t: `lubdub-no-such-tool` not found")
+            && message.contains("LUBDUB_REQUIRE_TOOLS"),
+        "{message}"
+    );
 }

@@ -212,9 +212,13 @@ fn the_end_of_sending_is_logged_and_a_bad_report_path_is_refused_before_the_run(
 
 #[test]
 fn back_to_back_runs_from_a_narrow_port_range_all_connect() {
-    use common::netns::{NetPair, Side};
-    let Some(pair) = NetPair::create("back_to_back_runs_from_a_narrow_port_range_all_connect")
-    else {
+    use common::netns::{have_tool, NetPair, Side};
+    let test = "back_to_back_runs_from_a_narrow_port_range_all_connect";
+    if !have_tool(test, "sysctl", "--version", "procps") || !have_tool(test, "ss", "-V", "iproute2")
+    {
+        return;
+    }
+    let Some(pair) = NetPair::create(test) else {
         return;
     };
     // 200 ephemeral ports on the swarm's side, 150 clients a run.

@@ -246,11 +246,15 @@ pub fn log_ms(line: &str) -> Option<u64> {
 
 /// `lubdub ARGS` in a mount namespace of its own whose `/etc/hosts` is
 /// `hosts`: names resolve as a test needs, and nothing else on the machine
-/// sees it. `None` (after saying why) when not root.
+/// sees it. `None` (after saying why, see [`netns::skip`]) when not root or
+/// `unshare` is missing.
 pub fn with_hosts(test: &str, hosts: &str, args: &[&str]) -> Option<peers::Child> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping {test}: a private /etc/hosts needs root (a mount namespace)");
+        netns::skip(test, "a private /etc/hosts needs root (a mount namespace)");
+        return None;
+    }
+    if !netns::have_tool(test, "unshare", "--version", "util-linux") {
         return None;
     }
     let file = std::env::temp_dir().join(format!("lubdub-hosts-{}-{test}", std::process::id()));

@@ -36,10 +36,12 @@
 //!   run killed before it could clean up leaves `ldb-PID-*` namespaces
 //!   behind; the next run deletes those whose process is gone.
 //!
-//! Only root can create namespaces. [`NetPair::create`] and
-//! [`Star::create`] return `None` after printing one line when not root, so
-//! the test passes as skipped; as root a missing `ip` or `nft` is a
-//! failure, because CI runs as root and must run these tests.
+//! Only root can create namespaces, and only with `ip` (iproute2) and, for
+//! a pair, `nft` (nftables). [`NetPair::create`] and [`Star::create`] return
+//! `None` after printing one line — no root, or which tool is missing — so
+//! the test passes as skipped. CI must run these tests, not skip them:
+//! `.ci/run` installs the tools and sets `LUBDUB_REQUIRE_TOOLS=1`, which
+//! turns every such skip into a failure ([`skip`]).
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -90,18 +92,13 @@ pub struct NetPair {
 }
 
 impl NetPair {
-    /// Creates the pair for `test`, or returns `None` (after saying why)
-    /// when not running as root. Panics, with the reason, when running as
-    /// root and the pair cannot be built.
+    /// Creates the pair for `test`, or returns `None` (after saying why, see
+    /// [`skip`]) when not running as root or `ip` or `nft` is missing.
+    /// Panics, with the reason, when the pair cannot be built.
     pub fn create(test: &str) -> Option<NetPair> {
-        if let Some(uid) = effective_uid().filter(|&uid| uid != 0) {
-            eprintln!(
-                "skipping {test}: creating network namespaces needs root (effective uid {uid})"
-            );
+        if !can_make_namespaces(test) || !have_tool(test, "nft", "--version", "nftables") {
             return None;
         }
-        require_tool(test, "ip", "-V", "iproute2");
-        require_tool(test, "nft", "--version", "nftables");
         remove_stale_pairs();
         let n = PAIRS.fetch_add(1, Ordering::Relaxed);
         assert!(n < 256, "more than 256 namespace pairs in one process");
@@ -314,17 +311,13 @@ pub struct Star {
 
 impl Star {
     /// Creates the hub and `spokes` spokes for `test`, or returns `None`
-    /// (after saying why) when not root. Panics, with the reason, when
-    /// running as root and they cannot be built.
+    /// (after saying why, see [`skip`]) when not root or `ip` is missing.
+    /// Panics, with the reason, when they cannot be built.
     pub fn create(test: &str, spokes: usize) -> Option<Star> {
         assert!(spokes <= 63, "a /24 holds 63 links of four addresses");
-        if let Some(uid) = effective_uid().filter(|&uid| uid != 0) {
-            eprintln!(
-                "skipping {test}: creating network namespaces needs root (effective uid {uid})"
-            );
+        if !can_make_namespaces(test) {
             return None;
         }
-        require_tool(test, "ip", "-V", "iproute2");
         remove_stale_pairs();
         let n = PAIRS.fetch_add(1, Ordering::Relaxed);
         assert!(n < 256, "more than 256 namespace sets in one process");
@@ -418,20 +411,72 @@ impl Drop for Star {
     }
 }
 
-/// Panics, naming the package, when `tool` does not run: as root, tests
-/// that need it must not be skipped.
-pub fn require_tool(test: &str, tool: &str, version: &str, package: &str) {
+/// Whether namespaces can be made here: root, and `ip` runs. When not,
+/// the test is skipped (see [`skip`]).
+fn can_make_namespaces(test: &str) -> bool {
+    if let Some(uid) = effective_uid().filter(|&uid| uid != 0) {
+        skip(
+            test,
+            &format!("creating network namespaces needs root (effective uid {uid})"),
+        );
+        return false;
+    }
+    have_tool(test, "ip", "-V", "iproute2")
+}
+
+/// Whether `tool` runs (`tool VERSION_FLAG` exits 0). When it does not,
+/// the test is skipped with one line naming the tool and its package (see
+/// [`skip`]).
+pub fn have_tool(test: &str, tool: &str, version_flag: &str, package: &str) -> bool {
+    match missing_tool(tool, version_flag, package) {
+        None => true,
+        Some(reason) => {
+            skip(test, &reason);
+            false
+        }
+    }
+}
+
+/// `None` when `tool VERSION_FLAG` runs and exits 0, else why not, naming
+/// the package to install.
+pub fn missing_tool(tool: &str, version_flag: &str, package: &str) -> Option<String> {
     let found = Command::new(tool)
-        .arg(version)
+        .arg(version_flag)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
+    (!found).then(|| format!("`{tool}` not found (apt-get install {package})"))
+}
+
+/// Says on one line of stderr that `test` is skipped and why, so the test
+/// passes as skipped — or, when `LUBDUB_REQUIRE_TOOLS` is set (`.ci/run`
+/// sets it), panics with the same line: CI must run every test, and a skip
+/// there would hide one.
+pub fn skip(test: &str, reason: &str) {
+    let required = std::env::var_os(REQUIRE_TOOLS).is_some_and(|v| !v.is_empty() && v != "0");
+    let line = skip_unless_required(test, reason, required);
+    // Straight to the process's stderr: the test harness captures
+    // `eprintln!` of a passing test, and a skip must be seen.
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// The line [`skip`] prints, or, when `required`, a panic with that line.
+pub fn skip_unless_required(test: &str, reason: &str, required: bool) -> String {
+    let line = skip_line(test, reason);
     assert!(
-        found,
-        "{test}: running as root but `{tool}` is missing; install {package} \
-         (apt-get install {package}; .ci/run does) — these tests must not be skipped as root"
+        !required,
+        "{line}, and {REQUIRE_TOOLS} is set: this test must run here"
     );
+    line
+}
+
+/// The environment variable that turns a skip into a failure.
+pub const REQUIRE_TOOLS: &str = "LUBDUB_REQUIRE_TOOLS";
+
+/// The one line a skipped test prints.
+pub fn skip_line(test: &str, reason: &str) -> String {
+    format!("skipping {test}: {reason}")
 }
 
 /// Runs `f` on a new thread whose sockets live in namespace `name`.
