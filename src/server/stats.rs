@@ -245,7 +245,7 @@ mod tests {
         assert_eq!(l.buckets[12], 1, "exactly 10 s");
         assert_eq!(l.buckets[13], 1, "past every bound");
         assert_eq!(l.count, 5);
-        assert_eq!(l.sum_us, 20_012_002);
+        assert_eq!(l.sum_us, 20_002_002);
         let cumulative = l.cumulative();
         assert_eq!(cumulative[0], (0.001, 2));
         assert_eq!(cumulative[12], (10.0, 4));
