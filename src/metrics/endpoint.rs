@@ -176,6 +176,9 @@ impl Endpoint {
 
     /// Closes the scrapers whose time ran out.
     pub fn expire(&mut self, registry: &Registry, now: Instant) {
+        if self.next_deadline().is_none_or(|d| d > now) {
+            return; // nothing due: the common case allocates nothing
+        }
         let due: Vec<usize> = self
             .scrapers
             .iter()
