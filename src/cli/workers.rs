@@ -199,7 +199,11 @@ pub fn supervise(config: &Config, workers: Workers) -> i32 {
     loop {
         match &mut metrics {
             Some(scrapes) => scrapes.serve(Duration::from_millis(20), &|| {
-                render(&slots.lock().unwrap_or_else(|e| e.into_inner()), running.len(), restarts)
+                render(
+                    &slots.lock().unwrap_or_else(|e| e.into_inner()),
+                    running.len(),
+                    restarts,
+                )
             }),
             None => std::thread::sleep(Duration::from_millis(20)),
         }
@@ -332,10 +336,10 @@ fn worker_args(per_worker: Option<usize>, report_every: Option<&str>) -> Vec<OsS
             skip_value = true;
             continue;
         }
-        if own
-            .iter()
-            .any(|flag| text.strip_prefix(flag).is_some_and(|rest| rest.starts_with('=')))
-        {
+        if own.iter().any(|flag| {
+            text.strip_prefix(flag)
+                .is_some_and(|rest| rest.starts_with('='))
+        }) {
             continue;
         }
         out.push(arg);

@@ -317,7 +317,12 @@ impl Endpoint {
                         self.stats.bad_requests += 1;
                     }
                     let head_only = matches!(other, Request::Index { head_only: true });
-                    http::response(status, "text/plain; charset=utf-8", body.as_bytes(), head_only)
+                    http::response(
+                        status,
+                        "text/plain; charset=utf-8",
+                        body.as_bytes(),
+                        head_only,
+                    )
                 }
             };
             let scraper = &mut self.scrapers[key];

@@ -43,10 +43,7 @@ impl Counters {
 
     /// The value of `key`, 0 if absent (a worker of an older build).
     pub fn get(&self, key: &str) -> u64 {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map_or(0, |(_, v)| *v)
+        self.0.iter().find(|(k, _)| k == key).map_or(0, |(_, v)| *v)
     }
 
     /// The eviction-lateness histogram.
@@ -78,35 +75,140 @@ const CLOSES: [(&str, &str); 11] = [
 
 /// Plain counters: the series, the key, its help.
 const TOTALS: [(&str, &str, &str); 20] = [
-    ("lubdub_connections_accepted_total", "accepted", "Connections accepted and kept (refused ones are closed with reason=\"rejected\")."),
-    ("lubdub_heartbeats_total", "heartbeats", "Heartbeat requests answered."),
-    ("lubdub_heartbeat_responses_total", "heartbeat_responses", "Heartbeat responses received from peers."),
-    ("lubdub_data_frames_total", "data_frames", "Data frames handed to the handler."),
-    ("lubdub_reserved_frames_total", "reserved_frames", "Frames of reserved types skipped."),
-    ("lubdub_bytes_received_total", "bytes_in", "Bytes read from peers."),
-    ("lubdub_bytes_sent_total", "bytes_out", "Bytes written to peers."),
-    ("lubdub_probes_total", "probes", "Heartbeat requests sent to peers silent for an interval (--probe)."),
-    ("lubdub_evictions_with_unread_data_total", "evicted_with_unread_data", "Evictions that left a whole frame unread in the socket (should stay 0)."),
-    ("lubdub_proxy_local_total", "proxy_local", "Connections admitted on a PROXY header that names no client (a balancer's health check)."),
-    ("lubdub_sockopt_errors_total", "sockopt_errors", "Socket options the kernel refused on accepted connections (kept)."),
-    ("lubdub_accept_pauses_total", "accept_pauses", "Times accepting paused for lack of file descriptors or memory."),
-    ("lubdub_reactor_stalls_total", "pauses", "Times the reactor was kept from running past its stall threshold."),
-    ("lubdub_reactor_stalls_excused_total", "excused_pauses", "Of those stalls, the ones excused (peers' deadlines moved by them)."),
-    ("lubdub_reactor_wakeups_total", "wakeups", "Polls of the reactor's own that returned readiness events."),
-    ("lubdub_reactor_events_total", "events", "Readiness events those polls returned."),
-    ("lubdub_drained_total", "drained", "Connections closed by a drain at shutdown."),
-    ("lubdub_commands_total", "commands", "Commands applied from other threads."),
-    ("lubdub_commands_failed_total", "commands_failed", "Commands that could not be carried out."),
-    ("lubdub_closed_by_shutdown_total", "closed_by_shutdown", "Connections open when the server stopped (drained ones included)."),
+    (
+        "lubdub_connections_accepted_total",
+        "accepted",
+        "Connections accepted and kept (refused ones are closed with reason=\"rejected\").",
+    ),
+    (
+        "lubdub_heartbeats_total",
+        "heartbeats",
+        "Heartbeat requests answered.",
+    ),
+    (
+        "lubdub_heartbeat_responses_total",
+        "heartbeat_responses",
+        "Heartbeat responses received from peers.",
+    ),
+    (
+        "lubdub_data_frames_total",
+        "data_frames",
+        "Data frames handed to the handler.",
+    ),
+    (
+        "lubdub_reserved_frames_total",
+        "reserved_frames",
+        "Frames of reserved types skipped.",
+    ),
+    (
+        "lubdub_bytes_received_total",
+        "bytes_in",
+        "Bytes read from peers.",
+    ),
+    (
+        "lubdub_bytes_sent_total",
+        "bytes_out",
+        "Bytes written to peers.",
+    ),
+    (
+        "lubdub_probes_total",
+        "probes",
+        "Heartbeat requests sent to peers silent for an interval (--probe).",
+    ),
+    (
+        "lubdub_evictions_with_unread_data_total",
+        "evicted_with_unread_data",
+        "Evictions that left a whole frame unread in the socket (should stay 0).",
+    ),
+    (
+        "lubdub_proxy_local_total",
+        "proxy_local",
+        "Connections admitted on a PROXY header that names no client (a balancer's health check).",
+    ),
+    (
+        "lubdub_sockopt_errors_total",
+        "sockopt_errors",
+        "Socket options the kernel refused on accepted connections (kept).",
+    ),
+    (
+        "lubdub_accept_pauses_total",
+        "accept_pauses",
+        "Times accepting paused for lack of file descriptors or memory.",
+    ),
+    (
+        "lubdub_reactor_stalls_total",
+        "pauses",
+        "Times the reactor was kept from running past its stall threshold.",
+    ),
+    (
+        "lubdub_reactor_stalls_excused_total",
+        "excused_pauses",
+        "Of those stalls, the ones excused (peers' deadlines moved by them).",
+    ),
+    (
+        "lubdub_reactor_wakeups_total",
+        "wakeups",
+        "Polls of the reactor's own that returned readiness events.",
+    ),
+    (
+        "lubdub_reactor_events_total",
+        "events",
+        "Readiness events those polls returned.",
+    ),
+    (
+        "lubdub_drained_total",
+        "drained",
+        "Connections closed by a drain at shutdown.",
+    ),
+    (
+        "lubdub_commands_total",
+        "commands",
+        "Commands applied from other threads.",
+    ),
+    (
+        "lubdub_commands_failed_total",
+        "commands_failed",
+        "Commands that could not be carried out.",
+    ),
+    (
+        "lubdub_closed_by_shutdown_total",
+        "closed_by_shutdown",
+        "Connections open when the server stopped (drained ones included).",
+    ),
 ];
 
 /// Gauges: the series, the key, its help, the unit's divisor.
 const GAUGES: [(&str, &str, &str, f64); 5] = [
-    ("lubdub_connections_active", "active", "Connections open now.", 1.0),
-    ("lubdub_connections_peak", "peak", "Most connections open at once.", 1.0),
-    ("lubdub_buffered_bytes", "buffered", "Bytes buffered now across all connections.", 1.0),
-    ("lubdub_buffered_bytes_peak", "peak_buffered", "Most bytes buffered at once.", 1.0),
-    ("lubdub_reactor_longest_turn_seconds", "longest_turn_us", "The longest turn of the reactor, from a wakeup to waiting again.", 1e6),
+    (
+        "lubdub_connections_active",
+        "active",
+        "Connections open now.",
+        1.0,
+    ),
+    (
+        "lubdub_connections_peak",
+        "peak",
+        "Most connections open at once.",
+        1.0,
+    ),
+    (
+        "lubdub_buffered_bytes",
+        "buffered",
+        "Bytes buffered now across all connections.",
+        1.0,
+    ),
+    (
+        "lubdub_buffered_bytes_peak",
+        "peak_buffered",
+        "Most bytes buffered at once.",
+        1.0,
+    ),
+    (
+        "lubdub_reactor_longest_turn_seconds",
+        "longest_turn_us",
+        "The longest turn of the reactor, from a wakeup to waiting again.",
+        1e6,
+    ),
 ];
 
 /// Adds one server's series, each with `labels`.
@@ -172,7 +274,10 @@ mod tests {
             .chain(TOTALS.iter().map(|t| t.1))
             .chain(GAUGES.iter().map(|g| g.1))
         {
-            assert!(c.0.iter().any(|(k, _)| k == key), "{key} not in the stats line");
+            assert!(
+                c.0.iter().any(|(k, _)| k == key),
+                "{key} not in the stats line"
+            );
         }
         let mut f = Families::new();
         families(&mut f, &[("worker", "0")], &c);

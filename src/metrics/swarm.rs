@@ -59,21 +59,81 @@ pub fn families(f: &mut Families, c: &Counters, rtt: &[&Histogram<u64>]) {
         c.peak_connected as f64,
     );
     let totals: [(&str, &str, u64); 15] = [
-        ("lubdub_swarm_connects_total", "Connects that succeeded.", c.connects),
-        ("lubdub_swarm_slow_connects_total", "Connects that completed later than the connect-wait bound.", c.slow_connects),
-        ("lubdub_swarm_churned_total", "Connections closed on purpose (--churn), each reconnected.", c.churned),
-        ("lubdub_swarm_requests_total", "Requests (heartbeats, or the fixed request) sent.", c.heartbeats_sent),
-        ("lubdub_swarm_replies_total", "Replies received and matched to a request.", c.replies),
-        ("lubdub_swarm_untimed_replies_total", "Replies counted but not timed (the stamp ring was full).", c.untimed_replies),
-        ("lubdub_swarm_unexpected_replies_total", "Replies no request was waiting for.", c.unexpected_replies),
-        ("lubdub_swarm_missing_replies_total", "Requests that will never be answered (lost with their connection).", c.missing_replies),
-        ("lubdub_swarm_late_replies_total", "Heartbeats still unanswered when the next one fell due.", c.late_replies),
-        ("lubdub_swarm_skipped_sends_total", "Heartbeats not sent because the swarm fell behind its schedule.", c.skipped_sends),
-        ("lubdub_swarm_protocol_errors_total", "Connections closed for bytes that are neither frames nor the reply.", c.protocol_errors),
-        ("lubdub_swarm_other_frames_total", "Frames other than replies.", c.other_frames),
-        ("lubdub_swarm_stalls_total", "Times the swarm was kept from running past its stall threshold.", c.pauses),
-        ("lubdub_swarm_stall_adjusted_replies_total", "Round trips that spanned a stall of the swarm's own, timed without it.", c.stall_adjusted_replies),
-        ("lubdub_swarm_sockopt_errors_total", "Socket options the kernel refused on new connections.", c.sockopt_errors),
+        (
+            "lubdub_swarm_connects_total",
+            "Connects that succeeded.",
+            c.connects,
+        ),
+        (
+            "lubdub_swarm_slow_connects_total",
+            "Connects that completed later than the connect-wait bound.",
+            c.slow_connects,
+        ),
+        (
+            "lubdub_swarm_churned_total",
+            "Connections closed on purpose (--churn), each reconnected.",
+            c.churned,
+        ),
+        (
+            "lubdub_swarm_requests_total",
+            "Requests (heartbeats, or the fixed request) sent.",
+            c.heartbeats_sent,
+        ),
+        (
+            "lubdub_swarm_replies_total",
+            "Replies received and matched to a request.",
+            c.replies,
+        ),
+        (
+            "lubdub_swarm_untimed_replies_total",
+            "Replies counted but not timed (the stamp ring was full).",
+            c.untimed_replies,
+        ),
+        (
+            "lubdub_swarm_unexpected_replies_total",
+            "Replies no request was waiting for.",
+            c.unexpected_replies,
+        ),
+        (
+            "lubdub_swarm_missing_replies_total",
+            "Requests that will never be answered (lost with their connection).",
+            c.missing_replies,
+        ),
+        (
+            "lubdub_swarm_late_replies_total",
+            "Heartbeats still unanswered when the next one fell due.",
+            c.late_replies,
+        ),
+        (
+            "lubdub_swarm_skipped_sends_total",
+            "Heartbeats not sent because the swarm fell behind its schedule.",
+            c.skipped_sends,
+        ),
+        (
+            "lubdub_swarm_protocol_errors_total",
+            "Connections closed for bytes that are neither frames nor the reply.",
+            c.protocol_errors,
+        ),
+        (
+            "lubdub_swarm_other_frames_total",
+            "Frames other than replies.",
+            c.other_frames,
+        ),
+        (
+            "lubdub_swarm_stalls_total",
+            "Times the swarm was kept from running past its stall threshold.",
+            c.pauses,
+        ),
+        (
+            "lubdub_swarm_stall_adjusted_replies_total",
+            "Round trips that spanned a stall of the swarm's own, timed without it.",
+            c.stall_adjusted_replies,
+        ),
+        (
+            "lubdub_swarm_sockopt_errors_total",
+            "Socket options the kernel refused on new connections.",
+            c.sockopt_errors,
+        ),
     ];
     for (name, help, value) in totals {
         f.counter(name, help, &[], value as f64);
