@@ -510,3 +510,59 @@ fn a_real_prometheus_scrapes_the_server_and_reads_its_heartbeats_back() {
     assert!(answer.contains("\"7\"]"), "{answer}");
     assert!(answer.contains("\"job\":\"lubdub\""), "{answer}");
 }
+
+#[test]
+fn an_embedded_server_serves_metrics_from_the_callers_poll_within_its_tokens() {
+    use lubdub::server::{Config, Server, Step};
+    use mio::{Events, Poll, Token, Waker};
+    const FIRST: Token = Token(1000);
+    let poll = Poll::new().unwrap();
+    let waker = std::sync::Arc::new(Waker::new(poll.registry(), Token(2)).unwrap());
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        max_connections: Some(64),
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        ..Config::default()
+    };
+    let mut server = Server::bind_on(config, (), poll.registry(), FIRST, waker).unwrap();
+    // The listener, 64 connections, then the metrics listener and its 16
+    // scrapers: the caller keeps all of them clear of its own.
+    assert_eq!(server.tokens(), 1 + 64 + 1 + 16);
+    assert!(server.owns(Token(FIRST.0 + server.tokens() - 1)));
+    assert!(!server.owns(Token(FIRST.0 + server.tokens())));
+    let addr = server.local_addr();
+    let metrics = server.metrics_addr().expect("metrics are on");
+    let stop = server.shutdown_handle();
+    let looped = std::thread::spawn(move || {
+        let mut poll = poll;
+        let mut events = Events::with_capacity(64);
+        let began = Instant::now();
+        loop {
+            let timeout = server.next_timeout(Instant::now());
+            poll.poll(&mut events, Some(timeout)).unwrap();
+            for event in &events {
+                if server.owns(event.token()) {
+                    server.handle_event(event, Instant::now());
+                }
+            }
+            if server.handle_timeout(Instant::now()) == Step::Stopped {
+                return server;
+            }
+            assert!(began.elapsed() < Duration::from_secs(30), "loop ran away");
+        }
+    });
+    let mut peer = connect(addr);
+    for _ in 0..3 {
+        heartbeat(&mut peer);
+    }
+    let text = scrape(metrics);
+    assert_eq!(value(&text, "lubdub_heartbeats_total"), 3.0);
+    assert_eq!(value(&text, "lubdub_connections_active"), 1.0);
+    stop.shutdown();
+    let server = looped.join().unwrap();
+    assert_eq!(server.stats().closed_by_shutdown, 1);
+    assert!(
+        TcpStream::connect(metrics).is_err(),
+        "the metrics listener outlived the server"
+    );
+}
