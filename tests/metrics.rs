@@ -207,10 +207,28 @@ fn hostile_scrapers_are_capped_timed_out_and_never_delay_a_heartbeat() {
     let metrics = metrics_addr(&mut server);
     let mut peer = connect(addr);
     heartbeat(&mut peer);
-    // 20 scrapers that never send a byte: the cap holds 16, the other 4
-    // are accepted and closed at once.
+    // 20 scrapers: one that trickles a request head that never ends, a
+    // byte every 100 ms, then 19 that never send a byte. The cap holds 16,
+    // the other 4 are accepted and closed at once.
     let began = Instant::now();
-    let mut hanging: Vec<TcpStream> = (0..20)
+    let mut trickler = TcpStream::connect(metrics).unwrap();
+    let trickled = std::thread::spawn(move || {
+        let head = b"GET /metrics HTTP/1.1\r\nX-Slow: ";
+        let mut i = 0;
+        // Until the server closes it (a write fails), for at most 20 s.
+        while began.elapsed() < Duration::from_secs(20) {
+            let byte = head.get(i).copied().unwrap_or(b'a');
+            if trickler.write_all(&[byte]).is_err() {
+                break;
+            }
+            i += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        began.elapsed()
+    });
+    // Connected after the trickler's, so accepted after it.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut hanging: Vec<TcpStream> = (0..19)
         .map(|_| {
             let s = TcpStream::connect(metrics).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
@@ -218,7 +236,7 @@ fn hostile_scrapers_are_capped_timed_out_and_never_delay_a_heartbeat() {
         })
         .collect();
     let mut refused = 0;
-    for s in &mut hanging[16..] {
+    for s in &mut hanging[15..] {
         let mut byte = [0u8; 1];
         // EOF (or a reset) comes at once, long before any timeout.
         let closed_at = Instant::now();
@@ -239,8 +257,9 @@ fn hostile_scrapers_are_capped_timed_out_and_never_delay_a_heartbeat() {
         slowest < Duration::from_millis(500),
         "heartbeat took {slowest:?}"
     );
-    // The 16 are closed once their 5 s are up: not before, not much after.
-    for s in &mut hanging[..16] {
+    // The 16 are closed once their 5 s are up: not before, not much after,
+    // the trickler too, however steadily it sends.
+    for s in &mut hanging[..15] {
         let mut byte = [0u8; 1];
         match s.read(&mut byte) {
             Ok(0) | Err(_) => {}
@@ -250,6 +269,10 @@ fn hostile_scrapers_are_capped_timed_out_and_never_delay_a_heartbeat() {
         assert!(at >= Duration::from_secs(5), "closed after {at:?}");
         assert!(at < Duration::from_secs(12), "closed after {at:?}");
     }
+    let at = trickled.join().unwrap();
+    // A write fails only once the close is known: a little after it.
+    assert!(at >= Duration::from_secs(5), "trickler closed after {at:?}");
+    assert!(at < Duration::from_secs(12), "trickler closed after {at:?}");
     // A head past 8 KiB is refused with 431.
     let mut huge = b"GET /metrics HTTP/1.1\r\n".to_vec();
     while huge.len() < 9 * 1024 {
