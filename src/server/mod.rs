@@ -525,11 +525,12 @@ impl<H: Handler> Server<H> {
     }
 
     /// How many tokens the server uses from its first: the listener and one
-    /// per connection it may hold.
+    /// per connection it may hold, then with [`Config::metrics`] the
+    /// metrics endpoint's ([`crate::metrics::TOKENS`]).
     pub fn tokens(&self) -> usize {
         FIRST_CONN
             + self.max_connections
-            + if self.metrics.is_some() {
+            + if self.config.metrics.is_some() {
                 crate::metrics::TOKENS
             } else {
                 0
