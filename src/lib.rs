@@ -137,6 +137,7 @@ pub mod duration;
 pub mod keepalive;
 pub mod limits;
 pub mod liveness;
+pub mod metrics;
 mod nonblocking;
 pub mod protocol;
 pub mod proxy;

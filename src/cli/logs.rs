@@ -395,6 +395,12 @@ pub fn counters(line: &str) -> Option<(bool, Vec<(String, u64)>)> {
                 escaped = c == '\\' && !escaped;
                 done
             })?;
+            // The eviction-lateness buckets are a list, `a,b,…`: read as
+            // the metrics' reader reads them off a text line.
+            if key == "eviction_lateness_buckets" {
+                let list = format!("{key}={}", &s[..close.0]);
+                out.extend(lubdub::metrics::server::Counters::parse(&list).0);
+            }
             1 + close.0 + 1
         } else {
             let end = after.find([',', '}'])?;

@@ -92,6 +92,11 @@ pub struct ServerArgs {
     /// whole header (1ms..=60s).
     #[arg(long, default_value = "3s", value_parser = super::duration, value_name = "DUR")]
     proxy_header_timeout: Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT), from
+    /// the server's own loop; with --workers the supervisor serves every
+    /// worker's series, labelled worker="K", at most 1s old.
+    #[arg(long, value_parser = super::socket_addr, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// Log the counters every DUR.
     #[arg(long, value_parser = super::duration, value_name = "DUR")]
     stats_every: Option<Duration>,
@@ -125,6 +130,8 @@ pub fn run(args: ServerArgs) -> i32 {
         listener_fd: args.listen_fd,
         proxy_protocol: args.proxy_protocol,
         proxy_header_timeout: args.proxy_header_timeout,
+        // A worker's counters reach /metrics through its supervisor.
+        metrics: args.metrics.filter(|_| args.worker.is_none()),
         ..Config::default()
     };
     // Judge the values first, so a usage error is the only line printed.

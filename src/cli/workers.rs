@@ -14,6 +14,12 @@
 //! on with `worker=K` in it (a `worker` field in JSON); sums the workers' counters into its own
 //! `stats` lines and its final `stopped:` line. Its threads (one per
 //! worker, reading that worker's log) are off every connection's path.
+//!
+//! With `--metrics` the supervisor serves `/metrics` itself, from its own
+//! small poll (it waits on it instead of sleeping between its rounds):
+//! every worker reports its counters once a second, and each series
+//! carries `worker="K"`. A worker's series add its dead incarnations'
+//! totals to its live one's, so a restart never makes a counter go back.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
@@ -156,10 +162,23 @@ pub fn supervise(config: &Config, workers: Workers) -> i32 {
         Ok(room) => room,
         Err(e) => return super::fail(format_args!("cannot make the workers' table of room: {e}")),
     };
-    let mut argv = worker_args(per_worker, config.stats_every.is_none());
+    let metrics = match config.metrics {
+        Some(addr) => match Scrapes::bind(addr) {
+            Ok(scrapes) => Some(scrapes),
+            Err(e) => return super::fail(format_args!("cannot serve metrics on {addr}: {e}")),
+        },
+        None => None,
+    };
+    // With metrics, every worker reports each second whatever the user's
+    // cadence; their own lines are then not passed on (the supervisor's
+    // summed line still comes at the user's).
+    let report_every = (config.stats_every.is_none() || metrics.is_some()).then_some(REPORT_EVERY);
+    let mut argv = worker_args(per_worker, report_every);
     argv.push("--room".into());
     argv.push(format!("{}:{n}", room.as_raw_fd()).into());
-    let forward_stats = config.stats_every.is_some();
+    let forward_stats = config.stats_every.is_some() && metrics.is_none();
+    let mut metrics = metrics;
+    let mut restarts = 0u64;
     let slots: Arc<Mutex<Vec<Slot>>> =
         Arc::new(Mutex::new((0..n).map(|_| Slot::default()).collect()));
     let mut running: Vec<Running> = Vec::new();
@@ -178,7 +197,16 @@ pub fn supervise(config: &Config, workers: Workers) -> i32 {
     let mut next_stats = config.stats_every.map(|every| Instant::now() + every);
     let mut stopping = 0usize;
     loop {
-        std::thread::sleep(Duration::from_millis(20));
+        match &mut metrics {
+            Some(scrapes) => scrapes.serve(Duration::from_millis(20), &|| {
+                render(
+                    &slots.lock().unwrap_or_else(|e| e.into_inner()),
+                    running.len(),
+                    restarts,
+                )
+            }),
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
         let signals = SIGNALS.load(Ordering::SeqCst);
         if signals > stopping {
             let signal = LAST_SIGNAL.load(Ordering::SeqCst);
@@ -216,6 +244,7 @@ pub fn supervise(config: &Config, workers: Workers) -> i32 {
                 continue;
             }
             retire(&slots, worker.index);
+            restarts += 1;
             let delay = &mut delays[worker.index];
             if lived >= STABLE {
                 *delay = FIRST_RESTART;
@@ -289,7 +318,13 @@ fn bind(config: &Config) -> std::io::Result<TcpListener> {
 /// (and with this worker's share of `--max-connections`, and stats lines
 /// for the supervisor if the user asked for none); the worker's index and
 /// the listener are added per worker.
-fn worker_args(per_worker: Option<usize>, add_reports: bool) -> Vec<OsString> {
+fn worker_args(per_worker: Option<usize>, report_every: Option<&str>) -> Vec<OsString> {
+    // The supervisor's own: its workers neither run workers, nor take the
+    // total's limit, nor serve metrics; their report cadence is set below.
+    let mut own = vec!["--workers", "--max-connections", "--metrics"];
+    if report_every.is_some() {
+        own.push("--stats-every");
+    }
     let mut out = Vec::new();
     let mut skip_value = false;
     for arg in std::env::args_os().skip(1) {
@@ -297,11 +332,14 @@ fn worker_args(per_worker: Option<usize>, add_reports: bool) -> Vec<OsString> {
             continue;
         }
         let text = arg.to_string_lossy();
-        if text == "--workers" || text == "--max-connections" {
+        if own.contains(&text.as_ref()) {
             skip_value = true;
             continue;
         }
-        if text.starts_with("--workers=") || text.starts_with("--max-connections=") {
+        if own.iter().any(|flag| {
+            text.strip_prefix(flag)
+                .is_some_and(|rest| rest.starts_with('='))
+        }) {
             continue;
         }
         out.push(arg);
@@ -310,9 +348,9 @@ fn worker_args(per_worker: Option<usize>, add_reports: bool) -> Vec<OsString> {
         out.push("--max-connections".into());
         out.push(per.to_string().into());
     }
-    if add_reports {
+    if let Some(every) = report_every {
         out.push("--stats-every".into());
-        out.push(REPORT_EVERY.into());
+        out.push(every.into());
     }
     out
 }
@@ -389,11 +427,8 @@ fn pass_on(
             } else {
                 continue;
             };
-            let parsed: Counters = counters
-                .split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
-                .collect();
+            // The metrics' reader: it also takes the lateness buckets.
+            let parsed: Counters = lubdub::metrics::server::Counters::parse(counters).0;
             (parsed, finished)
         };
         let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -439,9 +474,88 @@ fn sum(slots: &[Slot]) -> String {
     }
     total
         .iter()
+        // The histogram's buckets are for /metrics, not the log line.
+        .filter(|(k, _)| !k.contains('.'))
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Every worker's series, labelled `worker="K"`, from the latest report
+/// of each plus its dead incarnations' totals; and the supervisor's own.
+fn render(slots: &[Slot], running: usize, restarts: u64) -> lubdub::metrics::Families {
+    use lubdub::metrics::server::{families, Counters as Series};
+    let mut f = lubdub::metrics::Families::new();
+    f.gauge(
+        "lubdub_workers_running",
+        "Worker processes running now.",
+        &[],
+        running as f64,
+    );
+    f.counter(
+        "lubdub_worker_restarts_total",
+        "Workers that died and were started again.",
+        &[],
+        restarts as f64,
+    );
+    for (index, slot) in slots.iter().enumerate() {
+        let mut total = slot.retired.clone();
+        if let Some(latest) = &slot.latest {
+            add(&mut total, latest);
+        }
+        let worker = index.to_string();
+        families(&mut f, &[("worker", &worker)], &Series(total));
+    }
+    f
+}
+
+/// The supervisor's metrics endpoint, on a poll of its own that it waits
+/// on between its rounds.
+struct Scrapes {
+    poll: mio::Poll,
+    events: mio::Events,
+    endpoint: lubdub::metrics::Endpoint,
+}
+
+impl Scrapes {
+    fn bind(addr: std::net::SocketAddr) -> std::io::Result<Scrapes> {
+        let poll = mio::Poll::new()?;
+        let endpoint = lubdub::metrics::Endpoint::bind(addr, poll.registry(), mio::Token(0))?;
+        info!("metrics on http://{}/metrics", endpoint.local_addr());
+        Ok(Scrapes {
+            poll,
+            events: mio::Events::with_capacity(64),
+            endpoint,
+        })
+    }
+
+    /// Waits up to `wait` for scrapers, answers them, closes those out of
+    /// time.
+    fn serve(&mut self, wait: Duration, render: &dyn Fn() -> lubdub::metrics::Families) {
+        let wait = if self.endpoint.has_work() {
+            Duration::ZERO
+        } else {
+            wait
+        };
+        if let Err(e) = self.poll.poll(&mut self.events, Some(wait)) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                warn!("supervisor: metrics poll failed: {e}");
+                std::thread::sleep(wait);
+            }
+        }
+        let now = Instant::now();
+        let open = self.endpoint.open();
+        for event in self.events.iter() {
+            self.endpoint
+                .handle_event(self.poll.registry(), event.token(), now, &mut |scrapes| {
+                    let mut f = render();
+                    lubdub::metrics::scrape_families(&mut f, scrapes, open);
+                    f.encode()
+                });
+        }
+        self.endpoint.resume(self.poll.registry(), now);
+        self.endpoint.expire(self.poll.registry(), Instant::now());
+    }
 }
 
 /// Sends `signal` to every running worker.

@@ -92,6 +92,12 @@ pub struct Config {
     /// How long a connection may take to send its whole PROXY header,
     /// counted from the accept. Default 3 s.
     pub proxy_header_timeout: Duration,
+    /// Where to serve Prometheus metrics (`GET /metrics`), from the
+    /// server's own poll loop: one more listener, and at most
+    /// [`MAX_SCRAPERS`](crate::metrics::MAX_SCRAPERS) scrape connections,
+    /// with tokens after the connections' ([`Server::tokens`](super::Server::tokens)
+    /// counts them). Default off.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Default [`Config::max_buffered`]: room for a thousand max-size frames
@@ -124,6 +130,7 @@ impl Default for Config {
             command_queue: 1024,
             proxy_protocol: false,
             proxy_header_timeout: Duration::from_secs(3),
+            metrics: None,
         }
     }
 }

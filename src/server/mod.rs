@@ -93,6 +93,7 @@ mod drain;
 mod evidence;
 mod handler;
 mod io;
+mod metrics;
 mod output;
 mod peer;
 mod proxied;
@@ -118,7 +119,7 @@ pub use self::context::Context;
 pub use self::core::Deferred;
 pub use self::handler::{CloseReason, ConnId, Handler};
 pub use self::room::SharedRoom;
-pub use self::stats::Stats;
+pub use self::stats::{Lateness, Stats, LATENESS_BOUNDS_US};
 pub use crate::check::ConfigError;
 pub use crate::step::Step;
 pub use crate::SendError;
@@ -201,6 +202,8 @@ enum Timer {
     Drain,
     /// A window of the close lines' rate limit ends: say what it held back.
     CloseLog,
+    /// A metrics scraper may have run out of time.
+    Scrape,
 }
 
 /// Why the server could not start or keep running.
@@ -223,6 +226,13 @@ pub enum ServerError {
     /// The token range asked of [`Server::bind_on`] does not fit in a
     /// `usize` (it needs [`Server::tokens`] tokens from its first).
     Tokens,
+    /// The metrics listener could not be set up.
+    Metrics {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the kernel said.
+        source: std::io::Error,
+    },
 }
 
 impl fmt::Display for ServerError {
@@ -235,6 +245,9 @@ impl fmt::Display for ServerError {
                 "this server is on the caller's poll: drive it with handle_event and handle_timeout",
             ),
             ServerError::Tokens => f.write_str("the server's token range does not fit in a usize"),
+            ServerError::Metrics { addr, source } => {
+                write!(f, "cannot serve metrics on {addr}: {source}")
+            }
         }
     }
 }
@@ -243,7 +256,7 @@ impl std::error::Error for ServerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ServerError::Config(e) => Some(e),
-            ServerError::Bind { source, .. } => Some(source),
+            ServerError::Bind { source, .. } | ServerError::Metrics { source, .. } => Some(source),
             ServerError::Poll(e) => Some(e),
             ServerError::CallersPoll | ServerError::Tokens => None,
         }
@@ -300,6 +313,10 @@ pub struct Server<H: Handler = ()> {
     drain: Option<Drain>,
     /// Room of the processes sharing the listener, this one's included.
     room: Option<SharedRoom>,
+    /// The metrics endpoint (its tokens follow the connections'), and the
+    /// one wheel timer pending for its scrapers' deadlines, with its tick.
+    metrics: Option<crate::metrics::Endpoint>,
+    scrape_timer: Option<(TimerId, Tick)>,
     /// `Some(closes)` while the buffer budget is exhausted: the first close
     /// of an episode is logged, the rest counted.
     over_budget: Option<u64>,
@@ -392,7 +409,16 @@ impl<H: Handler> Server<H> {
                 .map(|l| l.max_connections().min(config::MAX_CONNECTIONS))
                 .unwrap_or(1024),
         };
-        if base.checked_add(FIRST_CONN + max_connections).is_none() {
+        let metrics_tokens = if config.metrics.is_some() {
+            crate::metrics::TOKENS
+        } else {
+            0
+        };
+        if base
+            .checked_add(FIRST_CONN + max_connections)
+            .and_then(|end| end.checked_add(metrics_tokens))
+            .is_none()
+        {
             return Err(ServerError::Tokens);
         }
         let mut listener = accept::listen(&config).map_err(|source| ServerError::Bind {
@@ -410,6 +436,16 @@ impl<H: Handler> Server<H> {
                 mio::Interest::READABLE,
             )
             .map_err(ServerError::Poll)?;
+        let metrics = match config.metrics {
+            Some(addr) => {
+                let first = Token(base + FIRST_CONN + max_connections);
+                let endpoint = crate::metrics::Endpoint::bind(addr, &registry, first)
+                    .map_err(|source| ServerError::Metrics { addr, source })?;
+                info!("metrics on http://{}/metrics", endpoint.local_addr());
+                Some(endpoint)
+            }
+            None => None,
+        };
         let shutdown = ShutdownHandle::with_waker(waker);
         let (commands, command_rx) =
             Commands::new(config.command_queue, shutdown.clone(), config.max_frame);
@@ -479,6 +515,8 @@ impl<H: Handler> Server<H> {
             full_wait: None,
             drain: None,
             room: None,
+            metrics,
+            scrape_timer: None,
             over_budget: None,
             sockopt_logged: Vec::new(),
             proxy_warned: false,
@@ -494,9 +532,21 @@ impl<H: Handler> Server<H> {
     }
 
     /// How many tokens the server uses from its first: the listener and one
-    /// per connection it may hold.
+    /// per connection it may hold, then with [`Config::metrics`] the
+    /// metrics endpoint's ([`crate::metrics::TOKENS`]).
     pub fn tokens(&self) -> usize {
-        FIRST_CONN + self.max_connections
+        FIRST_CONN
+            + self.max_connections
+            + if self.config.metrics.is_some() {
+                crate::metrics::TOKENS
+            } else {
+                0
+            }
+    }
+
+    /// Where metrics are served, if they are (useful with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.local_addr())
     }
 
     /// Whether `token` is one of the server's: its events go to
@@ -697,6 +747,7 @@ impl<H: Handler> Server<H> {
     fn wait(&self, now: Instant) -> Option<Duration> {
         if !self.unfinished.is_empty()
             || self.accept_unfinished
+            || self.metrics.as_ref().is_some_and(|m| m.has_work())
             || self.commands_left
             || !self.core.closing.is_empty()
         {
@@ -714,6 +765,9 @@ impl<H: Handler> Server<H> {
         }
         let offset = event.token().0 - self.base;
         let turn = self.begin_turn(now);
+        if offset >= FIRST_CONN + self.max_connections {
+            return self.scrape_ready(event.token(), now);
+        }
         match offset {
             // While paused for lack of descriptors, the resume timer
             // retries; accepting on every new SYN would only fail again. A
@@ -776,6 +830,7 @@ impl<H: Handler> Server<H> {
         if turn.resume_accept {
             self.accept(turn.now);
         }
+        self.resume_scrapes();
         self.apply_commands();
         self.process_closes();
         if self.shutdown.is_requested() && self.drain.is_none() {
@@ -940,6 +995,7 @@ impl<H: Handler> Server<H> {
                     let at = self.clock.nanos(Instant::now());
                     self.close_log.flush(at, close_log::summary);
                 }
+                Timer::Scrape => self.scrapes_due(),
             }
         }
     }
@@ -1010,6 +1066,8 @@ impl<H: Handler> Server<H> {
                 let misses = self.rule.missed(last_seen, at);
                 let idle_ms = at.saturating_sub(last_seen) / 1_000_000;
                 let excused_ms = (judged - last_seen) / 1_000_000;
+                let late_us = at.saturating_sub(self.rule.deadline(judged)) / 1_000;
+                self.core.stats.eviction_lateness.record(late_us);
                 self.record_eviction_evidence(slot, id);
                 info!(
                     "evicted peer={} misses={misses} idle={idle_ms}ms excused={excused_ms}ms conn={id}",
@@ -1115,8 +1173,7 @@ impl<H: Handler> Server<H> {
             }
             CloseReason::Io(_) => stats.io_errors += 1,
             CloseReason::Requested => stats.closed_by_request += 1,
-            // Counted by the "stopped" log line, which names how many.
-            CloseReason::Shutdown => {}
+            CloseReason::Shutdown => stats.closed_by_shutdown += 1,
         }
         // Before its PROXY header, the socket's peer is the balancer.
         let side = if conn.awaiting { "via" } else { "peer" };
@@ -1226,6 +1283,9 @@ impl<H: Handler> Server<H> {
         self.unfinished.clear();
         if let Some(mut listener) = self.listener.take() {
             let _ = self.registry.deregister(&mut listener);
+        }
+        if let Some(mut metrics) = self.metrics.take() {
+            metrics.close_all(&self.registry);
         }
         let slots: Vec<usize> = self.core.conns.iter().map(|(slot, _)| slot).collect();
         let open = slots.len();

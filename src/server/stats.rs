@@ -99,6 +99,11 @@ pub struct Stats {
     /// Heartbeat requests sent to peers silent for an interval (with
     /// probes on).
     pub probes: u64,
+    /// Closed because the server stopped (at once, or by a drain): the
+    /// connections it held to the end.
+    pub closed_by_shutdown: u64,
+    /// How late each eviction came past its peer's deadline.
+    pub eviction_lateness: Lateness,
     /// Closed by a drain ([`Config::drain`](super::Config::drain)), spread
     /// over its length.
     pub drained: u64,
@@ -117,7 +122,8 @@ impl fmt::Display for Stats {
              proxy_errors={} proxy_timeouts={} proxy_local={} rejected={} slow_readers={} over_budget={} io_errors={} closed_by_request={} \
              sockopt_errors={} accept_pauses={} pauses={} paused_ms={} excused_pauses={} longest_turn_us={} buffered={} peak_buffered={} \
              heartbeats={} heartbeat_responses={} data_frames={} reserved_frames={} bytes_in={} bytes_out={} \
-             probes={} drained={} commands={} commands_failed={} wakeups={} events={}",
+             probes={} drained={} closed_by_shutdown={} commands={} commands_failed={} wakeups={} events={} \
+             eviction_lateness_us={} eviction_lateness_buckets={}",
             self.active,
             self.peak_active,
             self.accepted,
@@ -149,10 +155,99 @@ impl fmt::Display for Stats {
             self.bytes_out,
             self.probes,
             self.drained,
+            self.closed_by_shutdown,
             self.commands,
             self.commands_failed,
             self.wakeups,
-            self.events
+            self.events,
+            self.eviction_lateness.sum_us,
+            Buckets(&self.eviction_lateness.buckets),
         )
+    }
+}
+
+/// Upper bounds of the eviction-lateness buckets, in microseconds: from a
+/// millisecond (a tick's worth, at the finest default) to ten seconds (a
+/// reactor kept from running).
+pub const LATENESS_BOUNDS_US: [u64; 13] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000,
+];
+
+/// A histogram of how late evictions fired past their deadlines, in fixed
+/// buckets: what a scrape exposes as `lubdub_eviction_lateness_seconds`.
+/// An eviction is due at `interval × misses` of silence and fires at the
+/// first wheel tick after that; a late one shows a reactor that fell
+/// behind its timers (stalls excused apart: an excused stall moves the
+/// deadline).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lateness {
+    /// Evictions per bucket (not cumulative): `buckets[i]` counts those at
+    /// most `LATENESS_BOUNDS_US[i]` late and more than the bound before;
+    /// the last counts those later than every bound.
+    pub buckets: [u64; LATENESS_BOUNDS_US.len() + 1],
+    /// Evictions counted.
+    pub count: u64,
+    /// Their lateness added up, in microseconds.
+    pub sum_us: u64,
+}
+
+impl Lateness {
+    /// Counts one eviction `us` microseconds past its deadline.
+    pub fn record(&mut self, us: u64) {
+        let at = LATENESS_BOUNDS_US.partition_point(|&bound| bound < us);
+        self.buckets[at] += 1;
+        self.count += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    /// Upper bounds in seconds with cumulative counts, the `+Inf` bucket
+    /// left out (it is `count`).
+    pub fn cumulative(&self) -> [(f64, u64); LATENESS_BOUNDS_US.len()] {
+        let mut out = [(0.0, 0); LATENESS_BOUNDS_US.len()];
+        let mut total = 0;
+        for (i, bound) in LATENESS_BOUNDS_US.iter().enumerate() {
+            total += self.buckets[i];
+            out[i] = (*bound as f64 / 1e6, total);
+        }
+        out
+    }
+}
+
+/// Bucket counts as one word, `a,b,c`, for the `stats` line a supervisor
+/// reads.
+struct Buckets<'a>(&'a [u64]);
+
+impl fmt::Display for Buckets<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, n) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{n}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lateness_falls_in_the_first_bucket_whose_bound_it_does_not_pass() {
+        let mut l = Lateness::default();
+        for us in [0, 1_000, 1_001, 10_000_000, 10_000_001] {
+            l.record(us);
+        }
+        assert_eq!(l.buckets[0], 2, "0 and exactly 1 ms");
+        assert_eq!(l.buckets[1], 1, "just past 1 ms");
+        assert_eq!(l.buckets[12], 1, "exactly 10 s");
+        assert_eq!(l.buckets[13], 1, "past every bound");
+        assert_eq!(l.count, 5);
+        assert_eq!(l.sum_us, 20_002_002);
+        let cumulative = l.cumulative();
+        assert_eq!(cumulative[0], (0.001, 2));
+        assert_eq!(cumulative[12], (10.0, 4));
     }
 }

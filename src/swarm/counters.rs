@@ -336,6 +336,13 @@ impl Rtts {
         self.window.reset();
     }
 
+    /// The run's round trips as two parts, the closed windows' and the open
+    /// window's, without closing it (a scrape must not cut a status
+    /// window short).
+    pub fn parts(&self) -> [&Histogram<u64>; 2] {
+        [&self.total, &self.window]
+    }
+
     /// The run's round trips, the open window included.
     pub fn total(&mut self) -> &Histogram<u64> {
         self.close_window();

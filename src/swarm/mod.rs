@@ -127,6 +127,9 @@ pub struct SwarmConfig {
     /// This swarm's clients as a slice of a larger fleet's, when it is one
     /// worker of several (`None`: the whole fleet).
     pub slice: Option<Slice>,
+    /// Where to serve Prometheus metrics (`GET /metrics`), from the
+    /// swarm's own poll loop (`None`: off).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// A swarm's clients as clients `first ..first + clients` of a fleet of
@@ -196,6 +199,7 @@ impl Default for SwarmConfig {
             batch_wait: Duration::ZERO,
             seed: None,
             slice: None,
+            metrics: None,
         }
     }
 }
@@ -218,6 +222,13 @@ pub enum SwarmError {
     Setup(io::Error),
     /// Waiting for events failed.
     Poll(io::Error),
+    /// The metrics listener could not be set up.
+    Metrics {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// What the kernel said.
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for SwarmError {
@@ -233,6 +244,9 @@ impl fmt::Display for SwarmError {
             ),
             SwarmError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
             SwarmError::Poll(e) => write!(f, "waiting for events failed: {e}"),
+            SwarmError::Metrics { addr, source } => {
+                write!(f, "cannot serve metrics on {addr}: {source}")
+            }
         }
     }
 }

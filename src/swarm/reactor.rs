@@ -35,6 +35,9 @@ mod conn_io;
 mod connects;
 
 const WAKER: Token = Token(usize::MAX);
+/// The metrics endpoint's first token: its tokens sit just below the
+/// waker's, far above any connection's slot.
+const METRICS: Token = Token(usize::MAX - 1 - crate::metrics::TOKENS);
 
 /// How long a name's addresses are used before they are looked up again:
 /// a DNS change is followed within a second, without a lookup for every
@@ -143,6 +146,9 @@ pub struct Swarm {
     /// from one second to the next.
     churn_due: f64,
     phase: Phase,
+    /// The metrics endpoint, when asked for: scraped between two events of
+    /// this loop.
+    metrics: Option<crate::metrics::Endpoint>,
 }
 
 impl Swarm {
@@ -157,6 +163,15 @@ impl Swarm {
         let poll = Poll::new().map_err(SwarmError::Setup)?;
         let shutdown = ShutdownHandle::new(poll.registry(), WAKER).map_err(SwarmError::Setup)?;
         let resolver = Resolver::new(shutdown.waker());
+        let metrics = match config.metrics {
+            Some(addr) => {
+                let endpoint = crate::metrics::Endpoint::bind(addr, poll.registry(), METRICS)
+                    .map_err(|source| SwarmError::Metrics { addr, source })?;
+                log::info!("metrics on http://{}/metrics", endpoint.local_addr());
+                Some(endpoint)
+            }
+            None => None,
+        };
 
         let (request, reply): (&[u8], &[u8]) = match &config.exchange {
             Exchange::Heartbeat => (&HEARTBEAT_REQUEST, &[]),
@@ -252,6 +267,7 @@ impl Swarm {
             poll,
             shutdown,
             mark: Arc::new(AtomicBool::new(false)),
+            metrics,
         })
     }
 
@@ -359,6 +375,10 @@ impl Swarm {
                 None,
                 None,
                 None,
+                self.metrics
+                    .as_ref()
+                    .and_then(|m| m.next_deadline())
+                    .map(|d| self.clock.tick_after(self.clock.nanos(d))),
             ];
             match self.phase {
                 Phase::Running => {
@@ -379,7 +399,9 @@ impl Swarm {
                 .saturating_record((turn.as_micros() as u64).max(1));
             let timeout = deadline.map(|d| self.clock.until(d, turn_ended));
             // Data left by a read budget raises no new edge: do not sleep on it.
-            let timeout = if self.unfinished.is_empty() {
+            let timeout = if self.unfinished.is_empty()
+                && !self.metrics.as_ref().is_some_and(|m| m.has_work())
+            {
                 timeout
             } else {
                 Some(Duration::ZERO)
@@ -417,7 +439,9 @@ impl Swarm {
             let mut count = 0;
             for event in events.iter() {
                 count += 1;
-                if event.token() != WAKER {
+                if self.metrics.as_ref().is_some_and(|m| m.owns(event.token())) {
+                    self.scrape_ready(event.token(), turn_began);
+                } else if event.token() != WAKER {
                     let closed = event.is_read_closed() || event.is_error();
                     self.on_ready(event.token().0, closed);
                 }
@@ -426,6 +450,14 @@ impl Swarm {
             self.events = events;
             self.batching.polled(turn_began, count);
             self.resume_reads();
+            if let Some(endpoint) = &mut self.metrics {
+                let now = Instant::now();
+                endpoint.resume(self.poll.registry(), now);
+                endpoint.expire(self.poll.registry(), now);
+            }
+        }
+        if let Some(mut endpoint) = self.metrics.take() {
+            endpoint.close_all(self.poll.registry());
         }
 
         let elapsed = start.elapsed();
@@ -477,6 +509,22 @@ impl Swarm {
         };
         report.summarize();
         Ok(report)
+    }
+
+    /// Readiness of the metrics listener or of a scraper.
+    fn scrape_ready(&mut self, token: Token, now: Instant) {
+        let Some(mut endpoint) = self.metrics.take() else {
+            return;
+        };
+        let open = endpoint.open();
+        let (counters, rtts) = (&self.counters, &self.rtts);
+        endpoint.handle_event(self.poll.registry(), token, now, &mut |scrapes| {
+            let mut f = crate::metrics::Families::new();
+            crate::metrics::swarm::families(&mut f, counters, &rtts.parts());
+            crate::metrics::scrape_families(&mut f, scrapes, open);
+            f.encode()
+        });
+        self.metrics = Some(endpoint);
     }
 
     /// The status for the window since the previous one.

@@ -130,6 +130,10 @@ pub struct SwarmArgs {
     /// [default: the shorter of --connect-timeout and 2 × --interval; 1ms..=24h].
     #[arg(long, value_parser = super::duration, value_name = "DUR")]
     pub max_connect_wait: Option<Duration>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT) from the
+    /// swarm's own loop while it runs (not with --workers).
+    #[arg(long, value_parser = super::socket_addr, value_name = "ADDR", conflicts_with = "workers")]
+    pub metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     keepalive: super::KeepaliveArgs,
     /// Log level (debug: one line per connect and reconnect).
@@ -263,6 +267,7 @@ pub fn run(args: SwarmArgs) -> i32 {
             .status_every
             .unwrap_or(Duration::from_secs(if tty { 1 } else { 5 })),
         slice: args.worker,
+        metrics: args.metrics,
         ..SwarmConfig::default()
     };
     // Judge the values first, so a usage error is the only line printed.
