@@ -20,6 +20,7 @@ use super::handler::{CloseReason, ConnId};
 use super::stats::Stats;
 use crate::nonblocking::write_some;
 use crate::protocol::{self, FrameType, HEADER_LEN};
+use crate::strikes::{Rate, RateRule, Verdict};
 use crate::SendError;
 
 /// Staged replies for the connection being read are written once they
@@ -96,6 +97,11 @@ pub(crate) struct Core<S> {
     /// nothing; with it, one `Option<SocketAddr>` (32 bytes) per slot up to
     /// the most slots ever in use. Not in `Conn`, which has no room left.
     origins: Vec<Option<SocketAddr>>,
+    /// With a minimum heartbeat interval: the rule, and each slot's bucket
+    /// (16 bytes a slot up to the most slots ever in use; empty without
+    /// it, so a server without the flag pays nothing).
+    pub(crate) rate: Option<RateRule>,
+    pub(crate) rates: Vec<Rate>,
 }
 
 /// Deferred replies are numbered across every server in the process, so a
@@ -135,6 +141,8 @@ impl<S> Core<S> {
             admitting: false,
             awaiting: 0,
             origins: Vec::new(),
+            rate: None,
+            rates: Vec::new(),
         }
     }
 
@@ -169,6 +177,37 @@ impl<S> Core<S> {
 
     /// Marks `slot` to be closed for `reason` once the work in progress is
     /// done; the first reason asked for wins.
+    /// Gives the connection in `slot` a full bucket of heartbeats as of
+    /// `now_ns`, when a minimum heartbeat interval is set.
+    pub(crate) fn start_rate(&mut self, slot: usize, now_ns: u64) {
+        if let Some(rule) = &self.rate {
+            if self.rates.len() <= slot {
+                self.rates.resize(slot + 1, Rate::default());
+            }
+            self.rates[slot] = Rate::new(rule, now_ns);
+        }
+    }
+
+    /// Accounts `heartbeats` read from `slot` at `now_ns` against the
+    /// minimum heartbeat interval, counting strikes; whether the peer is out
+    /// of them.
+    pub(crate) fn too_fast(&mut self, slot: usize, heartbeats: u64, now_ns: u64) -> bool {
+        let (Some(rule), Some(rate)) = (&self.rate, self.rates.get_mut(slot)) else {
+            return false;
+        };
+        for _ in 0..heartbeats {
+            match rate.heartbeat(rule, now_ns) {
+                Verdict::Fine => {}
+                Verdict::Struck(_) => self.stats.strikes += 1,
+                Verdict::Out => {
+                    self.stats.strikes += 1;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     pub(crate) fn mark_closing(&mut self, slot: usize, reason: CloseReason) {
         if let Some(conn) = self.conns.get_mut(slot) {
             debug_assert!(

@@ -100,11 +100,11 @@ mod stats;
 mod tests;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
+use log::{debug, info, warn};
 use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Poll, Registry, Token, Waker};
@@ -124,9 +124,11 @@ pub use crate::SendError;
 use self::commands::Command;
 use self::conn::Conn;
 use self::core::{Core, Limits};
+use crate::access::{PerSource, Refusal};
 use crate::keepalive::SocketOptions;
 use crate::liveness::{ExcusedStalls, Rule, Verdict};
 use crate::shutdown::ShutdownHandle;
+use crate::strikes::RateRule;
 use crate::time::{Batching, Clock, Stalls, Tick};
 use crate::wheel::{TimerId, Wheel};
 
@@ -305,6 +307,12 @@ pub struct Server<H: Handler = ()> {
     /// A connection without a valid PROXY header was logged at `warn`;
     /// later ones are counted and logged at `debug`.
     proxy_warned: bool,
+    /// With `max_connections_per_source`: connections open by source, and
+    /// the address each slot was counted under (so the count is given back
+    /// at the close even when the kernel has forgotten the peer). Both
+    /// empty without the limit.
+    per_source: Option<PerSource>,
+    counted_as: Vec<Option<IpAddr>>,
     handler: H,
     shutdown: ShutdownHandle,
     commands: Commands,
@@ -440,6 +448,9 @@ impl<H: Handler> Server<H> {
                 String::new()
             },
         );
+        if let Some(limits) = abuse_limits(&config) {
+            info!("limits: {limits}");
+        }
         Ok(Server {
             poll,
             registry,
@@ -447,11 +458,17 @@ impl<H: Handler> Server<H> {
             events: Events::with_capacity(config.events_capacity),
             listener: Some(listener),
             local_addr,
-            core: Core::new(Limits {
-                max_frame: config.max_frame,
-                max_backlog: config.max_backlog,
-                max_buffered: config.max_buffered,
-            }),
+            core: {
+                let mut core = Core::new(Limits {
+                    max_frame: config.max_frame,
+                    max_backlog: config.max_backlog,
+                    max_buffered: config.max_buffered,
+                });
+                core.rate = config.min_heartbeat_interval.map(|min| {
+                    RateRule::new(min, config.silence_limit(), config.heartbeat_strikes)
+                });
+                core
+            },
             wheel,
             stalls: Stalls::new(clock.pause_threshold(), rule.limit(), rule.interval()),
             batching: Batching::new(config.batch_wait, config.events_capacity),
@@ -476,6 +493,10 @@ impl<H: Handler> Server<H> {
             over_budget: None,
             sockopt_logged: Vec::new(),
             proxy_warned: false,
+            per_source: config
+                .max_connections_per_source
+                .map(|n| PerSource::new(n, config.source_prefix_v6)),
+            counted_as: Vec::new(),
             handler,
             shutdown,
             commands,
@@ -1062,6 +1083,7 @@ impl<H: Handler> Server<H> {
     fn remove_conn(&mut self, slot: usize) -> Option<(Conn<H::State>, Option<SocketAddr>)> {
         let mut conn = self.core.conns.try_remove(slot)?;
         let origin = self.core.take_origin(slot);
+        self.forget_source(slot);
         if conn.closing {
             self.core.marked -= 1;
         }
@@ -1075,6 +1097,52 @@ impl<H: Handler> Server<H> {
         stats.buffered -= core::held(&conn) as u64;
         stats.active -= 1;
         Some((conn, origin))
+    }
+
+    /// The address rules and the per-source ceiling, for the connection in
+    /// `slot` from `peer`: whether it may stay. A refusal is counted and
+    /// logged; an admission is counted against its source.
+    pub(super) fn screen(&mut self, slot: usize, peer: SocketAddr) -> bool {
+        let ip = peer.ip();
+        if let Err(refusal) = self.config.access.judge(ip) {
+            self.core.stats.denied += 1;
+            let why = match refusal {
+                Refusal::Denied => "inside a --deny block",
+                Refusal::NotAllowed => "outside every --allow block",
+            };
+            debug!("refused peer={peer}: its address is {why}");
+            return false;
+        }
+        if let Some(table) = self.per_source.as_mut() {
+            match table.admit(ip) {
+                Ok(_) => {
+                    if self.counted_as.len() <= slot {
+                        self.counted_as.resize(slot + 1, None);
+                    }
+                    self.counted_as[slot] = Some(ip);
+                }
+                Err(source) => {
+                    self.core.stats.over_source_limit += 1;
+                    debug!(
+                        "refused peer={peer}: {} connections open from {source} (max_connections_per_source)",
+                        table.open_from(ip)
+                    );
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Gives back the per-source count of a slot whose connection never
+    /// came to be.
+    pub(super) fn forget_source(&mut self, slot: usize) {
+        if let (Some(table), Some(ip)) = (
+            self.per_source.as_mut(),
+            self.counted_as.get_mut(slot).and_then(Option::take),
+        ) {
+            table.release(ip);
+        }
     }
 
     /// Removes a connection, counts why, tells the handler (if it was
@@ -1108,6 +1176,7 @@ impl<H: Handler> Server<H> {
             }
             CloseReason::Io(_) => stats.io_errors += 1,
             CloseReason::Requested => stats.closed_by_request += 1,
+            CloseReason::TooFast => stats.too_fast += 1,
             // Counted by the "stopped" log line, which names how many.
             CloseReason::Shutdown => {}
         }
@@ -1204,4 +1273,32 @@ impl fmt::Display for Peer<'_> {
             Err(_) => f.write_str("unknown"),
         }
     }
+}
+
+/// The abuse limits in force, for the start-up log; `None` with none.
+fn abuse_limits(config: &Config) -> Option<String> {
+    let join = |blocks: &[crate::access::Cidr]| {
+        blocks.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    };
+    let mut parts = Vec::new();
+    if let Some(min) = config.min_heartbeat_interval {
+        parts.push(format!(
+            "min_heartbeat_interval={} heartbeat_strikes={}",
+            crate::duration::format(min),
+            config.heartbeat_strikes
+        ));
+    }
+    if let Some(n) = config.max_connections_per_source {
+        parts.push(format!(
+            "max_connections_per_source={n} source_prefix_v6={}",
+            config.source_prefix_v6
+        ));
+    }
+    if !config.access.allow.is_empty() {
+        parts.push(format!("allow={}", join(&config.access.allow)));
+    }
+    if !config.access.deny.is_empty() {
+        parts.push(format!("deny={}", join(&config.access.deny)));
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
 }

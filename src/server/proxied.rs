@@ -174,6 +174,13 @@ impl<H: Handler> Server<H> {
                 Err(_) => return self.close_conn(slot, CloseReason::PeerClosed),
             },
         };
+        // The rules judge the client the header names (for LOCAL or
+        // UNKNOWN, the balancer itself).
+        if !self.screen(slot, peer) {
+            self.remove_conn(slot);
+            return;
+        }
+        let stream = &self.core.conns[slot].stream;
         debug!(
             "accepted peer={peer} via={} conn={slot}#{} proxy={}{}",
             Peer {
@@ -200,6 +207,8 @@ impl<H: Handler> Server<H> {
         let conn = &mut self.core.conns[slot];
         conn.awaiting = false;
         conn.last_seen = seen;
+        self.core.start_rate(slot, seen);
+        let conn = &mut self.core.conns[slot];
         self.wheel.cancel(conn.timer);
         conn.timer = self.wheel.schedule(at, Timer::Liveness(slot as u32));
         self.core.awaiting -= 1;
