@@ -42,9 +42,9 @@ impl FromStr for Cidr {
             Some((addr, prefix)) => (addr, Some(prefix)),
             None => (text, None),
         };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{text:?} is not an address or block (e.g. 10.0.0.0/8, 2001:db8::/32)"))?;
+        let addr: IpAddr = addr.parse().map_err(|_| {
+            format!("{text:?} is not an address or block (e.g. 10.0.0.0/8, 2001:db8::/32)")
+        })?;
         let addr = canonical(addr);
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
@@ -238,13 +238,33 @@ mod tests {
 
     #[test]
     fn blocks_parse_drop_host_bits_and_refuse_nonsense() {
-        assert_eq!("10.1.2.3/8".parse::<Cidr>().unwrap().to_string(), "10.0.0.0/8");
-        assert_eq!("127.0.0.2".parse::<Cidr>().unwrap().to_string(), "127.0.0.2/32");
-        assert_eq!("2001:db8::1/32".parse::<Cidr>().unwrap().to_string(), "2001:db8::/32");
+        assert_eq!(
+            "10.1.2.3/8".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            "127.0.0.2".parse::<Cidr>().unwrap().to_string(),
+            "127.0.0.2/32"
+        );
+        assert_eq!(
+            "2001:db8::1/32".parse::<Cidr>().unwrap().to_string(),
+            "2001:db8::/32"
+        );
         assert_eq!("::/0".parse::<Cidr>().unwrap().to_string(), "::/0");
         // Mapped IPv4 is IPv4, prefix and all.
-        assert_eq!("::ffff:10.0.0.1".parse::<Cidr>().unwrap().to_string(), "10.0.0.1/32");
-        for bad in ["", "10.0.0.0/33", "::/129", "10.0.0/8", "host", "10.0.0.0/", "10.0.0.0/-1"] {
+        assert_eq!(
+            "::ffff:10.0.0.1".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.1/32"
+        );
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "host",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+        ] {
             let e = bad.parse::<Cidr>().unwrap_err();
             assert!(!e.contains('\n'), "{e}");
         }
@@ -257,7 +277,10 @@ mod tests {
         assert!(net.contains(ip("192.168.7.255")));
         assert!(!net.contains(ip("192.168.8.0")));
         assert!(!net.contains(ip("192.168.3.255")));
-        assert!(net.contains(ip("::ffff:192.168.5.1")), "a mapped address is IPv4");
+        assert!(
+            net.contains(ip("::ffff:192.168.5.1")),
+            "a mapped address is IPv4"
+        );
         assert!(!net.contains(ip("::1")));
         let all4: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all4.contains(ip("255.255.255.255")));
@@ -298,12 +321,19 @@ mod tests {
         assert!(table.admit(a).is_ok(), "room again after a close");
         table.release(a);
         table.release(a);
-        assert_eq!(table.sources(), 1, "a source with nothing open has no entry");
+        assert_eq!(
+            table.sources(),
+            1,
+            "a source with nothing open has no entry"
+        );
         // IPv6: one /64 is one source.
         assert!(table.admit(ip("2001:db8::1")).is_ok());
         assert!(table.admit(ip("2001:db8::ffff:2")).is_ok());
         assert!(table.admit(ip("2001:db8::3")).is_err());
-        assert!(table.admit(ip("2001:db8:0:1::1")).is_ok(), "the next /64 is another source");
+        assert!(
+            table.admit(ip("2001:db8:0:1::1")).is_ok(),
+            "the next /64 is another source"
+        );
         // A mapped IPv4 address is the IPv4 source.
         assert!(table.admit(ip("::ffff:127.0.0.3")).is_ok());
         assert_eq!(table.open_from(ip("127.0.0.3")), 2);
@@ -312,7 +342,9 @@ mod tests {
     #[test]
     fn a_spread_of_sources_never_outgrows_the_connections_open() {
         let mut table = PerSource::new(1, 128);
-        let ips: Vec<IpAddr> = (0..10_000u32).map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))).collect();
+        let ips: Vec<IpAddr> = (0..10_000u32)
+            .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)))
+            .collect();
         for &a in &ips {
             assert!(table.admit(a).is_ok());
         }
@@ -321,7 +353,11 @@ mod tests {
             table.release(a);
         }
         assert_eq!(table.sources(), 0);
-        assert!(table.open.capacity() <= 128, "memory given back: {}", table.open.capacity());
+        assert!(
+            table.open.capacity() <= 128,
+            "memory given back: {}",
+            table.open.capacity()
+        );
         let mut none = PerSource::new(0, 64);
         assert!(none.admit(ips[0]).is_err());
         assert_eq!(none.sources(), 0, "a limit of 0 keeps no entries");

@@ -142,7 +142,11 @@ mod tests {
         let rule = rule();
         let mut rate = Rate::new(&rule, 0);
         for k in 1..100_000u64 {
-            assert_eq!(rate.heartbeat(&rule, k * 250 * MS), Verdict::Fine, "heartbeat {k}");
+            assert_eq!(
+                rate.heartbeat(&rule, k * 250 * MS),
+                Verdict::Fine,
+                "heartbeat {k}"
+            );
         }
         // Off the grid too: a third of a millisecond each time, for fractions.
         let step = 250 * MS + 1;
@@ -195,11 +199,19 @@ mod tests {
         }
         now += 30_000 * MS;
         for k in 0..20 {
-            assert_eq!(rate.heartbeat(&rule, now), Verdict::Fine, "queued heartbeat {k}");
+            assert_eq!(
+                rate.heartbeat(&rule, now),
+                Verdict::Fine,
+                "queued heartbeat {k}"
+            );
         }
         now += MS;
         for k in 20..30 {
-            assert_eq!(rate.heartbeat(&rule, now), Verdict::Fine, "queued heartbeat {k}");
+            assert_eq!(
+                rate.heartbeat(&rule, now),
+                Verdict::Fine,
+                "queued heartbeat {k}"
+            );
         }
         assert_eq!(rate.strikes(), 0);
         // And once the surplus is spent, the rule holds again.
@@ -233,8 +245,16 @@ mod tests {
         assert_eq!(tiny.burst(), 2);
         let mut rate = Rate::new(&tiny, 0);
         assert_eq!(rate.heartbeat(&tiny, u64::MAX), Verdict::Fine);
-        let huge = RateRule::new(Duration::from_secs(86_400), Duration::from_secs(86_400 * 365 * 100), 255);
+        let huge = RateRule::new(
+            Duration::from_secs(86_400),
+            Duration::from_secs(86_400 * 365 * 100),
+            255,
+        );
         let mut rate = Rate::new(&huge, u64::MAX / 2);
-        assert_eq!(rate.heartbeat(&huge, 0), Verdict::Fine, "time going back refills nothing");
+        assert_eq!(
+            rate.heartbeat(&huge, 0),
+            Verdict::Fine,
+            "time going back refills nothing"
+        );
     }
 }

@@ -251,7 +251,12 @@ impl Config {
         )?;
         if let Some(min) = self.min_heartbeat_interval {
             // Faster than the interval itself would strike honest peers.
-            check::duration("min_heartbeat_interval", min, Duration::from_millis(1), self.interval)?;
+            check::duration(
+                "min_heartbeat_interval",
+                min,
+                Duration::from_millis(1),
+                self.interval,
+            )?;
         }
         check::number("heartbeat_strikes", self.heartbeat_strikes, 1, u8::MAX)?;
         if let Some(n) = self.max_connections_per_source {

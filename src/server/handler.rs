@@ -97,7 +97,9 @@ impl fmt::Display for CloseReason {
             CloseReason::Io(kind) => write!(f, "io error: {kind}"),
             CloseReason::Requested => f.write_str("closed on request"),
             CloseReason::Shutdown => f.write_str("server shutting down"),
-            CloseReason::TooFast => f.write_str("heartbeats faster than the allowed rate, out of strikes"),
+            CloseReason::TooFast => {
+                f.write_str("heartbeats faster than the allowed rate, out of strikes")
+            }
         }
     }
 }

@@ -1278,7 +1278,11 @@ impl fmt::Display for Peer<'_> {
 /// The abuse limits in force, for the start-up log; `None` with none.
 fn abuse_limits(config: &Config) -> Option<String> {
     let join = |blocks: &[crate::access::Cidr]| {
-        blocks.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+        blocks
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     };
     let mut parts = Vec::new();
     if let Some(min) = config.min_heartbeat_interval {
