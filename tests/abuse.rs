@@ -291,3 +291,58 @@ fn bad_limit_flags_are_one_line_usage_errors() {
         assert!(!err.contains("panicked"));
     }
 }
+
+#[test]
+fn each_limit_logs_its_refusals_at_info_naming_the_peer() {
+    let (mut server, addr) = common::peers::Child::server(&[
+        "--interval",
+        "1s",
+        "--min-heartbeat-interval",
+        "100ms",
+        "--max-connections-per-source",
+        "1",
+        "--deny",
+        "127.0.0.3",
+    ]);
+    server.expect_line(
+        "limits: min_heartbeat_interval=100ms heartbeat_strikes=2",
+        Duration::from_secs(5),
+    );
+    let mut flood = connect_from("127.0.0.2", addr);
+    let local = flood.local_addr().unwrap();
+    let _ = flood.write_all(&REQUEST.repeat(100));
+    let line = server.expect_line(&format!("closed peer={local} "), Duration::from_secs(5));
+    assert!(
+        line.contains("[INFO]") && line.contains("reason=too_fast"),
+        "{line}"
+    );
+    let _kept = connect_from("127.0.0.4", addr);
+    let _second = connect_from("127.0.0.4", addr);
+    let line = server.expect_line("reason=over_source_limit", Duration::from_secs(5));
+    assert!(
+        line.contains("[INFO] refused peer=127.0.0.4:")
+            && line.contains("1 connections open from 127.0.0.4"),
+        "{line}"
+    );
+    let _denied = connect_from("127.0.0.3", addr);
+    let line = server.expect_line("reason=denied", Duration::from_secs(5));
+    assert!(
+        line.contains("refused peer=127.0.0.3:") && line.contains("inside a --deny block"),
+        "{line}"
+    );
+    assert_eq!(server.terminate(), Some(0));
+    let log = server.log();
+    let stopped = log
+        .lines()
+        .find(|l| l.contains("stopped"))
+        .unwrap_or_else(|| panic!("no stopped line: {log}"));
+    assert_eq!(
+        (
+            common::log_value(stopped, "too_fast"),
+            common::log_value(stopped, "over_source_limit"),
+            common::log_value(stopped, "denied")
+        ),
+        (1, 1, 1),
+        "{stopped}"
+    );
+}

@@ -108,7 +108,7 @@ fn bad_flags_are_one_line_errors_with_exit_code_2() {
         (&["server", "--tick", "10s"][..], "--tick"),
         (&["server", "--max-frame", "4"][..], "--max-frame"),
         (&["server", "--bogus"][..], "--bogus"),
-        (&["swarm", "--clients", "3"][..], "--connect"),
+        (&["swarm", "--connect", "127.0.0.1:9"][..], "--clients"),
         (&["server", "--greeting", "\\q"][..], "--greeting"),
         (&["server", "--greeting", "\\x4"][..], "--greeting"),
         (&["server", "--greeting", ""][..], "--greeting"),
@@ -365,4 +365,204 @@ fn the_greeting_goes_first_and_probes_ask_a_silent_peer() {
         .and_then(|n| n.parse().ok())
         .unwrap();
     assert!((5..=10).contains(&probes), "{line}");
+}
+
+/// `lubdub ARGS`: exit code, stdout and stderr.
+fn run_all(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run lubdub");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bare_lubdub_prints_the_usage_and_exits_2() {
+    let (code, stdout, stderr) = run_all(&[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("Usage: lubdub <COMMAND>"), "{stderr}");
+    for sub in ["server", "client", "swarm", "manpage", "completions"] {
+        assert!(stderr.contains(sub), "{sub} missing: {stderr}");
+    }
+}
+
+#[test]
+fn flags_other_tools_use_get_a_hint_to_lubdub_s_own() {
+    for (args, hint) in [
+        (&["server", "--port", "1"][..], "--listen HOST:PORT"),
+        (&["server", "--bind=0.0.0.0:1"][..], "--listen"),
+        // With clap's suggestion of a flag spelled alike, and the hint.
+        (&["server", "--timeout", "5s"][..], "--interval × --misses"),
+        (&["client", "--host", "x"][..], "--connect HOST:PORT"),
+        (&["swarm", "--concurrency", "5"][..], "--clients N (-c N)"),
+        (&["swarm", "--connections", "5"][..], "--clients"),
+        (&["swarm", "--verbose"][..], "--log-level"),
+        // clap's own suggestion for a flag spelled alike stays.
+        (&["server", "--lsiten", "x"][..], "'--listen'"),
+    ] {
+        refused(args, hint);
+        let (_, _, stderr) = run_all(args);
+        assert!(
+            stderr.contains(args[1].split('=').next().unwrap()),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn out_of_range_counts_name_their_range_even_past_the_type() {
+    for (args, range) in [
+        (
+            &["server", "--misses", "99999999999"][..],
+            "between 1 and 10000",
+        ),
+        (&["client", "--misses", "0"][..], "between 1 and 10000"),
+        (
+            &["server", "--max-connections", "99999999999999999999"][..],
+            "between 1 and 100000000",
+        ),
+        (
+            &["server", "--max-frame", "99999999999"][..],
+            "between 8 and 2147483647",
+        ),
+        (
+            &["server", "--keepalive-count", "99999999999"][..],
+            "between 1 and 127",
+        ),
+        (
+            &["swarm", "-c", "99999999999999999999"][..],
+            "between 1 and 10000000",
+        ),
+        (
+            &["swarm", "-c", "1", "-r", "5000000"][..],
+            "between 0 and 1000000",
+        ),
+        (
+            &["swarm", "-c", "1", "--flood", "99999"][..],
+            "between 1 and 4096",
+        ),
+        (&["swarm", "-c", "1", "--max-late=-1"][..], "from 0 to"),
+        (
+            &["swarm", "-c", "1", "--workers", "99999999999999999999"][..],
+            "from 1 to 1024",
+        ),
+        (
+            &["server", "--log-level", "loud"][..],
+            "off, error, warn, info, debug, trace",
+        ),
+    ] {
+        refused(args, range);
+    }
+}
+
+/// Every placeholder in every subcommand's `--help` is one of a few
+/// names, and every `--help` ends with the one table of exit codes.
+#[test]
+fn every_help_shows_the_exit_codes_and_the_same_placeholders() {
+    let allowed = [
+        "ADDR", "DUR", "N", "N|auto", "BYTES", "FILE", "LEVEL", "TEXT", "DEPTH", "PERCENT", "HEX",
+        "A-B", "SHELL", "COMMAND", "FORMAT",
+    ];
+    for args in [
+        &["--help"][..],
+        &["server", "--help"][..],
+        &["client", "--help"][..],
+        &["swarm", "--help"][..],
+        &["swarm", "merge", "--help"][..],
+        &["manpage", "--help"][..],
+        &["completions", "--help"][..],
+    ] {
+        let (code, help, stderr) = run_all(args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(
+            help.contains("Exit codes (every subcommand):"),
+            "{args:?}: {help}"
+        );
+        for line in [
+            "0    success",
+            "2    a usage error",
+            "3    swarm",
+            "130  a second SIGINT",
+        ] {
+            assert!(help.contains(line), "{args:?} lacks {line:?}: {help}");
+        }
+        for placeholder in help.split('<').skip(1).filter_map(|s| s.split_once('>')) {
+            assert!(
+                allowed.contains(&placeholder.0) || placeholder.0.contains(' '),
+                "{args:?}: placeholder <{}>: {help}",
+                placeholder.0
+            );
+        }
+    }
+    // The hidden flags of a worker stay hidden.
+    let (_, help, _) = run_all(&["server", "--help"]);
+    for hidden in ["--worker ", "--room", "--listen-fd"] {
+        assert!(!help.contains(hidden), "{hidden}: {help}");
+    }
+}
+
+#[test]
+fn swarm_connects_to_the_default_port_and_takes_wrk_s_short_flags() {
+    let (_, help, _) = run_all(&["swarm", "--help"]);
+    assert!(help.contains("[default: 127.0.0.1:8898]"), "{help}");
+    for short in ["-c, --clients", "-d, --duration", "-r, --connect-rate"] {
+        assert!(help.contains(short), "{short}: {help}");
+    }
+    let (mut server, addr) = Child::server(&[]);
+    let addr = addr.to_string();
+    let (code, stdout, stderr) = run_all(&[
+        "swarm",
+        "--connect",
+        &addr,
+        "-c",
+        "3",
+        "-d",
+        "300ms",
+        "-r",
+        "100",
+        "--grace",
+        "0s",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("connections: 3/3 open"), "{stdout}");
+    server.signal(libc::SIGTERM);
+    server.wait_exit(Duration::from_secs(10));
+}
+
+/// A second SIGINT or SIGTERM exits at once with 130, whatever the
+/// subcommand. The process is stopped while both are sent, so that both
+/// are pending when it runs again: the second cannot come after the
+/// first has already finished the stop.
+#[test]
+fn a_second_signal_exits_130_for_every_subcommand() {
+    let (mut server, addr) = Child::server(&[]);
+    let addr = addr.to_string();
+    let cases: [&[&str]; 4] = [
+        &["server", "--listen", "127.0.0.1:0"],
+        &["server", "--listen", "127.0.0.1:0", "--workers", "2"],
+        &["client", "--connect", &addr],
+        &["swarm", "--connect", &addr, "-c", "2"],
+    ];
+    for args in cases {
+        let mut child = Child::spawn(args);
+        let ready = match args[0] {
+            "server" => "listening on",
+            "client" => "connected",
+            _ => "swarm:",
+        };
+        child.expect_line(ready, Duration::from_secs(10));
+        child.signal(libc::SIGSTOP);
+        child.signal(libc::SIGTERM);
+        child.signal(libc::SIGINT);
+        child.signal(libc::SIGCONT);
+        let status = child.wait_exit(Duration::from_secs(10));
+        let said = child.wait_for_line("second signal: exiting now", Duration::from_secs(5));
+        let log = child.log();
+        assert_eq!(status.code(), Some(130), "{args:?}: {status:?} {log}");
+        assert!(said.is_some(), "{args:?}: {log}");
+    }
+    server.signal(libc::SIGTERM);
+    server.wait_exit(Duration::from_secs(10));
 }

@@ -313,7 +313,7 @@ fn a_name_is_resolved_for_every_connect_and_each_address_tried() {
     };
     let line = client.expect_line("connected to", Duration::from_secs(5));
     assert!(
-        line.contains(&format!("(127.0.0.1:{})", server.addr.port())),
+        line.contains(&format!(" peer=127.0.0.1:{}", server.addr.port())),
         "{line}"
     );
     std::thread::sleep(Duration::from_millis(300));
@@ -369,14 +369,18 @@ fn a_dns_change_is_followed_at_the_next_reconnect() {
         return;
     };
     let line = client.expect_line("connected to", Duration::from_secs(5));
-    assert!(line.contains("(127.0.0.2:"), "{line}");
+    assert!(line.contains(" peer=127.0.0.2:"), "{line}");
     // The name moves (the file is rewritten in place, so the bind mount
     // shows it), then the old server goes away.
     let hosts = std::env::temp_dir().join(format!("lubdub-hosts-{}-{test}", std::process::id()));
     std::fs::write(&hosts, "127.0.0.3 moving.lubdub.test\n").unwrap();
     first.stop();
     let line = client.expect_line("connected to", Duration::from_secs(5));
-    assert!(line.contains("(127.0.0.3:"), "{line}\n{}", client.log());
+    assert!(
+        line.contains(" peer=127.0.0.3:"),
+        "{line}\n{}",
+        client.log()
+    );
     assert_eq!(client.terminate(), Some(0));
     assert!(second.stop().accepted >= 1);
 }

@@ -44,10 +44,8 @@ fn field_ms(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key}=NNNms in {line:?}"))
 }
 
-/// The `conn=SLOT#SERIAL` of a server log line. Connections the kernel
-/// closed are matched by it, not by address: the server asks the kernel for
-/// the peer's address only when it writes the line, and after the kernel's
-/// own close there is none (`peer=unknown`).
+/// The `conn=SLOT#SERIAL` of a server log line: what names one connection
+/// for the server's whole life (an address may be reused by a later one).
 fn conn_id(line: &str) -> String {
     line.split(" conn=")
         .nth(1)
@@ -353,7 +351,8 @@ fn kernel_keepalive() {
         Side::B,
         &["client", "--connect", &addr.to_string(), "--interval", "1h"],
     );
-    let conn = conn_id(&server.expect_line("accepted peer=", Duration::from_secs(5)));
+    let accepted = server.expect_line("accepted peer=", Duration::from_secs(5));
+    let conn = (conn_id(&accepted), peer_of(&accepted));
     client.expect_line("connected to ", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
 
@@ -372,14 +371,25 @@ fn kernel_keepalive() {
     );
 }
 
-/// The kernel closes connection `conn` of `server` as timed out, at least
+/// The `peer=ADDR` of a server log line.
+fn peer_of(line: &str) -> String {
+    line.split(" peer=")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no peer= in {line:?}"))
+        .to_string()
+}
+
+/// The kernel closes connection `conn` (its id and peer) of `server` as
+/// timed out, and the line names the peer though the kernel has forgotten
+/// it by then; at least
 /// `within.start()` after `cut` began (less 100 ms of jiffy rounding) and at
 /// most `within.end()` after it was done.
 fn expect_timed_out(
     test: &str,
     hint: &str,
     server: &mut Child,
-    conn: &str,
+    (conn, peer): &(String, String),
     cut: common::netns::Change,
     within: std::ops::RangeInclusive<Duration>,
 ) {
@@ -397,7 +407,9 @@ fn expect_timed_out(
         ms(bound)
     );
     assert!(
-        line.contains(&format!(" conn={conn}: io error: timed out")),
+        line.contains(&format!(
+            "closed peer={peer} conn={conn} reason=io_errors: io error: timed out"
+        )),
         "{line}"
     );
     assert!(
@@ -441,7 +453,8 @@ fn user_timeout() {
             "100",
         ],
     );
-    let conn = conn_id(&server.expect_line("accepted peer=", Duration::from_secs(5)));
+    let accepted = server.expect_line("accepted peer=", Duration::from_secs(5));
+    let conn = (conn_id(&accepted), peer_of(&accepted));
     client.expect_line("connected to ", Duration::from_secs(5));
     std::thread::sleep(SETTLE);
 

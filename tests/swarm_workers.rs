@@ -260,7 +260,7 @@ fn two_runs_merged_are_their_counts_summed_and_their_histograms_merged() {
 #[test]
 fn reports_that_cannot_be_merged_are_one_line_and_exit_code_2() {
     let report = |criteria: Criteria| {
-        let mut r = Report::empty("interval", 1000, 0, criteria);
+        let mut r = Report::empty("interval", 1_000_000, 0, criteria);
         r.target = 10;
         r.connected = 10;
         r.summarize();
@@ -513,7 +513,9 @@ fn a_mark_sent_to_the_parent_reports_the_round_trips_since_apart() {
         2,
         "both workers marked: {stderr}"
     );
-    assert!(stderr.contains("since mark:  p50 "), "{stderr}");
+    // The summary, with --json PATH, is on stdout.
+    assert!(stdout.contains("since mark:  p50 "), "{stdout}");
+    assert!(!stderr.contains("since mark:"), "{stderr}");
     let text = std::fs::read_to_string(&json).expect("report");
     let report = parse(&text);
     let since = n(&report, "rtt_since_mark_us.count");

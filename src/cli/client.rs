@@ -11,23 +11,23 @@ use lubdub::client::{Client, ClientConfig, ClientError, Target};
 pub struct ClientArgs {
     /// Server (HOST:PORT); a name is looked up again for every connect, and
     /// each of its addresses tried in turn.
-    #[arg(long, default_value = "127.0.0.1:8898", value_parser = super::target)]
+    #[arg(long, default_value = "127.0.0.1:8898", value_parser = super::target, value_name = "ADDR")]
     pub connect: Target,
     /// Time between heartbeats (1ms..=24h).
-    #[arg(long, default_value = "5s", value_parser = super::duration)]
+    #[arg(long, default_value = "5s", value_parser = super::duration, value_name = "DUR")]
     pub interval: Duration,
     /// Intervals without a received frame before reconnecting (1..=10000).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6, value_name = "N", value_parser = super::count(1, lubdub::check::MAX_MISSES))]
     pub misses: u32,
     /// Shortest reconnect delay, at least 10ms (the first retry waits between
     /// this and 1.6× this).
-    #[arg(long, default_value = "1s", value_parser = super::duration)]
+    #[arg(long, default_value = "1s", value_parser = super::duration, value_name = "DUR")]
     pub backoff_min: Duration,
     /// Longest reconnect delay (backoff-min..=24h).
-    #[arg(long, default_value = "2m", value_parser = super::duration)]
+    #[arg(long, default_value = "2m", value_parser = super::duration, value_name = "DUR")]
     pub backoff_max: Duration,
     /// How long a connect may take (1ms..=24h).
-    #[arg(long, default_value = "10s", value_parser = super::duration)]
+    #[arg(long, default_value = "10s", value_parser = super::duration, value_name = "DUR")]
     pub connect_timeout: Duration,
     /// Treat any received bytes as proof of life and drop unparseable bytes
     /// (for servers that send unframed text, like the original Qt one).
@@ -35,13 +35,18 @@ pub struct ClientArgs {
     pub lenient: bool,
     /// Bytes waiting to be written past which a server that does not read
     /// is given up and reconnected to (8..=1073741824).
-    #[arg(long, default_value_t = lubdub::client::DEFAULT_MAX_BACKLOG, value_name = "BYTES")]
+    #[arg(long, default_value_t = lubdub::client::DEFAULT_MAX_BACKLOG, value_name = "BYTES",
+          value_parser = super::count(lubdub::protocol::HEADER_LEN, lubdub::check::MAX_BACKLOG))]
     pub max_backlog: usize,
     #[command(flatten)]
     keepalive: super::KeepaliveArgs,
-    /// Log level: off, error, warn, info, debug, trace.
-    #[arg(long, default_value = "info")]
+    /// Log level.
+    #[arg(long, default_value = "info", value_name = "LEVEL", value_parser = super::log_level())]
     pub log_level: LevelFilter,
+    /// Log lines as `text` (for people) or `json` (one object per line:
+    /// time, level, event, peer, conn, fields, msg).
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub log_format: super::logs::LogFormat,
 }
 
 pub fn run(args: ClientArgs) -> i32 {
@@ -61,7 +66,7 @@ pub fn run(args: ClientArgs) -> i32 {
     if let Err(e) = config.validate() {
         return super::usage_error(&e);
     }
-    super::init_logging(args.log_level);
+    super::init_logging(args.log_level, args.log_format);
     let options = config.socket_options();
     let mut client = match Client::new(config, ()) {
         Ok(client) => client,

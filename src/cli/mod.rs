@@ -1,8 +1,7 @@
 //! The command-line front end: the only place that parses arguments.
 //!
-//! Exit codes: 0 on success (including a clean stop on SIGINT/SIGTERM), 2 for
-//! a bad flag or value (clap's usage-error code), 1 for a runtime failure such
-//! as a port that cannot be bound; each failure is one line on stderr.
+//! Exit codes are one table for every subcommand ([`EXIT_CODES`], shown
+//! by every `--help`); each failure is one line on stderr.
 //!
 //! Every numeric flag has a range. clap checks the syntax; the library's
 //! `validate` checks the range (one place, shared with embedding programs)
@@ -16,17 +15,37 @@ use log::LevelFilter;
 use lubdub::shutdown::ShutdownHandle;
 
 mod client;
+mod generate;
+mod hints;
+pub mod logs;
+mod out;
 mod server;
 mod swarm;
 mod workers;
+
+/// The exit codes of every subcommand, for `--help` and the man page.
+pub const EXIT_CODES: &str = "Exit codes (every subcommand):
+  0    success: a clean stop on SIGINT or SIGTERM, a swarm run that met its
+       target; a reader that closes stdout early (`| head`) changes no code
+  1    a runtime failure: a port that cannot be bound, a file limit, an event
+       loop that cannot be set up, a report that cannot be written
+  2    a usage error: no subcommand, a bad flag or value (one line naming the
+       flag), a --json path that cannot be written, a --workers plan this
+       machine cannot hold, a report `swarm merge` cannot read
+  3    swarm: the run missed its target (the reasons are stderr's last line)
+  4    swarm: the run failed only for the swarm's own doing (it stalled past
+       --max-stall, fell behind, or a worker died): the server is not blamed
+  130  a second SIGINT or SIGTERM: exit at once, without finishing the stop";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "lubdub",
     version,
-    about = "Keeps TCP connections honest: heartbeat server, reconnecting client, load harness"
+    about = "Keeps TCP connections honest: heartbeat server, reconnecting client, load harness",
+    arg_required_else_help = true,
+    after_help = EXIT_CODES
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -34,19 +53,31 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Answer heartbeats and evict silent peers.
+    #[command(after_help = EXIT_CODES)]
     Server(server::ServerArgs),
     /// Send heartbeats to a server and reconnect when it goes silent.
+    #[command(after_help = EXIT_CODES)]
     Client(client::ClientArgs),
     /// Hold many heartbeating connections to load-test a server.
     // Boxed: its flags outweigh the others' several times over.
     // `swarm merge` needs neither --connect nor --clients, and takes none
     // of a run's flags.
     #[command(
-        after_help = swarm::EXIT_CODES,
+        after_help = EXIT_CODES,
         subcommand_negates_reqs = true,
         args_conflicts_with_subcommands = true
     )]
     Swarm(Box<swarm::SwarmArgs>),
+    /// Print lubdub's man page (roff) to stdout: `lubdub manpage | man -l -`.
+    #[command(after_help = EXIT_CODES)]
+    Manpage,
+    /// Print a shell completion script to stdout.
+    #[command(after_help = EXIT_CODES)]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Parses the arguments, runs the subcommand and returns the exit code.
@@ -54,12 +85,26 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
-            // --help and --version are "errors" that print to stdout and exit 0.
-            let _ = e.print();
-            return e.exit_code();
+            // --help and --version are "errors" that print to stdout and
+            // exit 0; a closed stdout ends them quietly.
+            return match out::print(&e.render().to_string()) {
+                Ok(()) => e.exit_code(),
+                Err(e) => fail(format!("cannot write to stdout: {e}")),
+            };
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // Bare `lubdub`: the usage, on stderr, as a usage error (2),
+            // the code clap gives a missing subcommand.
+            out::eprint(&e.render().to_string());
+            return 2;
         }
         Err(e) => {
-            eprintln!("{}", one_line(&e.to_string()));
+            let hint = hints::for_error(&e, std::env::args().skip(1));
+            let mut line = one_line(&e.to_string());
+            if let Some(hint) = hint {
+                line.push_str(&format!(" tip: {hint}"));
+            }
+            out::eprint(&format!("{line}\n"));
             return e.exit_code();
         }
     };
@@ -67,7 +112,37 @@ pub fn main() -> i32 {
         Command::Server(args) => server::run(args),
         Command::Client(args) => client::run(args),
         Command::Swarm(args) => swarm::run(*args),
+        Command::Manpage => generate::manpage(),
+        Command::Completions { shell } => generate::completions(shell),
     }
+}
+
+/// clap value parser for a count in `min..=max`: a value out of the range,
+/// or past what the type holds, names the range.
+pub fn count<T>(min: T, max: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+{
+    move |text: &str| {
+        let digits = text.trim();
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "`{text}` is not a whole number (from {min} to {max})"
+            ));
+        }
+        match digits.parse::<T>() {
+            Ok(n) if n >= min && n <= max => Ok(n),
+            _ => Err(format!("must be between {min} and {max} (got {digits})")),
+        }
+    }
+}
+
+/// The log levels, for `--log-level`: clap lists them in `--help` and in
+/// the error for any other word.
+pub fn log_level() -> impl clap::builder::TypedValueParser<Value = LevelFilter> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["off", "error", "warn", "info", "debug", "trace"])
+        .map(|level| level.parse().unwrap_or(LevelFilter::Info))
 }
 
 /// clap's error text as one line: its message, with a list it spreads over
@@ -85,7 +160,11 @@ fn one_line(text: &str) -> String {
 /// A value clap could not judge alone (a range, or one flag against
 /// another) is still a usage error: name the flag, exit 2.
 pub fn usage_error(e: &lubdub::check::ConfigError) -> i32 {
-    eprintln!("error: --{}: {}", e.field.replace('_', "-"), e.reason);
+    out::eprint(&format!(
+        "error: --{}: {}\n",
+        e.field.replace('_', "-"),
+        e.reason
+    ));
     2
 }
 
@@ -101,7 +180,7 @@ pub struct KeepaliveArgs {
     #[arg(long, default_value = "5s", value_parser = duration, value_name = "DUR")]
     keepalive_interval: Duration,
     /// TCP_KEEPCNT: unanswered probes before the kernel drops the connection (1..=127).
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = count(1, lubdub::keepalive::MAX_COUNT))]
     keepalive_count: u32,
     /// TCP_USER_TIMEOUT, whole milliseconds: how long sent data may go
     /// unacknowledged; 0 keeps the kernel default [default: idle + interval × count].
@@ -201,19 +280,9 @@ fn unescape(text: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Log to stderr through simplelog at the given level.
-pub fn init_logging(level: LevelFilter) {
-    let config = simplelog::ConfigBuilder::new()
-        .set_time_format_rfc3339()
-        .set_target_level(LevelFilter::Off)
-        .set_thread_level(LevelFilter::Off)
-        .build();
-    let _ = simplelog::TermLogger::init(
-        level,
-        config,
-        simplelog::TerminalMode::Stderr,
-        simplelog::ColorChoice::Never,
-    );
+/// Log to stderr at the given level, as text or JSON.
+pub fn init_logging(level: LevelFilter, format: logs::LogFormat) {
+    logs::init(level, format);
 }
 
 /// The signal that asked us to stop, for the exit log line (0: none).
@@ -284,9 +353,15 @@ pub fn log_stop_signal() {
     }
 }
 
-/// One-line fatal error, exit code 1.
+/// One-line fatal error, exit code 1 (a JSON line under `--log-format
+/// json`, so that the stream stays JSON to its end).
 pub fn fail(what: impl std::fmt::Display) -> i32 {
-    eprintln!("lubdub: {what}");
+    let line = if logs::is_json() {
+        format!("{}\n", logs::fatal(&what.to_string()))
+    } else {
+        format!("lubdub: {what}\n")
+    };
+    out::eprint(&line);
     1
 }
 

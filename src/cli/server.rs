@@ -17,7 +17,7 @@ pub struct ServerArgs {
     #[arg(long, default_value = "5s", value_parser = super::duration, value_name = "DUR")]
     interval: Duration,
     /// Intervals a peer may miss before it is evicted (1..=10000).
-    #[arg(long, default_value_t = 6, value_name = "N")]
+    #[arg(long, default_value_t = 6, value_name = "N", value_parser = super::count(1, lubdub::check::MAX_MISSES))]
     misses: u32,
     /// Timer-wheel tick: evictions land at most this late (100us..=interval)
     /// [default: interval/20, 1ms..100ms].
@@ -30,18 +30,22 @@ pub struct ServerArgs {
     batch_wait: Duration,
     /// Most connections held at once; more are accepted and closed at once
     /// [default: open-files limit minus 100].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::count(1, lubdub::server::MAX_CONNECTIONS))]
     max_connections: Option<usize>,
     /// Largest frame accepted, header included (8..=2147483647).
-    #[arg(long, default_value_t = lubdub::protocol::DEFAULT_MAX_FRAME, value_name = "BYTES")]
+    #[arg(long, default_value_t = lubdub::protocol::DEFAULT_MAX_FRAME, value_name = "BYTES",
+          value_parser = super::count(lubdub::protocol::HEADER_LEN, i32::MAX as usize))]
     max_frame: usize,
-    /// Unsent replies allowed per connection before a peer that does not read is closed.
-    #[arg(long, default_value_t = 64 * 1024, value_name = "BYTES")]
+    /// Unsent replies allowed per connection before a peer that does not
+    /// read is closed (8..=1073741824).
+    #[arg(long, default_value_t = 64 * 1024, value_name = "BYTES",
+          value_parser = super::count(lubdub::protocol::HEADER_LEN, lubdub::check::MAX_BACKLOG))]
     max_backlog: usize,
     /// Bytes buffered across all connections (split data frames a handler
     /// reads, write backlogs) before the connection that would exceed it is
     /// closed. The plain server skips data payloads, so only backlogs count.
-    #[arg(long, default_value_t = lubdub::server::DEFAULT_MAX_BUFFERED, value_name = "BYTES")]
+    #[arg(long, default_value_t = lubdub::server::DEFAULT_MAX_BUFFERED, value_name = "BYTES",
+          value_parser = super::count(lubdub::protocol::HEADER_LEN, lubdub::server::MAX_BUFFERED))]
     max_buffered: usize,
     #[command(flatten)]
     keepalive: super::KeepaliveArgs,
@@ -115,9 +119,13 @@ pub struct ServerArgs {
     /// Log the counters every DUR.
     #[arg(long, value_parser = super::duration, value_name = "DUR")]
     stats_every: Option<Duration>,
-    /// Log level: off, error, warn, info, debug, trace.
-    #[arg(long, default_value = "info", value_name = "LEVEL")]
+    /// Log level.
+    #[arg(long, default_value = "info", value_name = "LEVEL", value_parser = super::log_level())]
     log_level: LevelFilter,
+    /// Log lines as `text` (for people) or `json` (one object per line:
+    /// time, level, event, peer, conn, fields, msg).
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub log_format: super::logs::LogFormat,
 }
 
 /// Runs the server until SIGINT/SIGTERM.
@@ -155,7 +163,7 @@ pub fn run(args: ServerArgs) -> i32 {
     if let Err(e) = config.validate() {
         return super::usage_error(&e);
     }
-    super::init_logging(args.log_level);
+    super::init_logging(args.log_level, args.log_format);
     if let Some(workers) = args.workers.filter(|_| args.worker.is_none()) {
         return super::workers::supervise(&config, workers);
     }

@@ -11,7 +11,7 @@
 //!
 //! The supervisor forwards SIGINT/SIGTERM, waits for the workers and exits
 //! 0; restarts a worker that dies, with backoff; passes every worker line
-//! on with `worker=K` in it; sums the workers' counters into its own
+//! on with `worker=K` in it (a `worker` field in JSON); sums the workers' counters into its own
 //! `stats` lines and its final `stopped:` line. Its threads (one per
 //! worker, reading that worker's log) are off every connection's path.
 
@@ -350,38 +350,54 @@ fn spawn(
 }
 
 /// Passes worker `index`'s log lines on with `worker=K` after the level
-/// (its `stats` lines only if the user asked for them), and keeps the
-/// counters of its `stats` and `stopped:` lines.
+/// (a `worker` field in a JSON line), its `stats` lines only if the user
+/// asked for them, and keeps the counters of its `stats` and `stopped:`
+/// lines.
 fn pass_on(
     index: usize,
     stderr: std::process::ChildStderr,
     slots: &Mutex<Vec<Slot>>,
     forward_stats: bool,
 ) {
+    let json = super::logs::is_json();
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { return };
-        let (head, message) = match line.find("] ") {
-            Some(at) => line.split_at(at + 2),
-            None => ("", line.as_str()),
-        };
-        let report = message.starts_with("stats ");
-        if forward_stats || !report {
-            let _ = writeln!(std::io::stderr().lock(), "{head}worker={index} {message}");
-        }
-        let (counters, finished) = if let Some(rest) = message.strip_prefix("stats ") {
-            (rest, false)
-        } else if let Some(rest) = message.strip_prefix("stopped: ") {
-            (rest.split_once("; ").map_or(rest, |(_, c)| c), true)
+        let (counters, finished) = if json {
+            let read = super::logs::counters(&line);
+            let report = matches!(read, Some((false, _)));
+            if forward_stats || !report {
+                let line = super::logs::from_worker(index, &line);
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
+            match read {
+                Some((finished, counters)) => (counters, finished),
+                None => continue,
+            }
         } else {
-            continue;
+            let (head, message) = match line.find("] ") {
+                Some(at) => line.split_at(at + 2),
+                None => ("", line.as_str()),
+            };
+            let report = message.starts_with("stats ");
+            if forward_stats || !report {
+                let _ = writeln!(std::io::stderr().lock(), "{head}worker={index} {message}");
+            }
+            let (counters, finished) = if let Some(rest) = message.strip_prefix("stats ") {
+                (rest, false)
+            } else if let Some(rest) = message.strip_prefix("stopped: ") {
+                (rest.split_once("; ").map_or(rest, |(_, c)| c), true)
+            } else {
+                continue;
+            };
+            let parsed: Counters = counters
+                .split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+                .collect();
+            (parsed, finished)
         };
-        let parsed: Counters = counters
-            .split_whitespace()
-            .filter_map(|kv| kv.split_once('='))
-            .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
-            .collect();
         let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots[index].latest = Some(parsed);
+        slots[index].latest = Some(counters);
         slots[index].finished = finished;
     }
 }

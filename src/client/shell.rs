@@ -71,6 +71,10 @@ pub struct Client<H: Handler = ()> {
     /// is a name), and which of them this attempt has tried.
     addrs: Addresses,
     attempt: Attempt,
+    /// The address of the connect in flight, or of the connection up or
+    /// last lost: the `peer=` of every line about it (the kernel forgets
+    /// it once the connection is reset).
+    peer: Option<std::net::SocketAddr>,
     decoder: Decoder,
     scratch: Box<[u8]>,
     /// Bytes for the server not yet written: never more than
@@ -157,6 +161,7 @@ impl<H: Handler> Client<H> {
             resolving: false,
             addrs,
             attempt: Attempt::default(),
+            peer: None,
             decoder: Decoder::new(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             outbuf: Vec::with_capacity(256),
@@ -455,7 +460,11 @@ impl<H: Handler> Client<H> {
         self.drop_stream();
         if was_up {
             self.stats.disconnects += 1;
-            log::info!("closed the connection to {}", self.config.connect);
+            log::info!(
+                "closed the connection to {}{}",
+                self.config.connect,
+                Peer(self.peer)
+            );
             self.handler
                 .disconnected(&super::machine::Reason::Requested);
         }
@@ -498,8 +507,9 @@ impl<H: Handler> Client<H> {
                 Action::MissedReply { unanswered } => {
                     self.stats.missed_replies += 1;
                     log::debug!(
-                        "missed reply: {unanswered} heartbeat(s) unanswered after {}",
-                        crate::duration::format(self.config.interval)
+                        "missed reply: {unanswered} heartbeat(s) unanswered after {}{}",
+                        crate::duration::format(self.config.interval),
+                        Peer(self.peer)
                     );
                 }
                 Action::Disconnect { reason, retry_in } => {
@@ -521,10 +531,24 @@ impl<H: Handler> Client<H> {
 
     fn log_retry(&self, reason: &super::machine::Reason, retry_in: Tick) {
         log::info!(
-            "reconnecting to {} in {}: {reason}",
+            "reconnecting to {} in {}{}: {reason}",
             self.config.connect,
             crate::duration::format(self.clock.duration(retry_in)),
+            Peer(self.peer)
         );
+    }
+}
+
+/// ` peer=ADDR` in a log line, or nothing before any address was tried
+/// (the server's name did not resolve).
+struct Peer(Option<std::net::SocketAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, " peer={addr}"),
+            None => Ok(()),
+        }
     }
 }
 

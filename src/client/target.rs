@@ -239,6 +239,11 @@ impl Addresses {
         }
     }
 
+    /// The address at index `at`, if the list still has one there.
+    pub fn get(&self, at: u16) -> Option<SocketAddr> {
+        self.list.get(usize::from(at)).copied()
+    }
+
     /// A connect to `addr` succeeded: try it first from now on.
     pub fn succeeded(&mut self, addr: SocketAddr) {
         self.good = Some(addr);
@@ -270,6 +275,13 @@ impl Attempt {
         let (at, addr) = addrs.pick(source, after)?;
         self.at = at;
         Ok(addr)
+    }
+
+    /// The address this attempt tried last — the peer of a connection it
+    /// made — if it tried one (read from the list as it is now: a name
+    /// looked up again since may have moved it).
+    pub fn last(&self, addrs: &Addresses) -> Option<SocketAddr> {
+        (self.tried > 0).then(|| addrs.get(self.at)).flatten()
     }
 
     /// The address last tried did not connect.

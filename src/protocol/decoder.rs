@@ -31,7 +31,9 @@ enum State {
     Skip { ty: i32, len: u32, left: u32 },
     /// A malformed header was seen; every later feed returns this error.
     /// Boxed for the same reason as `Body`; the connection is closing anyway.
-    Failed(Box<DecodeError>),
+    /// The header's eight bytes are kept with it, for the log line that
+    /// says what the peer sent instead of a frame.
+    Failed(Box<(DecodeError, [u8; HEADER_LEN])>),
 }
 
 /// What the decoder does with data frames' payloads.
@@ -149,7 +151,7 @@ impl Decoder {
         // caller, if at all, after the connection is already doomed.
         loop {
             match &mut self.state {
-                State::Failed(e) => return Err(**e),
+                State::Failed(failed) => return Err(failed.0),
                 State::Header { buf, have } => {
                     let held = usize::from(*have);
                     let mut bytes = [0u8; HEADER_LEN];
@@ -224,7 +226,7 @@ impl Decoder {
                             };
                         }
                         Err(e) => {
-                            self.state = State::Failed(Box::new(e));
+                            self.state = State::Failed(Box::new((e, bytes)));
                             return Err(e);
                         }
                     }
@@ -356,8 +358,26 @@ impl Decoder {
     /// The error this decoder failed with, if it has.
     pub fn error(&self) -> Option<DecodeError> {
         match &self.state {
-            State::Failed(e) => Some(**e),
+            State::Failed(failed) => Some(failed.0),
             _ => None,
+        }
+    }
+
+    /// The eight bytes of the malformed header this decoder failed on, if
+    /// it has: what the peer sent instead of a frame.
+    pub fn failed_header(&self) -> Option<[u8; HEADER_LEN]> {
+        match &self.state {
+            State::Failed(failed) => Some(failed.1),
+            _ => None,
+        }
+    }
+
+    /// The first bytes of a header not yet whole (empty between frames and
+    /// in any other state): what a peer that closed mid-header had sent.
+    pub fn partial_header(&self) -> &[u8] {
+        match &self.state {
+            State::Header { buf, have } => &buf[..usize::from(*have)],
+            _ => &[],
         }
     }
 }

@@ -712,3 +712,24 @@ fn error_messages_are_one_human_line() {
 mod props;
 /// The reference decoder and the per-feed check (shared with the fuzz target).
 mod reference;
+
+#[test]
+fn a_failed_decoder_keeps_the_bytes_it_failed_on_and_a_partial_header_is_seen() {
+    // Text split across reads: the header is assembled from both.
+    let mut dec = Decoder::new();
+    dec.feed(b"GET", DEFAULT_MAX_FRAME, |_| panic!("no frame"))
+        .unwrap();
+    assert_eq!(dec.partial_header(), b"GET");
+    assert_eq!(dec.failed_header(), None);
+    let r = dec.feed(b" / HTTP/1.1\r\n", DEFAULT_MAX_FRAME, |_| {
+        panic!("no frame")
+    });
+    assert!(r.is_err());
+    assert_eq!(dec.failed_header(), Some(*b"GET / HT"));
+    assert_eq!(dec.partial_header(), b"");
+    // Between frames there is no partial header.
+    let mut dec = Decoder::new();
+    dec.feed(&HEARTBEAT_REQUEST, DEFAULT_MAX_FRAME, |_| {})
+        .unwrap();
+    assert_eq!(dec.partial_header(), b"");
+}

@@ -185,15 +185,17 @@ impl<H: Handler> Server<H> {
             // Accept and close at once: a refused peer learns now, instead of
             // timing out in a backlog we will never drain.
             self.core.stats.rejected += 1;
-            debug!(
-                "rejected peer={addr}: {} connections open (max_connections)",
-                self.core.conns.len()
-            );
+            if self.close_line(super::close_log::Kind::Rejected) {
+                info!(
+                    "closed peer={addr} reason=rejected: {} connections open (max_connections)",
+                    self.core.conns.len()
+                );
+            }
             return;
         }
         // Judged by its address before anything is read or set: with the
         // PROXY protocol, once its header names the client (proxied.rs).
-        if !self.config.proxy_protocol && !self.screen(self.core.conns.vacant_key(), addr) {
+        if !self.config.proxy_protocol && !self.screen(addr) {
             return;
         }
         if let Err(e) = self.socket_options.apply(&stream) {
@@ -223,7 +225,9 @@ impl<H: Handler> Server<H> {
         ) {
             warn!("dropped peer={addr}: cannot register with poll: {e}");
             self.core.stats.io_errors += 1;
-            self.forget_source(slot);
+            if let (Some(table), false) = (self.per_source.as_mut(), self.config.proxy_protocol) {
+                table.release(addr.ip());
+            }
             return;
         }
         let serial = self.next_serial;
@@ -242,11 +246,13 @@ impl<H: Handler> Server<H> {
         let timer = self
             .wheel
             .schedule(self.clock.tick_after(first), Timer::Liveness(id.slot));
+        let peer = self.core.v6.keep(addr);
         entry.insert(Conn {
             stream,
             serial,
             last_seen: seen,
             timer,
+            peer,
             decoder: Decoder::new(),
             pending: None,
             unfinished: false,

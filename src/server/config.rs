@@ -162,9 +162,11 @@ impl Default for Config {
 /// in practice (a limit above it is used only up to it).
 pub const MAX_CONNECTIONS: usize = 100_000_000;
 
+/// The most bytes `max_buffered` may allow: far beyond any real deployment.
+pub const MAX_BUFFERED: usize = 1 << 40;
+
 /// Upper bounds that keep every counter and buffer sane; far beyond any
 /// real deployment.
-const MAX_BUFFERED: usize = 1 << 40;
 const MAX_EVENTS: usize = 1 << 20;
 const MAX_COMMANDS: usize = 1 << 20;
 

@@ -136,18 +136,14 @@ impl<S> Context<'_, S> {
     }
 
     /// The peer's address, as `on_connect` was given it: with the PROXY
-    /// protocol, the client its header named (kept by the reactor);
-    /// otherwise asked of the kernel (`getpeername`: the reactor does not
-    /// keep it).
+    /// protocol, the client its header named; otherwise the socket's peer,
+    /// kept from the accept (so known even after the peer reset).
     pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
         let slot = id.slot as usize;
-        let conn = self
-            .core
+        self.core
             .conns
             .get(slot)
             .filter(|c| c.serial == id.serial && !c.awaiting)?;
-        self.core
-            .origin(slot)
-            .or_else(|| conn.stream.peer_addr().ok())
+        Some(self.core.peer(slot))
     }
 }

@@ -17,6 +17,7 @@ use slab::Slab;
 
 use super::conn::Conn;
 use super::handler::{CloseReason, ConnId};
+use super::peer::V6Peers;
 use super::stats::Stats;
 use crate::nonblocking::write_some;
 use crate::protocol::{self, FrameType, HEADER_LEN};
@@ -92,11 +93,9 @@ pub(crate) struct Core<S> {
     /// connection the handler does not know is sent nothing and closed
     /// directly).
     pub(crate) awaiting: usize,
-    /// With the PROXY protocol: the client each slot's header named,
-    /// indexed by slot. Empty without it, so a server without the flag pays
-    /// nothing; with it, one `Option<SocketAddr>` (32 bytes) per slot up to
-    /// the most slots ever in use. Not in `Conn`, which has no room left.
-    origins: Vec<Option<SocketAddr>>,
+    /// The IPv6 peers of open connections (an IPv4 one is kept inline in
+    /// its `Conn`: see `peer.rs`).
+    pub(crate) v6: V6Peers,
     /// With a minimum heartbeat interval: the rule, and each slot's bucket
     /// (16 bytes a slot up to the most slots ever in use; empty without
     /// it, so a server without the flag pays nothing).
@@ -140,7 +139,7 @@ impl<S> Core<S> {
             frame: Vec::new(),
             admitting: false,
             awaiting: 0,
-            origins: Vec::new(),
+            v6: V6Peers::default(),
             rate: None,
             rates: Vec::new(),
         }
@@ -154,25 +153,10 @@ impl<S> Core<S> {
             .map(|_| id.slot as usize)
     }
 
-    /// The client the PROXY header of the connection in `slot` named, if
-    /// it named one.
-    pub(crate) fn origin(&self, slot: usize) -> Option<SocketAddr> {
-        self.origins.get(slot).copied().flatten()
-    }
-
-    /// Records the client the PROXY header of the connection in `slot`
-    /// named.
-    pub(crate) fn set_origin(&mut self, slot: usize, client: SocketAddr) {
-        if self.origins.len() <= slot {
-            self.origins.resize(slot + 1, None);
-        }
-        self.origins[slot] = Some(client);
-    }
-
-    /// Forgets the client of the connection in `slot`, closing: the slot's
-    /// next tenant starts with none.
-    pub(crate) fn take_origin(&mut self, slot: usize) -> Option<SocketAddr> {
-        self.origins.get_mut(slot).and_then(Option::take)
+    /// The peer of the connection in `slot`: the client its PROXY header
+    /// named, once that is in, or else the socket's peer as accepted.
+    pub(crate) fn peer(&self, slot: usize) -> SocketAddr {
+        self.v6.get(self.conns[slot].peer)
     }
 
     /// Marks `slot` to be closed for `reason` once the work in progress is

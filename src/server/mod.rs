@@ -83,6 +83,7 @@
 //! verdict, stalls of its own excused, bounded buffers.
 
 mod accept;
+mod close_log;
 mod commands;
 mod config;
 mod conn;
@@ -93,6 +94,7 @@ mod evidence;
 mod handler;
 mod io;
 mod output;
+mod peer;
 mod proxied;
 mod room;
 mod stats;
@@ -100,18 +102,18 @@ mod stats;
 mod tests;
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{info, warn};
 use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Poll, Registry, Token, Waker};
 
 pub use self::accept::bind_listener;
 pub use self::commands::{CommandError, Commands, NotQueued};
-pub use self::config::{Config, DEFAULT_MAX_BUFFERED};
+pub use self::config::{Config, DEFAULT_MAX_BUFFERED, MAX_BUFFERED, MAX_CONNECTIONS};
 pub use self::context::Context;
 pub use self::core::Deferred;
 pub use self::handler::{CloseReason, ConnId, Handler};
@@ -199,6 +201,8 @@ enum Timer {
     FullGrace,
     /// Close the next share of the connections being drained.
     Drain,
+    /// A window of the close lines' rate limit ends: say what it held back.
+    CloseLog,
 }
 
 /// Why the server could not start or keep running.
@@ -305,14 +309,14 @@ pub struct Server<H: Handler = ()> {
     /// cause is logged once, every occurrence counted.
     sockopt_logged: Vec<(&'static str, Option<i32>)>,
     /// A connection without a valid PROXY header was logged at `warn`;
-    /// later ones are counted and logged at `debug`.
+    /// later ones are counted and logged at `info`, held to a rate.
     proxy_warned: bool,
-    /// With `max_connections_per_source`: connections open by source, and
-    /// the address each slot was counted under (so the count is given back
-    /// at the close even when the kernel has forgotten the peer). Both
-    /// empty without the limit.
+    /// With `max_connections_per_source`: connections open by source
+    /// (every admitted connection counts under its peer's address, given
+    /// back at its close). `None` without the limit.
     per_source: Option<PerSource>,
-    counted_as: Vec<Option<IpAddr>>,
+    /// The rate limit on `info` lines about closes (`close_log.rs`).
+    close_log: close_log::CloseLog,
     handler: H,
     shutdown: ShutdownHandle,
     commands: Commands,
@@ -496,7 +500,7 @@ impl<H: Handler> Server<H> {
             per_source: config
                 .max_connections_per_source
                 .map(|n| PerSource::new(n, config.source_prefix_v6)),
-            counted_as: Vec::new(),
+            close_log: close_log::CloseLog::default(),
             handler,
             shutdown,
             commands,
@@ -950,6 +954,10 @@ impl<H: Handler> Server<H> {
                     self.accept(now);
                 }
                 Timer::Drain => self.drain_some(now),
+                Timer::CloseLog => {
+                    let at = self.clock.nanos(Instant::now());
+                    self.close_log.flush(at, close_log::summary);
+                }
             }
         }
     }
@@ -1069,21 +1077,23 @@ impl<H: Handler> Server<H> {
     }
 
     /// The peer of the connection in `slot`, for a log line.
-    fn peer(&self, slot: usize) -> Peer<'_> {
-        Peer {
-            stream: &self.core.conns[slot].stream,
-            origin: self.core.origin(slot),
-        }
+    fn peer(&self, slot: usize) -> SocketAddr {
+        self.core.peer(slot)
     }
 
     /// Takes a connection out of every table — slab, wheel, poll, buffer
-    /// gauge, counts of open ones — and hands it back with the client its
-    /// PROXY header named, if any. Nothing is counted as a reason, and the
-    /// handler is not told: the caller does both.
-    fn remove_conn(&mut self, slot: usize) -> Option<(Conn<H::State>, Option<SocketAddr>)> {
+    /// gauge, counts of open ones — and hands it back with its peer's
+    /// address. Nothing is counted as a reason, and the handler is not
+    /// told: the caller does both.
+    fn remove_conn(&mut self, slot: usize) -> Option<(Conn<H::State>, SocketAddr)> {
         let mut conn = self.core.conns.try_remove(slot)?;
-        let origin = self.core.take_origin(slot);
-        self.forget_source(slot);
+        let peer = self.core.v6.get(conn.peer);
+        self.core.v6.release(conn.peer);
+        // Admitted connections were counted by their source (one still
+        // awaiting its PROXY header was not judged yet).
+        if let (Some(table), false) = (self.per_source.as_mut(), conn.awaiting) {
+            table.release(peer.ip());
+        }
         if conn.closing {
             self.core.marked -= 1;
         }
@@ -1096,13 +1106,14 @@ impl<H: Handler> Server<H> {
         let stats = &mut self.core.stats;
         stats.buffered -= core::held(&conn) as u64;
         stats.active -= 1;
-        Some((conn, origin))
+        Some((conn, peer))
     }
 
-    /// The address rules and the per-source ceiling, for the connection in
-    /// `slot` from `peer`: whether it may stay. A refusal is counted and
-    /// logged; an admission is counted against its source.
-    pub(super) fn screen(&mut self, slot: usize, peer: SocketAddr) -> bool {
+    /// The address rules and the per-source ceiling, for a connection from
+    /// `peer`: whether it may stay. A refusal is counted and logged; an
+    /// admission is counted against its source (and given back when the
+    /// connection is removed).
+    pub(super) fn screen(&mut self, peer: SocketAddr) -> bool {
         let ip = peer.ip();
         if let Err(refusal) = self.config.access.judge(ip) {
             self.core.stats.denied += 1;
@@ -1110,52 +1121,35 @@ impl<H: Handler> Server<H> {
                 Refusal::Denied => "inside a --deny block",
                 Refusal::NotAllowed => "outside every --allow block",
             };
-            debug!("refused peer={peer}: its address is {why}");
+            if self.close_line(close_log::Kind::Denied) {
+                info!("refused peer={peer} reason=denied: its address is {why}");
+            }
             return false;
         }
         if let Some(table) = self.per_source.as_mut() {
-            match table.admit(ip) {
-                Ok(_) => {
-                    if self.counted_as.len() <= slot {
-                        self.counted_as.resize(slot + 1, None);
-                    }
-                    self.counted_as[slot] = Some(ip);
-                }
-                Err(source) => {
-                    self.core.stats.over_source_limit += 1;
-                    debug!(
-                        "refused peer={peer}: {} connections open from {source} (max_connections_per_source)",
-                        table.open_from(ip)
+            if let Err(source) = table.admit(ip) {
+                self.core.stats.over_source_limit += 1;
+                let open = table.open_from(ip);
+                if self.close_line(close_log::Kind::OverSourceLimit) {
+                    info!(
+                        "refused peer={peer} reason=over_source_limit: {open} connections open from {source} \
+                         (max_connections_per_source)"
                     );
-                    return false;
                 }
+                return false;
             }
         }
         true
     }
 
-    /// Gives back the per-source count of a slot whose connection never
-    /// came to be.
-    pub(super) fn forget_source(&mut self, slot: usize) {
-        if let (Some(table), Some(ip)) = (
-            self.per_source.as_mut(),
-            self.counted_as.get_mut(slot).and_then(Option::take),
-        ) {
-            table.release(ip);
-        }
-    }
-
     /// Removes a connection, counts why, tells the handler (if it was
     /// ever told of it: not while it awaited its PROXY header).
     fn close_conn(&mut self, slot: usize, reason: CloseReason) {
-        let Some((conn, origin)) = self.remove_conn(slot) else {
+        let Some((conn, peer)) = self.remove_conn(slot) else {
             return;
         };
-        let peer = Peer {
-            stream: &conn.stream,
-            origin,
-        };
         let stats = &mut self.core.stats;
+        let mut episode_began = false;
         match reason {
             CloseReason::Evicted { .. } => stats.evicted += 1,
             CloseReason::PeerClosed => stats.closed_by_peer += 1,
@@ -1166,6 +1160,7 @@ impl<H: Handler> Server<H> {
                 let closes = self.over_budget.get_or_insert(0);
                 *closes += 1;
                 if *closes == 1 {
+                    episode_began = true;
                     warn!(
                         "buffer budget of {} bytes exhausted: closed peer={peer} conn={slot}#{}; \
                          further closes are counted (over_budget) until buffering is back under half",
@@ -1180,16 +1175,54 @@ impl<H: Handler> Server<H> {
             // Counted by the "stopped" log line, which names how many.
             CloseReason::Shutdown => {}
         }
-        if !matches!(
-            reason,
-            CloseReason::Evicted { .. }
-                | CloseReason::PeerClosed
-                | CloseReason::Shutdown
-                | CloseReason::OverBudget
-        ) {
-            // Before its PROXY header, the socket's peer is the balancer.
-            let side = if conn.awaiting { "via" } else { "peer" };
-            log::debug!("closed {side}={peer} conn={slot}#{}: {reason}", conn.serial);
+        // Before its PROXY header, the socket's peer is the balancer.
+        let side = if conn.awaiting { "via" } else { "peer" };
+        let kind = match reason {
+            CloseReason::Protocol(_) => Some(close_log::Kind::Protocol),
+            CloseReason::SlowReader => Some(close_log::Kind::SlowReader),
+            CloseReason::OverBudget if !episode_began => Some(close_log::Kind::OverBudget),
+            CloseReason::Io(_) => Some(close_log::Kind::Io),
+            CloseReason::TooFast => Some(close_log::Kind::TooFast),
+            // A peer that closed mid-frame may have sent something that is
+            // not frames at all (text from a shell): worth a line.
+            CloseReason::PeerClosed if conn.decoder.pending() > 0 => {
+                Some(close_log::Kind::MidFrame)
+            }
+            _ => None,
+        };
+        match kind {
+            Some(kind) if self.close_line(kind) => {
+                let id = format_args!("{slot}#{}", conn.serial);
+                let key = kind.key();
+                match reason {
+                    CloseReason::Protocol(_) => {
+                        let seen = conn.decoder.failed_header().unwrap_or_default();
+                        info!(
+                            "closed {side}={peer} conn={id} reason={key}: {reason}; {}",
+                            close_log::describe(&seen)
+                        );
+                    }
+                    CloseReason::PeerClosed => {
+                        let partial = conn.decoder.partial_header();
+                        let what = if partial.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {}", close_log::describe(partial))
+                        };
+                        info!(
+                            "closed {side}={peer} conn={id} reason={key}: the peer closed {} bytes \
+                             into a frame{what}",
+                            conn.decoder.pending()
+                        );
+                    }
+                    _ => info!("closed {side}={peer} conn={id} reason={key}: {reason}"),
+                }
+            }
+            Some(_) => {}
+            None if matches!(reason, CloseReason::Requested) => {
+                log::debug!("closed {side}={peer} conn={slot}#{}: {reason}", conn.serial);
+            }
+            None => {}
         }
         let id = ConnId {
             slot: slot as u32,
@@ -1205,6 +1238,25 @@ impl<H: Handler> Server<H> {
             core: &mut self.core,
         };
         self.handler.on_close(&mut ctx, id, conn.state, reason);
+    }
+
+    /// Whether the `info` line about a close of `kind` is written now, or
+    /// held back by the rate limit (and counted, its summary timed).
+    fn close_line(&mut self, kind: close_log::Kind) -> bool {
+        if !log::log_enabled!(log::Level::Info) {
+            return false;
+        }
+        let now = self.clock.nanos(Instant::now());
+        match self.close_log.admit(kind, now, close_log::summary) {
+            close_log::Verdict::Log => true,
+            close_log::Verdict::Suppressed { flush_at } => {
+                if let Some(at) = flush_at {
+                    self.wheel
+                        .schedule(self.clock.tick_after(at), Timer::CloseLog);
+                }
+                false
+            }
+        }
     }
 
     /// Ends an over-budget episode once buffering is back under half the
@@ -1240,6 +1292,7 @@ impl<H: Handler> Server<H> {
         }
         // Closes the handler asked for from on_close are moot now.
         self.core.closing.clear();
+        self.close_log.finish(close_log::summary);
         info!(
             "stopped: closed listener and {open} connections; {}",
             self.core.stats
@@ -1255,23 +1308,6 @@ fn first_check(config: &Config, rule: &Rule, seen: u64) -> u64 {
         seen + rule.interval()
     } else {
         rule.deadline(seen)
-    }
-}
-
-/// Formats a connection's peer address for a log line: the client its
-/// PROXY header named, or else the socket's peer, asked of the kernel only
-/// when the line is actually written.
-struct Peer<'a> {
-    stream: &'a mio::net::TcpStream,
-    origin: Option<SocketAddr>,
-}
-
-impl fmt::Display for Peer<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.origin.map_or_else(|| self.stream.peer_addr(), Ok) {
-            Ok(addr) => write!(f, "{addr}"),
-            Err(_) => f.write_str("unknown"),
-        }
     }
 }
 

@@ -36,23 +36,23 @@
 //!
 //! The first connection refused for its header is logged at `warn` — most
 //! often a client that bypassed the balancer, or a balancer not set to send
-//! the header — and later ones at `debug`; the counters have them all.
+//! the header — and later ones at `info`, held to a rate (`close_log.rs`);
+//! the counters have them all.
 //!
 //! # Where the client's address is kept
 //!
-//! `Conn` has no room for it (its 56 bytes are all in use), so the core
-//! keeps it in a table by slot that stays empty without the flag
-//! ([`Core::origin`](super::core::Core::origin)); log lines and
-//! `Context::peer_addr` read it from there.
+//! In the connection's own peer address (`peer.rs`), which held the
+//! balancer's from the accept: log lines and `Context::peer_addr` read it
+//! from there.
 
 use std::fmt;
 use std::io::{ErrorKind, Read};
 use std::time::Duration;
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 
 use super::io::io_close_reason;
-use super::{CloseReason, ConnId, Handler, Peer, ReadCause, Server, Timer};
+use super::{CloseReason, ConnId, Handler, ReadCause, Server, Timer};
 use crate::proxy::{self, HeaderError, Parsed, MAX_HEADER_LEN};
 
 /// What to do with an awaiting connection after a look at its bytes.
@@ -164,29 +164,17 @@ impl<H: Handler> Server<H> {
     /// Makes the connection in `slot`, whose header was just read off it,
     /// the handler's; then reads what came along with the header.
     fn admit_proxied(&mut self, slot: usize, header: proxy::Header, why: ReadCause) {
-        let stream = &self.core.conns[slot].stream;
-        let peer = match header.source() {
-            Some(client) => client,
-            // LOCAL or UNKNOWN: the balancer's own connection stands.
-            None => match stream.peer_addr() {
-                Ok(balancer) => balancer,
-                // The kernel no longer knows the peer: it reset.
-                Err(_) => return self.close_conn(slot, CloseReason::PeerClosed),
-            },
-        };
+        // LOCAL or UNKNOWN: the balancer's own connection stands.
+        let via = self.core.peer(slot);
+        let peer = header.source().unwrap_or(via);
         // The rules judge the client the header names (for LOCAL or
         // UNKNOWN, the balancer itself).
-        if !self.screen(slot, peer) {
+        if !self.screen(peer) {
             self.remove_conn(slot);
             return;
         }
-        let stream = &self.core.conns[slot].stream;
         debug!(
-            "accepted peer={peer} via={} conn={slot}#{} proxy={}{}",
-            Peer {
-                stream,
-                origin: None
-            },
+            "accepted peer={peer} via={via} conn={slot}#{} proxy={}{}",
             self.core.conns[slot].serial,
             header.version,
             if header.source().is_none() {
@@ -196,7 +184,10 @@ impl<H: Handler> Server<H> {
             }
         );
         match header.source() {
-            Some(client) => self.core.set_origin(slot, client),
+            Some(client) => {
+                let core = &mut self.core;
+                core.v6.replace(&mut core.conns[slot].peer, client);
+            }
             None => self.core.stats.proxy_local += 1,
         }
         // Its liveness begins now: from here on it is a peer like any.
@@ -227,7 +218,7 @@ impl<H: Handler> Server<H> {
     /// Closes the awaiting connection in `slot` for a header that will
     /// never be (or was not in time), and counts it.
     fn refuse(&mut self, slot: usize, refusal: Refusal) {
-        let Some((conn, _)) = self.remove_conn(slot) else {
+        let Some((conn, via)) = self.remove_conn(slot) else {
             return;
         };
         let stats = &mut self.core.stats;
@@ -235,18 +226,25 @@ impl<H: Handler> Server<H> {
             Refusal::Header(_) => stats.proxy_errors += 1,
             Refusal::Timeout(_) => stats.proxy_timeouts += 1,
         }
-        let via = Peer {
-            stream: &conn.stream,
-            origin: None,
+        let kind = match refusal {
+            Refusal::Header(_) => super::close_log::Kind::ProxyError,
+            Refusal::Timeout(_) => super::close_log::Kind::ProxyTimeout,
         };
         if self.proxy_warned {
-            debug!("closed via={via} conn={slot}#{}: {refusal}", conn.serial);
+            if self.close_line(kind) {
+                info!(
+                    "closed via={via} conn={slot}#{} reason={}: {refusal}",
+                    conn.serial,
+                    kind.key()
+                );
+            }
         } else {
             self.proxy_warned = true;
             warn!(
                 "closed via={via} conn={slot}#{}: {refusal}; is a client bypassing the balancer, or \
                  is the balancer not sending the header? Further connections without a valid PROXY \
-                 header are counted (proxy_errors, proxy_timeouts) and logged at debug",
+                 header are counted (proxy_errors, proxy_timeouts) and logged at info, at most a few \
+                 a second",
                 conn.serial
             );
         }

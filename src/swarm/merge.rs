@@ -152,7 +152,7 @@ impl Report {
     /// A report of nothing yet, to [`absorb`](Self::absorb) parts into.
     pub fn empty(
         mode: &'static str,
-        interval_ms: u64,
+        interval_us: u64,
         flood_depth: u32,
         criteria: Criteria,
     ) -> Report {
@@ -161,7 +161,7 @@ impl Report {
             connected: 0,
             churn_pending: 0,
             mode,
-            interval_ms,
+            interval_us,
             flood_depth,
             counters: Counters::default(),
             elapsed: Duration::ZERO,
@@ -181,8 +181,8 @@ impl Report {
     /// refusing (with a reason on one line) a report that is not part of
     /// the same run. Call [`summarize`](Self::summarize) after the last.
     pub fn absorb(&mut self, other: &Report) -> Result<(), String> {
-        if (self.mode, self.interval_ms, self.flood_depth)
-            != (other.mode, other.interval_ms, other.flood_depth)
+        if (self.mode, self.interval_us, self.flood_depth)
+            != (other.mode, other.interval_us, other.flood_depth)
         {
             return Err(format!(
                 "it ran {}, not {}: not one run",
@@ -330,7 +330,11 @@ impl Report {
             connected: r.u64("connected")?,
             churn_pending: r.u64("churn_pending")?,
             mode,
-            interval_ms: r.u64("interval_ms")?,
+            // Reports older than interval_us carry whole milliseconds.
+            interval_us: match r.get("interval_us") {
+                Ok(_) => r.u64("interval_us")?,
+                Err(_) => r.u64("interval_ms")?.saturating_mul(1000),
+            },
             flood_depth: u32::try_from(r.u64("flood_depth")?)
                 .map_err(|_| "\"flood_depth\" is out of range".to_string())?,
             counters,
@@ -382,7 +386,10 @@ fn differing_criterion(a: &Criteria, b: &Criteria) -> Option<String> {
 fn run_of(r: &Report) -> String {
     match r.mode {
         "flood" => format!("flood depth {}", r.flood_depth),
-        _ => format!("a heartbeat every {} ms", r.interval_ms),
+        _ => format!(
+            "a heartbeat every {}",
+            crate::duration::format(Duration::from_micros(r.interval_us))
+        ),
     }
 }
 
@@ -416,7 +423,7 @@ mod tests {
     use hdrhistogram::Histogram;
 
     fn report(values: &[u64], connected: u64) -> Report {
-        let mut report = Report::empty("interval", 1000, 0, Criteria::default());
+        let mut report = Report::empty("interval", 1_000_000, 0, Criteria::default());
         report.target = 10;
         report.connected = connected;
         report.elapsed = Duration::from_millis(20_500);
@@ -444,12 +451,33 @@ mod tests {
         assert_eq!(back.to_json(), original.to_json());
     }
 
+    /// Reports written before `interval_us` carry the interval in whole
+    /// milliseconds alone: `swarm merge` still reads them.
+    #[test]
+    fn a_report_without_interval_us_reads_its_milliseconds() {
+        let original = report(&[100, 200], 9);
+        let json = original.to_json();
+        assert!(json.contains("\"interval_ms\":1000,\"interval_us\":1000000,"));
+        let old = json.replace("\"interval_us\":1000000,", "");
+        let back = Report::from_json(&old).unwrap();
+        assert_eq!(back.interval_us, 1_000_000);
+        // A sub-millisecond interval is exact in interval_us only.
+        let mut fine = report(&[100], 1);
+        fine.interval_us = 1_500;
+        let json = fine.to_json();
+        assert!(
+            json.contains("\"interval_ms\":1,\"interval_us\":1500,"),
+            "{json}"
+        );
+        assert_eq!(Report::from_json(&json).unwrap().interval_us, 1_500);
+    }
+
     #[test]
     fn merging_sums_counts_and_reads_percentiles_from_the_merged_histogram() {
         let fast: Vec<u64> = (1..=990).collect();
         let slow: Vec<u64> = (1..=10).map(|i| 50_000 + i).collect();
         let (a, b) = (report(&fast, 10), report(&slow, 8));
-        let mut merged = Report::empty("interval", 1000, 0, Criteria::default());
+        let mut merged = Report::empty("interval", 1_000_000, 0, Criteria::default());
         merged.absorb(&a).unwrap();
         merged.absorb(&b).unwrap();
         merged.summarize();
@@ -496,7 +524,7 @@ mod tests {
         let plain = report(&[400], 10);
         let mut counts = Vec::new();
         for order in [[&narrow, &plain, &marked], [&marked, &plain, &narrow]] {
-            let mut merged = Report::empty("interval", 1000, 0, Criteria::default());
+            let mut merged = Report::empty("interval", 1_000_000, 0, Criteria::default());
             for part in order {
                 merged.absorb(part).unwrap();
             }
@@ -522,7 +550,7 @@ mod tests {
         c.flood_depth = 16;
         assert_eq!(
             merged.absorb(&c).unwrap_err(),
-            "it ran flood depth 16, not a heartbeat every 1000 ms: not one run"
+            "it ran flood depth 16, not a heartbeat every 1s: not one run"
         );
     }
 

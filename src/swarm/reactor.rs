@@ -457,7 +457,7 @@ impl Swarm {
             } else {
                 "interval"
             },
-            interval_ms: self.config.interval.as_millis() as u64,
+            interval_us: self.config.interval.as_micros().min(u64::MAX.into()) as u64,
             flood_depth: self.config.flood.unwrap_or(0),
             counters: self.counters,
             elapsed,
@@ -670,7 +670,10 @@ impl Swarm {
                     }
                     Action::MissedReply { unanswered } => {
                         self.counters.late_replies += 1;
-                        log::debug!("client {slot}: missed reply ({unanswered} unanswered)");
+                        log::debug!(
+                            "client {slot}: missed reply ({unanswered} unanswered){}",
+                            self.peer(slot)
+                        );
                     }
                     // The machine tells a failed connect from a lost
                     // connection; the swarm's own link state says the
@@ -705,16 +708,18 @@ impl Swarm {
                                 self.counters.connect_failures += 1;
                                 if count_failed(&mut self.counters.connect_failures_by, &reason) {
                                     log::info!(
-                                        "connect to {} failed: {reason} (the first of its kind; every one is counted)",
-                                        self.config.connect
+                                        "connect to {}{} failed: {reason} (the first of its kind; every one is counted)",
+                                        self.config.connect,
+                                        self.peer(slot)
                                     );
                                 }
                             }
                         }
                         self.drop_stream(slot);
                         log::debug!(
-                            "client {slot}: reconnecting in {}: {reason}",
+                            "client {slot}: reconnecting in {}{}: {reason}",
                             crate::duration::format(self.clock.duration(retry_in)),
+                            self.peer(slot)
                         );
                     }
                 }

@@ -22,8 +22,9 @@ pub struct Report {
     pub churn_pending: u64,
     /// `"interval"` or `"flood"`.
     pub mode: &'static str,
-    /// Heartbeat interval in milliseconds (the liveness unit in flood mode).
-    pub interval_ms: u64,
+    /// Heartbeat interval in microseconds (the liveness unit in flood
+    /// mode), exact for an interval such as `1500us`.
+    pub interval_us: u64,
     /// Requests kept in flight per connection in flood mode (0 otherwise).
     pub flood_depth: u32,
     /// Totals.
@@ -188,7 +189,7 @@ impl Report {
                 "\"swarm_lag_histogram\":\"{}\",",
                 "\"swarm_turn_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},",
                 "\"swarm_turn_histogram\":\"{}\",",
-                "\"mode\":\"{}\",\"interval_ms\":{},\"flood_depth\":{},",
+                "\"mode\":\"{}\",\"interval_ms\":{},\"interval_us\":{},\"flood_depth\":{},",
                 "\"criteria\":{{\"max_p99_ms\":{},\"max_stall_ms\":{},\"max_late\":{},",
                 "\"max_connect_failures\":{},\"max_reconnects\":{},\"max_connect_wait_ms\":{}}},",
                 "{}",
@@ -241,7 +242,10 @@ impl Report {
             self.turns.max,
             hdr::encode(&self.histograms.turns),
             self.mode,
-            self.interval_ms,
+            // Whole milliseconds, as reports have always carried it;
+            // interval_us is exact.
+            self.interval_us / 1000,
+            self.interval_us,
             self.flood_depth,
             ms(self.criteria.max_p99),
             ms(self.criteria.max_stall),
@@ -287,7 +291,7 @@ impl Report {
             c.longest_connect_ms,
             self.criteria
                 .max_connect_wait
-                .map_or("none".to_string(), |d| format!("{} ms", d.as_millis())),
+                .map_or("none".to_string(), crate::duration::format),
             c.slow_connects,
             c.stuck_connects,
         );
@@ -429,7 +433,7 @@ mod tests {
             connected: 10,
             churn_pending: 0,
             mode: "interval",
-            interval_ms: 1000,
+            interval_us: 1_000_000,
             flood_depth: 0,
             counters: Counters {
                 peak_connected: 10,
@@ -519,13 +523,48 @@ mod tests {
         let failure = r.failure().unwrap();
         assert!(
             failure.starts_with(
-                "70 connects were not done within --max-connect-wait 400 ms: 70 still hanging"
+                "70 connects were not done within --max-connect-wait 400ms: 70 still hanging"
             ),
             "{failure}"
         );
         assert!(failure.contains("the longest hung 6500 ms"), "{failure}");
         assert!(r.to_json().contains("\"max_connect_wait_ms\":400"));
         assert!(r.summary().contains("70 still hanging at the end"));
+    }
+
+    /// A bound given in microseconds is judged and named in microseconds,
+    /// not rounded down to `0 ms`.
+    #[test]
+    fn sub_millisecond_bounds_are_named_as_given() {
+        let mut r = report();
+        r.criteria.max_p99 = Duration::from_micros(500);
+        r.rtt.p99 = 1_024;
+        let failure = r.failure().unwrap();
+        assert!(
+            failure.contains("p99 round trip 1.024 ms is over --max-p99 500us"),
+            "{failure}"
+        );
+        assert!(r.to_json().contains("\"max_p99_ms\":0.5,"));
+        let mut r = report();
+        r.criteria.max_stall = Duration::from_micros(1_500);
+        r.rtt.max = 1_200;
+        assert!(r.ok(), "{:?}", r.failure());
+        r.rtt.max = 1_700;
+        let failure = r.failure().unwrap();
+        assert!(
+            failure.contains("a reply took 1.7 ms: a stall longer than --max-stall 1500us"),
+            "{failure}"
+        );
+        // The swarm's own stall, against the same bound: a 1.7 ms turn
+        // is over it, though both are "1 ms" in whole milliseconds.
+        let mut r = report();
+        r.criteria.max_stall = Duration::from_micros(1_500);
+        r.turns.max = 1_700;
+        let failure = r.failure().unwrap();
+        assert!(
+            failure.contains("longer than --max-stall 1500us"),
+            "{failure}"
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@
 
 use std::time::Duration;
 
-use super::report::Report;
+use super::report::{ms, Report};
+use crate::duration::format;
 
 /// The bounds a run must stay within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,12 +108,16 @@ impl Criteria {
                 ));
             }
         }
-        let own_stall_ms = c.longest_pause_ms.max(report.turns.max / 1000);
-        if own_stall_ms > self.max_stall.as_millis() as u64 {
+        // In microseconds, as the bound may be given (`--max-stall 500us`).
+        let own_stall_us = c
+            .longest_pause_ms
+            .saturating_mul(1000)
+            .max(report.turns.max);
+        if u128::from(own_stall_us) > self.max_stall.as_micros() {
             out.push(format!(
-                "the swarm itself stalled {:.1} s, longer than --max-stall {} ms (kept from running {} times, {} ms in all, the longest {} ms; its longest turn {} ms): a load generator that was not running cannot vouch for the run — this is not the server's doing",
-                own_stall_ms as f64 / 1000.0,
-                self.max_stall.as_millis(),
+                "the swarm itself stalled {:.1} s, longer than --max-stall {} (kept from running {} times, {} ms in all, the longest {} ms; its longest turn {} ms): a load generator that was not running cannot vouch for the run — this is not the server's doing",
+                own_stall_us as f64 / 1e6,
+                format(self.max_stall),
                 c.pauses,
                 c.paused_ms,
                 c.longest_pause_ms,
@@ -177,7 +182,7 @@ impl Criteria {
         let late_connects = c.slow_connects + c.stuck_connects;
         if late_connects > 0 {
             let bound = match self.max_connect_wait {
-                Some(wait) => format!("--max-connect-wait {} ms", wait.as_millis()),
+                Some(wait) => format!("--max-connect-wait {}", format(wait)),
                 None => "the connect-wait bound".to_string(),
             };
             out.push(format!(
@@ -188,16 +193,16 @@ impl Criteria {
         let us = |d: Duration| d.as_micros() as u64;
         if report.rtt.max > us(self.max_stall) {
             out.push(format!(
-                "a reply took {} ms: a stall longer than --max-stall {} ms",
-                report.rtt.max / 1000,
-                self.max_stall.as_millis()
+                "a reply took {} ms: a stall longer than --max-stall {}",
+                ms(Duration::from_micros(report.rtt.max)),
+                format(self.max_stall)
             ));
         }
         if report.rtt.p99 > us(self.max_p99) {
             out.push(format!(
-                "p99 round trip {} ms is over --max-p99 {} ms",
-                report.rtt.p99 / 1000,
-                self.max_p99.as_millis()
+                "p99 round trip {} ms is over --max-p99 {}",
+                ms(Duration::from_micros(report.rtt.p99)),
+                format(self.max_p99)
             ));
         }
         out

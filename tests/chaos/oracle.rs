@@ -147,8 +147,8 @@ impl ServerLog {
     pub fn parse(raw: &[String], map: &WallMap) -> ServerLog {
         let mut log = ServerLog::default();
         let mut evidence: Vec<(String, String)> = Vec::new();
-        // The peer of each connection, from its accept: a socket the peer
-        // reset no longer has a peer address to log (`peer=unknown`).
+        // The peer of each connection, from its accept: what an eviction
+        // line without a parseable `peer=` falls back to.
         let mut accepted: std::collections::HashMap<String, SocketAddr> = Default::default();
         for line in raw {
             let Some(at) = map.at(line) else { continue };

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod beat;
+pub mod json;
 pub mod netns;
 pub mod peers;
 

@@ -9,22 +9,19 @@ use lubdub::swarm::{Part, PartCounts, Report};
 use super::Output;
 
 /// The exit codes of `swarm merge`, for `--help`.
-const EXIT_CODES: &str = "Exit codes:
-  0, 3, 4  as `lubdub swarm` for the merged run: ok, the target missed, or a
-           failure of the swarm's own only
-  2        a report that cannot be read, is not a swarm's JSON report, has no
-           histograms, or ran another mode or interval, or was judged by other
-           criteria, than the first";
-
-/// Flags of `lubdub swarm merge`.
+/// Flags of `lubdub swarm merge`. Its exit codes are the swarm's, for the
+/// merged run; 2 also for a report that cannot be read, is not a swarm's
+/// JSON report, has no histograms, or ran another mode or interval, or was
+/// judged by other criteria, than the first.
 #[derive(Args, Debug)]
-#[command(after_help = EXIT_CODES)]
+#[command(after_help = crate::cli::EXIT_CODES)]
 pub struct MergeArgs {
     /// Reports written by `lubdub swarm --json PATH` (one JSON object each).
-    #[arg(required = true, value_name = "REPORT")]
+    #[arg(required = true, value_name = "FILE")]
     pub reports: Vec<PathBuf>,
-    /// Write the merged report as one JSON object to PATH, or to stdout with `-`.
-    #[arg(long, value_name = "PATH|-")]
+    /// Write the merged report as one JSON object to FILE, or to stdout
+    /// with `-` (the human report then goes to stderr).
+    #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 }
 
@@ -48,7 +45,7 @@ pub fn run(args: MergeArgs) -> i32 {
     };
     let mut merged = Report::empty(
         first.mode,
-        first.interval_ms,
+        first.interval_us,
         first.flood_depth,
         first.criteria,
     );

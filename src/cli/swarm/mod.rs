@@ -20,18 +20,6 @@ pub const TARGET_MISSED: i32 = 3;
 /// or fell behind): the server was not found wanting, nor vouched for.
 pub const SWARM_FAILED_ITSELF: i32 = 4;
 
-/// The exit codes, for `--help`.
-pub const EXIT_CODES: &str = "Exit codes:
-  0  the run was ok
-  1  the swarm could not run (file limit, ports, event loop)
-  2  a bad flag or value, a --json path that cannot be written, a plan of
-     --workers this machine cannot hold, or a report `swarm merge` cannot read
-  3  the run missed its target (the reasons are the last line on stderr)
-  4  the run failed only for the swarm's own doing: it stalled longer than
-     --max-stall, fell so far behind that it skipped heartbeats, or one of
-     its --workers died; the server is not blamed, and the run proves
-     nothing about it";
-
 /// Flags of `lubdub swarm`.
 #[derive(Args, Debug)]
 pub struct SwarmArgs {
@@ -39,11 +27,12 @@ pub struct SwarmArgs {
     pub action: Option<SwarmAction>,
     /// Server (HOST:PORT); a name is looked up again at most once a second
     /// while connecting, and each of its addresses tried in turn.
+    #[arg(long, default_value = "127.0.0.1:8898", value_parser = super::target, value_name = "ADDR")]
+    pub connect: Target,
+    /// Connections to open and hold (1..=10000000).
     // Optional only for `swarm merge`; a run requires it.
-    #[arg(long, value_parser = super::target, required = true)]
-    pub connect: Option<Target>,
-    /// Connections to open and hold.
-    #[arg(long, required = true)]
+    #[arg(short = 'c', long, required = true, value_name = "N",
+          value_parser = super::count(1, lubdub::swarm::MAX_CLIENTS))]
     pub clients: Option<usize>,
     /// Split the clients over N worker processes, each its own event loop
     /// and open-files limit, with one status line and one report for all;
@@ -54,32 +43,36 @@ pub struct SwarmArgs {
     /// index of its first client, the fleet's clients). Set by the parent.
     #[arg(long, hide = true, value_parser = worker_flag)]
     pub worker: Option<Slice>,
-    /// Connects (and reconnects) per second; 0 means as fast as possible.
-    #[arg(long, default_value_t = 2000)]
+    /// Connects (and reconnects) per second; 0 means as fast as possible
+    /// (0..=1000000).
+    #[arg(short = 'r', long, default_value_t = 2000, value_name = "N",
+          value_parser = super::count(0u64, 1_000_000))]
     pub connect_rate: u64,
     /// Heartbeat interval per connection (the liveness unit with --flood; 1ms..=24h).
-    #[arg(long, default_value = "5s", value_parser = super::duration)]
+    #[arg(long, default_value = "5s", value_parser = super::duration, value_name = "DUR")]
     pub interval: Duration,
     /// Intervals without a received frame before a connection reconnects (1..=10000).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6, value_name = "N",
+          value_parser = super::count(1, lubdub::check::MAX_MISSES))]
     pub misses: u32,
-    /// Stop after this long (default: run until SIGINT).
-    #[arg(long, value_parser = super::duration)]
+    /// Stop after this long [default: run until SIGINT or SIGTERM].
+    #[arg(short = 'd', long, value_parser = super::duration, value_name = "DUR")]
     pub duration: Option<Duration>,
     /// Local addresses to connect from, round-robin: `A-B` (IPv4 range), or a comma list.
     #[arg(long, value_name = "A-B", value_parser = sources)]
     pub source_addrs: Option<Sources>,
     /// Keep DEPTH requests in flight per connection (closed loop) instead of
     /// heartbeating (1..=4096).
-    #[arg(long, value_name = "DEPTH")]
+    #[arg(long, value_name = "DEPTH", value_parser = super::count(1, lubdub::swarm::MAX_FLOOD_DEPTH))]
     pub flood: Option<u32>,
     /// Close this percent of the clients on purpose every second, each to
     /// reconnect after its backoff (a fleet of devices coming and going);
-    /// only idle connections are chosen, so no reply is lost.
+    /// only idle connections are chosen, so no reply is lost (0..=100).
     #[arg(long, default_value_t = 0.0, value_name = "PERCENT")]
     pub churn: f64,
-    /// Write the final report as one JSON object to PATH, or to stdout with `-`.
-    #[arg(long, value_name = "PATH|-")]
+    /// Write the final report as one JSON object to FILE, or to stdout
+    /// with `-` (the human report then goes to stderr).
+    #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Treat any received bytes as proof of life and drop unparseable bytes.
     #[arg(long)]
@@ -91,13 +84,13 @@ pub struct SwarmArgs {
     #[arg(long, value_name = "HEX", value_parser = hex, requires = "request_hex")]
     pub reply_hex: Option<Bytes>,
     /// How long a connect may take.
-    #[arg(long, default_value = "10s", value_parser = super::duration)]
+    #[arg(long, default_value = "10s", value_parser = super::duration, value_name = "DUR")]
     pub connect_timeout: Duration,
     /// Shortest reconnect delay (at least 10ms).
-    #[arg(long, default_value = "1s", value_parser = super::duration)]
+    #[arg(long, default_value = "1s", value_parser = super::duration, value_name = "DUR")]
     pub backoff_min: Duration,
     /// Longest reconnect delay.
-    #[arg(long, default_value = "2m", value_parser = super::duration)]
+    #[arg(long, default_value = "2m", value_parser = super::duration, value_name = "DUR")]
     pub backoff_max: Duration,
     /// Heartbeats fall due on ticks of this width; those due on one tick are
     /// sent together, in one wakeup (100us..=interval, at most 1s).
@@ -109,7 +102,7 @@ pub struct SwarmArgs {
     #[arg(long, default_value = "0s", hide_default_value = true, value_parser = super::duration, value_name = "DUR")]
     pub batch_wait: Duration,
     /// At the end, how long to wait for replies still in flight.
-    #[arg(long, default_value = "2s", value_parser = super::duration)]
+    #[arg(long, default_value = "2s", value_parser = super::duration, value_name = "DUR")]
     pub grace: Duration,
     /// One status line this often, each covering the time since the one
     /// before [default: 1s on a terminal, 5s otherwise].
@@ -124,13 +117,13 @@ pub struct SwarmArgs {
     pub max_stall: Duration,
     /// The run fails with more late replies than this (a heartbeat still
     /// unanswered when the next falls due).
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = super::count(0, u64::MAX))]
     pub max_late: u64,
     /// The run fails with more failed connects than this.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = super::count(0, u64::MAX))]
     pub max_connect_failures: u64,
     /// The run fails with more lost connections than this (churn aside).
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = super::count(0, u64::MAX))]
     pub max_reconnects: u64,
     /// The run fails when a connect (the first or a reconnect) is not done
     /// within this long, or is still hanging this long when the run ends
@@ -139,9 +132,13 @@ pub struct SwarmArgs {
     pub max_connect_wait: Option<Duration>,
     #[command(flatten)]
     keepalive: super::KeepaliveArgs,
-    /// Log level: off, error, warn, info, debug (one line per connect and reconnect), trace.
-    #[arg(long, default_value = "info")]
+    /// Log level (debug: one line per connect and reconnect).
+    #[arg(long, default_value = "info", value_name = "LEVEL", value_parser = super::log_level())]
     pub log_level: LevelFilter,
+    /// Log lines as `text` (for people) or `json` (one object per line:
+    /// time, level, event, peer, conn, fields, msg).
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub log_format: super::logs::LogFormat,
 }
 
 /// What `lubdub swarm` does instead of a run.
@@ -155,10 +152,13 @@ pub enum SwarmAction {
 fn workers_flag(text: &str) -> Result<Workers, String> {
     match text {
         "auto" => Ok(Workers::Auto),
-        n => n
-            .parse()
-            .map(Workers::Count)
-            .map_err(|_| format!("`{n}` is neither a number nor `auto`")),
+        n => match n.parse() {
+            Ok(count @ 1..=lubdub::swarm::plan::MAX_WORKERS) => Ok(Workers::Count(count)),
+            _ => Err(format!(
+                "must be auto or a number from 1 to {} (got {n})",
+                lubdub::swarm::plan::MAX_WORKERS
+            )),
+        },
     }
 }
 
@@ -212,9 +212,9 @@ pub fn run(args: SwarmArgs) -> i32 {
     if let Some(SwarmAction::Merge(merge)) = args.action {
         return merge::run(merge);
     }
-    // clap requires both for a run; the match only keeps this panic-free.
-    let (Some(connect), Some(clients)) = (args.connect, args.clients) else {
-        eprintln!("error: --connect and --clients are required");
+    // clap requires it for a run; the match only keeps this panic-free.
+    let (connect, Some(clients)) = (args.connect, args.clients) else {
+        super::out::eprint("error: --clients is required\n");
         return 2;
     };
     // Debug logging writes lines of its own, so the status gets lines too;
@@ -270,7 +270,7 @@ pub fn run(args: SwarmArgs) -> i32 {
         return super::usage_error(&e);
     }
     if let Some(slice) = args.worker {
-        return worker(config, slice.index, args.log_level);
+        return worker(config, slice.index, args.log_level, args.log_format);
     }
     // Where the report goes is checked now, not after the whole run.
     let json_file = match json_file(args.json.as_deref()) {
@@ -282,9 +282,16 @@ pub fn run(args: SwarmArgs) -> i32 {
             json_file,
             json_stdout: args.json.is_some(),
         };
-        return workers::run(config, workers, tty, args.log_level, output);
+        return workers::run(
+            config,
+            workers,
+            tty,
+            args.log_level,
+            args.log_format,
+            output,
+        );
     }
-    super::init_logging(args.log_level);
+    super::init_logging(args.log_level, args.log_format);
     let ramp_warning = ramp_warning(&config);
     let mut swarm = match Swarm::new(config) {
         Ok(swarm) => swarm,
@@ -301,7 +308,14 @@ pub fn run(args: SwarmArgs) -> i32 {
 
     let mut status = |s: &Snapshot| {
         let mut err = std::io::stderr().lock();
-        if tty {
+        if super::logs::is_json() {
+            // A log line like any other, its fields the status's JSON.
+            let _ = writeln!(
+                err,
+                "{}",
+                super::logs::object("info", "status", &status_fields(s))
+            );
+        } else if tty {
             // Rewritten in place; the last one stays, and what is logged
             // after it starts on a line of its own.
             let _ = write!(err, "\r{s}\x1b[K{}", if s.last { "\n" } else { "" });
@@ -322,8 +336,11 @@ pub fn run(args: SwarmArgs) -> i32 {
     .report(&report)
 }
 
-/// Where the report goes: the summary always to stderr, the JSON to a file
-/// opened before the run or to stdout.
+/// Where the report goes: the summary on stdout, where `> file` and
+/// `| grep` find it, as wrk and redis-benchmark print theirs; with
+/// `--json -` stdout carries the JSON object alone and the summary goes to
+/// stderr for the human watching. `--json PATH` writes to a file opened
+/// before the run.
 pub struct Output {
     json_file: Option<std::fs::File>,
     json_stdout: bool,
@@ -332,20 +349,42 @@ pub struct Output {
 impl Output {
     /// Writes the summary and the JSON, and gives the exit code the
     /// verdict calls for (the reasons of a failure on stderr's last line).
+    /// A closed stdout is no failure (see `out`): the verdict's code stands.
     pub fn report(mut self, report: &Report) -> i32 {
-        eprint!("{}", report.summary());
+        let summary = report.summary();
         let json = report.to_json();
+        let json_logs = super::logs::is_json();
+        let written = if self.json_stdout && self.json_file.is_none() {
+            if json_logs {
+                // The summary's figures, as a log line like the others.
+                super::out::eprint(&format!(
+                    "{}\n",
+                    super::logs::object("info", "report", &json)
+                ));
+            } else {
+                super::out::eprint(&summary);
+            }
+            super::out::print(&format!("{json}\n"))
+        } else {
+            super::out::print(&summary)
+        };
+        if let Err(e) = written {
+            return super::fail(format!("swarm: cannot write the report to stdout: {e}"));
+        }
         if let Some(file) = self.json_file.as_mut() {
             if let Err(e) = writeln!(file, "{json}") {
                 return super::fail(format!("swarm: cannot write the report: {e}"));
             }
-        } else if self.json_stdout {
-            println!("{json}");
         }
         match report.failure() {
             None => 0,
             Some(reason) => {
-                eprintln!("lubdub: swarm: {reason}");
+                let line = if json_logs {
+                    format!("{}\n", super::logs::fatal(&format!("swarm: {reason}")))
+                } else {
+                    format!("lubdub: swarm: {reason}\n")
+                };
+                super::out::eprint(&line);
                 if report.failed_by_swarm_only() {
                     SWARM_FAILED_ITSELF
                 } else {
@@ -356,12 +395,45 @@ impl Output {
     }
 }
 
+/// A status line's figures as the `fields` of a JSON log line: what the
+/// text line says, by name.
+pub fn status_fields(s: &Snapshot) -> String {
+    let c = &s.counters;
+    let reasons: Vec<String> = c
+        .reconnects_by
+        .fields()
+        .iter()
+        .map(|(k, v)| format!("\"{k}\":{v}"))
+        .collect();
+    format!(
+        "{{\"elapsed_ms\":{},\"connected\":{},\"target\":{},\"connecting\":{},\"reconnects\":{},\
+         \"reconnects_by_reason\":{{{}}},\"replies_per_s\":{:.0},\"missing\":{},\"late\":{},\"p99_us\":{},\"last\":{}}}",
+        s.elapsed.as_millis(),
+        c.connected,
+        s.target,
+        c.connecting,
+        c.reconnects,
+        reasons.join(","),
+        // A rate over an empty window is no number JSON can carry.
+        if s.replies_per_s.is_finite() { s.replies_per_s } else { 0.0 },
+        s.missing,
+        s.late,
+        s.rtt.p99,
+        s.last
+    )
+}
+
 /// One worker of `--workers`: runs its slice and tells its parent, on
 /// stdout, one `status JSON` line per status window and one `report JSON`
 /// line at the end. Its logs go to stderr, which the parent relays; the
 /// verdict is the parent's, over every worker's figures.
-fn worker(config: SwarmConfig, index: usize, log_level: LevelFilter) -> i32 {
-    super::init_logging(log_level);
+fn worker(
+    config: SwarmConfig,
+    index: usize,
+    log_level: LevelFilter,
+    log_format: super::logs::LogFormat,
+) -> i32 {
+    super::init_logging(log_level, log_format);
     let mut swarm = match Swarm::new(config) {
         Ok(swarm) => swarm,
         Err(SwarmError::Config(e)) => return super::usage_error(&e),

@@ -60,7 +60,7 @@ impl<H: Handler> Client<H> {
             match connect_progress(stream) {
                 ConnectProgress::Pending => return,
                 ConnectProgress::Failed(e) => {
-                    log::debug!("connect failed: {e}");
+                    log::debug!("connect failed{}: {e}", super::Peer(self.peer));
                     if self.attempt.has_next(&self.addrs, self.config.bind) {
                         self.next_address(now);
                     } else {
@@ -75,16 +75,22 @@ impl<H: Handler> Client<H> {
                         // The kernel keepalive is the second line of
                         // defence; the heartbeats still guard this one.
                         self.stats.sockopt_errors += 1;
-                        log::warn!("connected to {}, but {e}", self.config.connect);
+                        log::warn!(
+                            "connected to {}{}, but {e}",
+                            self.config.connect,
+                            super::Peer(self.peer)
+                        );
                     }
                     self.stats.connects += 1;
                     let peer = stream.peer_addr().ok();
-                    match (&self.config.connect, peer) {
-                        (Target::Name { .. }, Some(addr)) => {
-                            log::info!("connected to {} ({addr})", self.config.connect)
-                        }
-                        _ => log::info!("connected to {}", self.config.connect),
+                    if peer.is_some() {
+                        self.peer = peer;
                     }
+                    log::info!(
+                        "connected to {}{}",
+                        self.config.connect,
+                        super::Peer(self.peer)
+                    );
                     if let Some(addr) = peer {
                         self.addrs.succeeded(addr);
                     }
@@ -153,6 +159,7 @@ impl<H: Handler> Client<H> {
                 outbuf,
                 stats,
                 config,
+                peer,
                 ..
             } = self;
             let (max_frame, max_backlog) = (config.max_frame, config.max_backlog);
@@ -198,7 +205,10 @@ impl<H: Handler> Client<H> {
                 );
                 if dropped > 0 {
                     stats.dropped_bytes += dropped as u64;
-                    log::debug!("dropped {dropped} bytes that are not frames");
+                    log::debug!(
+                        "dropped {dropped} bytes that are not frames{}",
+                        super::Peer(*peer)
+                    );
                 }
             } else if let Err(e) =
                 decoder.feed_with(&scratch[..n], max_frame, Payloads::Deliver, &mut on_frame)
@@ -283,6 +293,7 @@ impl<H: Handler> Client<H> {
             match started {
                 Ok(stream) => {
                     self.stream = Some(stream);
+                    self.peer = Some(addr);
                     return;
                 }
                 Err(e) => {

@@ -59,7 +59,10 @@ impl Swarm {
                         self.counters.connects += 1;
                         self.counters.peak_connected =
                             self.counters.peak_connected.max(self.counters.connected);
-                        log::debug!("client {slot}: connected");
+                        log::debug!(
+                            "client {slot}: connected{}",
+                            Peer(conn.attempt.last(&self.addrs))
+                        );
                         conn.machine.handle_connected(seen);
                         self.connect_done(slot, now, true);
                         if let Some(depth) = self.config.flood {
@@ -198,6 +201,13 @@ impl Swarm {
         }
     }
 
+    /// ` peer=ADDR` for a line about the connection in `slot`: the server
+    /// address its attempt connected to (kept as an index, not asked of
+    /// the kernel, which forgets it once the connection is reset).
+    pub(super) fn peer(&self, slot: usize) -> Peer {
+        Peer(self.conns[slot].attempt.last(&self.addrs))
+    }
+
     /// The connection ended: through the machine while running, directly
     /// while draining (the machine is stopped then).
     pub(super) fn close(&mut self, slot: usize, now: Tick, reason: Reason) {
@@ -206,7 +216,10 @@ impl Swarm {
         }
         let conn = &mut self.conns[slot];
         if conn.machine.state() == State::Stopped {
-            log::debug!("client {slot}: closed while draining: {reason}");
+            log::debug!(
+                "client {slot}: closed while draining{}: {reason}",
+                self.peer(slot)
+            );
             self.drop_stream(slot);
         } else {
             conn.machine.handle_closed(now, reason);
@@ -266,5 +279,18 @@ impl Swarm {
         conn.unsent = 0;
         conn.write_pos = 0;
         conn.unfinished = false;
+    }
+}
+
+/// ` peer=ADDR` in a line about one connection, or nothing if it has not
+/// tried an address yet.
+pub(super) struct Peer(Option<std::net::SocketAddr>);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, " peer={addr}"),
+            None => Ok(()),
+        }
     }
 }

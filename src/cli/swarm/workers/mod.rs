@@ -43,11 +43,13 @@ const WAKER: Token = Token(usize::MAX);
 const MAX_LINE: usize = 64 << 20;
 
 /// Flags the parent sets per worker; the rest pass through as given.
-const PER_WORKER_FLAGS: [&str; 7] = [
+const PER_WORKER_FLAGS: [&str; 9] = [
     "--workers",
     "--worker",
     "--clients",
+    "-c",
     "--connect-rate",
+    "-r",
     "--source-addrs",
     "--status-every",
     "--json",
@@ -59,6 +61,7 @@ pub fn run(
     workers: Workers,
     tty: bool,
     log_level: LevelFilter,
+    log_format: crate::cli::logs::LogFormat,
     output: Output,
 ) -> i32 {
     let server = config
@@ -74,7 +77,7 @@ pub fn run(
             return 2;
         }
     };
-    crate::cli::init_logging(log_level);
+    crate::cli::init_logging(log_level, log_format);
     let (poll, shutdown) = match Poll::new().and_then(|poll| {
         let shutdown = ShutdownHandle::new(poll.registry(), WAKER)?;
         Ok((poll, shutdown))
@@ -154,10 +157,17 @@ fn passed_on(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
         let text = arg.to_string_lossy();
-        let name = text.split_once('=').map_or(&*text, |(name, _)| name);
+        // `-c100` and `-c=100` are a short flag with its value attached.
+        let (name, attached) = match text.strip_prefix('-') {
+            Some(rest) if !rest.starts_with('-') && rest.len() > 1 => (&text[..2], true),
+            _ => match text.split_once('=') {
+                Some((name, _)) => (name, true),
+                None => (&*text, false),
+            },
+        };
         if PER_WORKER_FLAGS.contains(&name) {
             // `--flag value`: the value goes too; `--flag=value` is one.
-            if !text.contains('=') {
+            if !attached {
                 args.next();
             }
             continue;
@@ -225,7 +235,7 @@ impl Parent {
             .iter()
             .find_map(|w| w.report.as_ref().and_then(|r| r.as_ref().ok()));
         let mut merged = match first {
-            Some(r) => Report::empty(r.mode, r.interval_ms, r.flood_depth, r.criteria),
+            Some(r) => Report::empty(r.mode, r.interval_us, r.flood_depth, r.criteria),
             None => Report::empty("interval", 0, 0, Default::default()),
         };
         let parts: Vec<Part> = std::mem::take(fleet)
@@ -332,7 +342,11 @@ impl Parent {
             let _ = write!(err, "\r\x1b[K");
             self.status_shown = false;
         }
-        let _ = writeln!(err, "worker {index}: {line}");
+        if crate::cli::logs::is_json() {
+            let _ = writeln!(err, "{}", crate::cli::logs::from_worker(index, line));
+        } else {
+            let _ = writeln!(err, "worker {index}: {line}");
+        }
     }
 
     /// Status lines every worker that may still send one has sent.
@@ -354,7 +368,13 @@ impl Parent {
 
     fn status(&mut self, s: &Snapshot) {
         let mut err = io::stderr().lock();
-        if self.tty {
+        if crate::cli::logs::is_json() {
+            let _ = writeln!(
+                err,
+                "{}",
+                crate::cli::logs::object("info", "status", &super::status_fields(s))
+            );
+        } else if self.tty {
             let _ = write!(err, "\r{s}\x1b[K{}", if s.last { "\n" } else { "" });
             self.status_shown = !s.last;
         } else {
@@ -384,6 +404,12 @@ mod tests {
             "--status-every=1s",
             "--connect-rate",
             "5",
+            "-c",
+            "7",
+            "-r100",
+            "-c=3",
+            "-d",
+            "3s",
             "--interval",
             "200ms",
         ]
@@ -395,6 +421,8 @@ mod tests {
                 "--connect",
                 "127.0.0.1:9",
                 "--lenient",
+                "-d",
+                "3s",
                 "--interval",
                 "200ms"
             ]
