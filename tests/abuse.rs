@@ -84,7 +84,7 @@ fn a_flooding_peer_is_closed_within_its_strike_window_while_honest_peers_keep_th
 
     std::thread::sleep(Duration::from_millis(600));
     let peers = honest.finish();
-    let stats = server.stop().stats().clone();
+    let stats = *server.stop().stats();
     assert_eq!(stats.too_fast, 1, "{stats:?}");
     assert!(stats.strikes >= 2, "{stats:?}");
     for (i, peer) in peers.iter().enumerate() {
@@ -117,7 +117,7 @@ fn a_peer_just_under_the_rate_is_never_struck() {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     assert!(answered(&mut peer));
-    let stats = server.stop().stats().clone();
+    let stats = *server.stop().stats();
     assert_eq!((stats.strikes, stats.too_fast), (0, 0), "{stats:?}");
 }
 
@@ -212,7 +212,7 @@ fn connections_past_the_per_source_limit_are_refused_and_counted() {
         .collect();
     let kept = again.iter_mut().map(answered).filter(|&kept| kept).count();
     assert_eq!(kept, 5, "room for the five reset, no more");
-    let stats = server.stop().stats().clone();
+    let stats = *server.stop().stats();
     assert_eq!(stats.over_source_limit, 41, "{stats:?}");
     assert_eq!(stats.rejected, 0, "{stats:?}");
 }
@@ -229,7 +229,7 @@ fn address_rules_refuse_before_anything_is_read() {
     assert!(wait_closed(&mut denied, Duration::from_secs(5)).is_some());
     let mut outside = connect_from("127.0.0.9", server.addr);
     assert!(wait_closed(&mut outside, Duration::from_secs(5)).is_some());
-    let stats = server.stop().stats().clone();
+    let stats = *server.stop().stats();
     assert_eq!((stats.denied, stats.heartbeats), (2, 1), "{stats:?}");
     assert_eq!(stats.accepted, 1, "{stats:?}");
 }
@@ -255,7 +255,7 @@ fn behind_a_balancer_the_rules_judge_the_client_the_header_names() {
     let mut other = connect(server.addr);
     other.write_all(header("10.9.9.7").as_bytes()).unwrap();
     assert!(answered(&mut other));
-    let stats = server.stop().stats().clone();
+    let stats = *server.stop().stats();
     assert_eq!((stats.denied, stats.over_source_limit), (1, 1), "{stats:?}");
 }
 
