@@ -1,11 +1,14 @@
 //! End-to-end loopback benchmark of lubdub's targets: its server against a bare
 //! mio floor, an idiomatic tokio server and Redis, under the same
-//! `lubdub swarm` load, in three scenarios — flood, idle, fill.
+//! `lubdub swarm` load, in three scenarios — flood, idle, fill — and a
+//! fourth for lubdub alone, abuse: honest idle load beside a few flooding
+//! peers, with and without `--min-heartbeat-interval`.
 //!
 //! ```text
 //! cargo bench --bench loopback                      # full run, about 12 minutes
 //! cargo bench --bench loopback -- --quick           # short run (or LUBDUB_BENCH_QUICK=1)
 //! cargo bench --bench loopback -- --scenario flood --servers lubdub,floor
+//! cargo bench --bench loopback -- --scenario abuse  # about a minute
 //! cargo bench --bench loopback -- --rounds 3        # every scenario 3 interleaved rounds, medians
 //! cargo bench --bench loopback -- --lubdub OTHER/lubdub   # another server build (before/after)
 //! cargo bench --bench loopback -- --swarm OTHER/lubdub    # another load generator build
@@ -55,7 +58,7 @@ mod tokio_server;
 
 use servers::Kind;
 
-const SCENARIOS: [&str; 3] = ["flood", "idle", "fill"];
+const SCENARIOS: [&str; 4] = ["flood", "idle", "fill", "abuse"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -270,6 +273,7 @@ fn orchestrate(args: &[String]) -> i32 {
         let outcome = match name.as_str() {
             "flood" => scenarios::flood(&tools, &kinds, &plan),
             "idle" => scenarios::idle(&tools, &kinds, &plan),
+            "abuse" => scenarios::abuse(&tools, &plan),
             _ => scenarios::fill(&tools, &kinds, &plan),
         };
         print!("{}", report::table(&outcome));

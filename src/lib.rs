@@ -131,6 +131,7 @@
 //! formats or touches the timer wheel.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod check;
 pub mod client;
 pub mod duration;
@@ -146,6 +147,7 @@ mod send;
 pub mod server;
 pub mod shutdown;
 mod step;
+pub mod strikes;
 pub mod swarm;
 pub mod time;
 pub mod wheel;

@@ -25,6 +25,9 @@ pub const fn m(key: &'static str, label: &'static str, decimals: usize, ratio: b
 /// One server's figures in one scenario.
 pub struct Column {
     pub kind: Kind,
+    /// The column's heading, when it is not the server's name (one server
+    /// under several configurations).
+    pub label: Option<&'static str>,
     pub values: Vec<(&'static str, f64)>,
     /// Why the server could not be measured at all.
     pub error: Option<String>,
@@ -36,6 +39,7 @@ impl Column {
     pub fn new(kind: Kind) -> Column {
         Column {
             kind,
+            label: None,
             values: Vec::new(),
             error: None,
             notes: Vec::new(),
@@ -46,6 +50,11 @@ impl Column {
         if let Some(v) = value.filter(|v| v.is_finite()) {
             self.values.push((key, v));
         }
+    }
+
+    /// The column's heading: its label, or its server's name.
+    pub fn name(&self) -> &'static str {
+        self.label.unwrap_or(self.kind.name())
     }
 
     pub fn get(&self, key: &str) -> Option<f64> {

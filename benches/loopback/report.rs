@@ -23,7 +23,7 @@ pub fn table(out: &Outcome) -> String {
     let _ = writeln!(s, "\n== {}", out.title);
     let _ = write!(s, "{:<LABEL$}", "");
     for c in &out.columns {
-        let _ = write!(s, "{:>VALUE$}", c.kind.name());
+        let _ = write!(s, "{:>VALUE$}", c.name());
     }
     let _ = write!(s, "  │");
     for b in &bases {
@@ -52,10 +52,10 @@ pub fn table(out: &Outcome) -> String {
     }
     for c in &out.columns {
         if let Some(e) = &c.error {
-            let _ = writeln!(s, "  {}: not measured: {e}", c.kind.name());
+            let _ = writeln!(s, "  {}: not measured: {e}", c.name());
         }
         for n in &c.notes {
-            let _ = writeln!(s, "  {}: {n}", c.kind.name());
+            let _ = writeln!(s, "  {}: {n}", c.name());
         }
     }
     let _ = writeln!(s, "  targets:");
@@ -123,7 +123,7 @@ pub fn to_json(machine: &[(&str, String)], quick: bool, outcomes: &[Outcome]) ->
             let _ = write!(
                 s,
                 "{sep}\n        {}: {{\"error\": {error}, \"notes\": [{notes}], \"values\": {{{values}}}}}",
-                json::string(c.kind.name())
+                json::string(c.name())
             );
         }
         s.push_str("\n      },\n      \"ratios_lubdub_over\": {");

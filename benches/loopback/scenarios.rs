@@ -1,10 +1,10 @@
-//! The three scenarios — flood, idle, fill — each run against
-//! every server in turn, and the targets each is judged by.
+//! The scenarios — flood, idle, fill against every server in turn, and
+//! abuse against lubdub alone — and the targets each is judged by.
 
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::outcome::{m, Column, Metric, Outcome};
+use crate::outcome::{m, Column, Metric, Outcome, Verdict};
 use crate::procstat::{memory, open_fds};
 use crate::rounds::{check_alive, each, each_rounds, note_swarm, wait_held, Meter, COARSE, FINE};
 use crate::servers::{Kind, Liveness, Server, Tools};
@@ -444,4 +444,159 @@ pub fn fill(tools: &Tools, kinds: &[Kind], plan: &Plan) -> Outcome {
         "",
     );
     out
+}
+
+// ---------------------------------------------------------------- abuse
+
+pub const ABUSE_METRICS: &[Metric] = &[
+    m("cpu_pct", "server CPU %", 2, false),
+    m(
+        "honest_p99_us",
+        "honest RTT p99 (µs) from when due",
+        0,
+        false,
+    ),
+    m("honest_p999_us", "honest RTT p99.9 (µs)", 0, false),
+    m("honest_missing", "honest missing replies", 0, false),
+    m("honest_reconnects", "honest reconnects", 0, false),
+    m("flood_replies", "flood replies", 0, false),
+    m(
+        "flood_reconnects",
+        "flood reconnects (closed, came back)",
+        0,
+        false,
+    ),
+];
+
+/// Honest idle load, alone, with a few flooding peers beside it, and with
+/// those peers held to `--min-heartbeat-interval`: the server's CPU and
+/// the honest peers' round trips side by side.
+pub fn abuse(tools: &Tools, plan: &Plan) -> Outcome {
+    let (clients, window) = if plan.quick { (1_000, 6) } else { (5_000, 20) };
+    let (ramp, settle, tail) = (3, 2, 2);
+    let duration = Duration::from_secs(ramp + settle + window + tail);
+    let honest = Load {
+        clients,
+        interval: Duration::from_secs(1),
+        flood: None,
+        duration,
+        connect_rate: CONNECT_RATE,
+        source_addrs: None,
+    };
+    let flood = Load {
+        clients: 4,
+        interval: Duration::from_secs(1),
+        flood: Some(64),
+        duration,
+        connect_rate: 100,
+        source_addrs: Some("127.0.0.200"),
+    };
+    // A quarter of the interval: honest peers at one a second never come
+    // near it.
+    let limit = ["--min-heartbeat-interval", "250ms"];
+    let configs: [(&'static str, bool, &[&str]); 3] = [
+        ("honest", false, &[]),
+        ("flooded", true, &[]),
+        ("limited", true, &limit),
+    ];
+    let title = format!(
+        "abuse: {clients} honest connections at one heartbeat a second, then 4 more flooding \
+         (64 in flight each), then the same with --min-heartbeat-interval 250ms; {window} s measured"
+    );
+    eprintln!("{title}");
+    let mut columns = Vec::new();
+    for (label, flooding, extra) in configs {
+        eprintln!("  {label} ...");
+        let mut col = Column::new(Kind::Lubdub);
+        col.label = Some(label);
+        let run = |col: &mut Column| -> Result<(), String> {
+            let mut server = Server::start_with(
+                tools,
+                Kind::Lubdub,
+                WIDE_1S,
+                &format!("abuse-{label}"),
+                extra,
+            )?;
+            sleep(Duration::from_millis(300));
+            let honest_swarm = Swarm::spawn(tools, &server, &honest, &format!("abuse-{label}"))?;
+            let start = honest_swarm.started;
+            let flood_swarm = if flooding {
+                Some(Swarm::spawn(
+                    tools,
+                    &server,
+                    &flood,
+                    &format!("abuse-{label}-flood"),
+                )?)
+            } else {
+                None
+            };
+            sleep(
+                (start + Duration::from_secs(ramp + settle))
+                    .saturating_duration_since(Instant::now()),
+            );
+            let meter = Meter::start(&server)?;
+            sleep(Duration::from_secs(window));
+            let measured = meter.stop(col)?;
+            let report = honest_swarm.finish();
+            let flood_report = flood_swarm.map(Swarm::finish);
+            check_alive(&mut server)?;
+            server.stop();
+            note_swarm(col, &report);
+            col.set(
+                "cpu_pct",
+                Some(measured.server_cpu_s / measured.wall_s * 100.0),
+            );
+            col.set("honest_p99_us", report.get(&["rtt_us", "p99"]));
+            col.set("honest_p999_us", report.get(&["rtt_us", "p999"]));
+            col.set("honest_missing", report.get(&["missing_replies"]));
+            col.set("honest_reconnects", report.get(&["reconnects"]));
+            if let Some(f) = flood_report {
+                col.set("flood_replies", f.get(&["replies"]));
+                col.set("flood_reconnects", f.get(&["reconnects"]));
+            }
+            Ok(())
+        };
+        if let Err(e) = run(&mut col) {
+            col.error = Some(e);
+        }
+        columns.push(col);
+    }
+    let value = |label: &str, key: &str| {
+        columns
+            .iter()
+            .find(|c| c.label == Some(label))
+            .and_then(|c| c.get(key))
+    };
+    let mut verdicts = Vec::new();
+    let mut compare = |target: &str, key: &str, factor: f64| {
+        let pair = value("limited", key).zip(value("honest", key));
+        verdicts.push(Verdict {
+            target: target.to_string(),
+            met: pair.map(|(limited, honest)| limited <= honest * factor),
+            detail: match pair {
+                Some((limited, honest)) => format!(
+                    "limited {limited:.1}, honest alone {honest:.1}, flooded without the limit {}",
+                    value("flooded", key).map_or("—".to_string(), |v| format!("{v:.1}"))
+                ),
+                None => "not measured".to_string(),
+            },
+        });
+    };
+    compare(
+        "abuse: server CPU with the limit ≤ 1.5 × honest alone",
+        "cpu_pct",
+        1.5,
+    );
+    compare(
+        "abuse: honest p99 with the limit ≤ 1.5 × honest alone",
+        "honest_p99_us",
+        1.5,
+    );
+    Outcome {
+        name: "abuse",
+        title,
+        metrics: ABUSE_METRICS,
+        columns,
+        verdicts,
+    }
 }

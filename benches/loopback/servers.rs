@@ -115,6 +115,17 @@ impl Server {
     /// Starts `kind` on a free loopback port and waits until it answers a
     /// pipelined pair of requests correctly.
     pub fn start(tools: &Tools, kind: Kind, live: Liveness, label: &str) -> Result<Server, String> {
+        Server::start_with(tools, kind, live, label, &[])
+    }
+
+    /// [`Server::start`], with more flags for lubdub.
+    pub fn start_with(
+        tools: &Tools,
+        kind: Kind,
+        live: Liveness,
+        label: &str,
+        extra: &[&str],
+    ) -> Result<Server, String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let listen = addr.to_string();
         let mut cmd = match kind {
@@ -124,7 +135,8 @@ impl Server {
                     .arg(live.interval_arg())
                     .arg("--misses")
                     .arg(live.misses.to_string())
-                    .args(["--log-level", "warn"]);
+                    .args(["--log-level", "warn"])
+                    .args(extra);
                 cmd
             }
             Kind::Floor | Kind::Tokio => {

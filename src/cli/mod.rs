@@ -53,8 +53,9 @@ pub(crate) struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Answer heartbeats and evict silent peers.
+    // Boxed as well, since the abuse limits' address lists joined it.
     #[command(after_help = EXIT_CODES)]
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Send heartbeats to a server and reconnect when it goes silent.
     #[command(after_help = EXIT_CODES)]
     Client(client::ClientArgs),
@@ -109,7 +110,7 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Server(args) => server::run(args),
+        Command::Server(args) => server::run(*args),
         Command::Client(args) => client::run(args),
         Command::Swarm(args) => swarm::run(*args),
         Command::Manpage => generate::manpage(),

@@ -97,6 +97,30 @@ pub struct ServerArgs {
     /// worker's series, labelled worker="K", at most 1s old.
     #[arg(long, value_parser = super::socket_addr, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Close a peer whose heartbeats come faster than one per DUR on
+    /// average over interval × misses (a burst after a stall or a reconnect
+    /// is paid for by the time it took), once out of strikes. A quarter of
+    /// --interval leaves honest peers room. [default: off]
+    #[arg(long, value_parser = super::duration, value_name = "DUR")]
+    min_heartbeat_interval: Option<Duration>,
+    /// With --min-heartbeat-interval: heartbeats past the allowed rate a
+    /// peer may send before it is closed (1..=255).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    heartbeat_strikes: u8,
+    /// Refuse connections past N open from one source address (IPv6: one
+    /// --source-prefix-v6 block); with --workers, per worker. [default: off]
+    #[arg(long, value_name = "N")]
+    max_connections_per_source: Option<u32>,
+    /// The IPv6 prefix length one source is counted by (1..=128).
+    #[arg(long, default_value_t = 64, value_name = "BITS")]
+    source_prefix_v6: u8,
+    /// Admit only sources in this block (an address or CIDR; repeatable).
+    #[arg(long, value_parser = cidr, value_name = "CIDR")]
+    allow: Vec<lubdub::access::Cidr>,
+    /// Refuse sources in this block (an address or CIDR; repeatable; wins
+    /// over --allow).
+    #[arg(long, value_parser = cidr, value_name = "CIDR")]
+    deny: Vec<lubdub::access::Cidr>,
     /// Log the counters every DUR.
     #[arg(long, value_parser = super::duration, value_name = "DUR")]
     stats_every: Option<Duration>,
@@ -132,6 +156,14 @@ pub fn run(args: ServerArgs) -> i32 {
         proxy_header_timeout: args.proxy_header_timeout,
         // A worker's counters reach /metrics through its supervisor.
         metrics: args.metrics.filter(|_| args.worker.is_none()),
+        min_heartbeat_interval: args.min_heartbeat_interval,
+        heartbeat_strikes: args.heartbeat_strikes,
+        max_connections_per_source: args.max_connections_per_source,
+        source_prefix_v6: args.source_prefix_v6,
+        access: lubdub::access::AccessRules {
+            allow: args.allow.clone(),
+            deny: args.deny.clone(),
+        },
         ..Config::default()
     };
     // Judge the values first, so a usage error is the only line printed.
@@ -193,4 +225,9 @@ pub fn run(args: ServerArgs) -> i32 {
         }
         Err(e) => super::fail(e),
     }
+}
+
+/// clap value parser for `--allow` and `--deny`.
+fn cidr(text: &str) -> Result<lubdub::access::Cidr, String> {
+    text.parse()
 }

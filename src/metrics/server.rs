@@ -59,7 +59,7 @@ impl Counters {
 }
 
 /// Close reasons: the label's value and the counter's key.
-const CLOSES: [(&str, &str); 11] = [
+const CLOSES: [(&str, &str); 14] = [
     ("evicted", "evicted"),
     ("peer", "closed_by_peer"),
     ("protocol", "protocol_errors"),
@@ -71,14 +71,22 @@ const CLOSES: [(&str, &str); 11] = [
     ("over_budget", "over_budget"),
     ("proxy", "proxy_errors"),
     ("proxy_timeout", "proxy_timeouts"),
+    ("too_fast", "too_fast"),
+    ("denied", "denied"),
+    ("over_source_limit", "over_source_limit"),
 ];
 
 /// Plain counters: the series, the key, its help.
-const TOTALS: [(&str, &str, &str); 20] = [
+const TOTALS: [(&str, &str, &str); 21] = [
     (
         "lubdub_connections_accepted_total",
         "accepted",
         "Connections accepted and kept (refused ones are closed with reason=\"rejected\").",
+    ),
+    (
+        "lubdub_heartbeat_strikes_total",
+        "strikes",
+        "Strikes given for heartbeats past --min-heartbeat-interval's rate.",
     ),
     (
         "lubdub_heartbeats_total",

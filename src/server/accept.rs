@@ -193,6 +193,11 @@ impl<H: Handler> Server<H> {
             }
             return;
         }
+        // Judged by its address before anything is read or set: with the
+        // PROXY protocol, once its header names the client (proxied.rs).
+        if !self.config.proxy_protocol && !self.screen(addr) {
+            return;
+        }
         if let Err(e) = self.socket_options.apply(&stream) {
             // Values the kernel refuses were turned away at start, so this
             // is rare and may be peculiar to this peer's socket; the kernel
@@ -220,6 +225,9 @@ impl<H: Handler> Server<H> {
         ) {
             warn!("dropped peer={addr}: cannot register with poll: {e}");
             self.core.stats.io_errors += 1;
+            if let (Some(table), false) = (self.per_source.as_mut(), self.config.proxy_protocol) {
+                table.release(addr.ip());
+            }
             return;
         }
         let serial = self.next_serial;
@@ -253,6 +261,7 @@ impl<H: Handler> Server<H> {
             awaiting: self.config.proxy_protocol,
             state: H::State::default(),
         });
+        self.core.start_rate(slot, seen);
         let stats = &mut self.core.stats;
         stats.accepted += 1;
         stats.active += 1;

@@ -39,9 +39,12 @@ pub(crate) enum Kind {
     ProxyTimeout,
     Io,
     MidFrame,
+    TooFast,
+    Denied,
+    OverSourceLimit,
 }
 
-const KINDS: [Kind; 8] = [
+const KINDS: [Kind; 11] = [
     Kind::Protocol,
     Kind::SlowReader,
     Kind::Rejected,
@@ -50,6 +53,9 @@ const KINDS: [Kind; 8] = [
     Kind::ProxyTimeout,
     Kind::Io,
     Kind::MidFrame,
+    Kind::TooFast,
+    Kind::Denied,
+    Kind::OverSourceLimit,
 ];
 
 impl Kind {
@@ -65,6 +71,9 @@ impl Kind {
             Kind::ProxyTimeout => "proxy_timeouts",
             Kind::Io => "io_errors",
             Kind::MidFrame => "closed_mid_frame",
+            Kind::TooFast => "too_fast",
+            Kind::Denied => "denied",
+            Kind::OverSourceLimit => "over_source_limit",
         }
     }
 
@@ -79,6 +88,9 @@ impl Kind {
             Kind::ProxyTimeout => "PROXY header timeouts",
             Kind::Io => "I/O errors",
             Kind::MidFrame => "peers that closed mid-frame",
+            Kind::TooFast => "peers closed for heartbeating too fast",
+            Kind::Denied => "connections refused by address",
+            Kind::OverSourceLimit => "connections over the per-source limit",
         }
     }
 }

@@ -98,6 +98,31 @@ pub struct Config {
     /// with tokens after the connections' ([`Server::tokens`](super::Server::tokens)
     /// counts them). Default off.
     pub metrics: Option<SocketAddr>,
+    /// Heartbeats faster than one per this, on average over the liveness
+    /// window (`interval × misses`), earn strikes; see [`crate::strikes`].
+    /// Replies are never withheld; a peer that runs out of strikes is
+    /// closed ([`CloseReason::TooFast`](super::CloseReason::TooFast)). A
+    /// fraction of `interval` (a quarter, say) leaves honest peers room
+    /// for jitter and retries. Default off.
+    pub min_heartbeat_interval: Option<Duration>,
+    /// Strikes a peer may earn before it is closed for heartbeating too
+    /// fast. Default 2.
+    pub heartbeat_strikes: u8,
+    /// At most this many connections open from one source address (IPv6:
+    /// from one [`source_prefix_v6`](Self::source_prefix_v6) block); more
+    /// are refused at the accept and counted (`over_source_limit`). With
+    /// the PROXY protocol, the source is the client its header names.
+    /// Default off: no table is kept.
+    pub max_connections_per_source: Option<u32>,
+    /// The IPv6 prefix length one source is counted by. Default 64 (one
+    /// site's subnet: a host commonly holds all of it).
+    pub source_prefix_v6: u8,
+    /// `--allow` and `--deny` blocks: sources outside the allowed ones (if
+    /// any are given) or inside a denied one are closed at the accept,
+    /// before anything is read, and counted (`denied`). With the PROXY
+    /// protocol the rules apply to the client its header names. Default:
+    /// no rules.
+    pub access: crate::access::AccessRules,
 }
 
 /// Default [`Config::max_buffered`]: room for a thousand max-size frames
@@ -131,6 +156,11 @@ impl Default for Config {
             proxy_protocol: false,
             proxy_header_timeout: Duration::from_secs(3),
             metrics: None,
+            min_heartbeat_interval: None,
+            heartbeat_strikes: 2,
+            max_connections_per_source: None,
+            source_prefix_v6: 64,
+            access: crate::access::AccessRules::default(),
         }
     }
 }
@@ -228,6 +258,20 @@ impl Config {
             Duration::from_millis(1),
             Duration::from_secs(60),
         )?;
+        if let Some(min) = self.min_heartbeat_interval {
+            // Faster than the interval itself would strike honest peers.
+            check::duration(
+                "min_heartbeat_interval",
+                min,
+                Duration::from_millis(1),
+                self.interval,
+            )?;
+        }
+        check::number("heartbeat_strikes", self.heartbeat_strikes, 1, u8::MAX)?;
+        if let Some(n) = self.max_connections_per_source {
+            check::number("max_connections_per_source", n, 1, MAX_CONNECTIONS as u32)?;
+        }
+        check::number("source_prefix_v6", self.source_prefix_v6, 1, 128)?;
         if let Some(greeting) = &self.greeting {
             // Sent whole on accept: it must fit the backlog a peer is
             // allowed, or every connection would close as a slow reader.

@@ -21,6 +21,7 @@ use super::peer::V6Peers;
 use super::stats::Stats;
 use crate::nonblocking::write_some;
 use crate::protocol::{self, FrameType, HEADER_LEN};
+use crate::strikes::{Rate, RateRule, Verdict};
 use crate::SendError;
 
 /// Staged replies for the connection being read are written once they
@@ -95,6 +96,11 @@ pub(crate) struct Core<S> {
     /// The IPv6 peers of open connections (an IPv4 one is kept inline in
     /// its `Conn`: see `peer.rs`).
     pub(crate) v6: V6Peers,
+    /// With a minimum heartbeat interval: the rule, and each slot's bucket
+    /// (16 bytes a slot up to the most slots ever in use; empty without
+    /// it, so a server without the flag pays nothing).
+    pub(crate) rate: Option<RateRule>,
+    pub(crate) rates: Vec<Rate>,
 }
 
 /// Deferred replies are numbered across every server in the process, so a
@@ -134,6 +140,8 @@ impl<S> Core<S> {
             admitting: false,
             awaiting: 0,
             v6: V6Peers::default(),
+            rate: None,
+            rates: Vec::new(),
         }
     }
 
@@ -153,6 +161,37 @@ impl<S> Core<S> {
 
     /// Marks `slot` to be closed for `reason` once the work in progress is
     /// done; the first reason asked for wins.
+    /// Gives the connection in `slot` a full bucket of heartbeats as of
+    /// `now_ns`, when a minimum heartbeat interval is set.
+    pub(crate) fn start_rate(&mut self, slot: usize, now_ns: u64) {
+        if let Some(rule) = &self.rate {
+            if self.rates.len() <= slot {
+                self.rates.resize(slot + 1, Rate::default());
+            }
+            self.rates[slot] = Rate::new(rule, now_ns);
+        }
+    }
+
+    /// Accounts `heartbeats` read from `slot` at `now_ns` against the
+    /// minimum heartbeat interval, counting strikes; whether the peer is out
+    /// of them.
+    pub(crate) fn too_fast(&mut self, slot: usize, heartbeats: u64, now_ns: u64) -> bool {
+        let (Some(rule), Some(rate)) = (&self.rate, self.rates.get_mut(slot)) else {
+            return false;
+        };
+        for _ in 0..heartbeats {
+            match rate.heartbeat(rule, now_ns) {
+                Verdict::Fine => {}
+                Verdict::Struck(_) => self.stats.strikes += 1,
+                Verdict::Out => {
+                    self.stats.strikes += 1;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     pub(crate) fn mark_closing(&mut self, slot: usize, reason: CloseReason) {
         if let Some(conn) = self.conns.get_mut(slot) {
             debug_assert!(

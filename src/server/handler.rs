@@ -70,6 +70,10 @@ pub enum CloseReason {
     Requested,
     /// The server is shutting down.
     Shutdown,
+    /// The peer heartbeated faster than
+    /// [`Config::min_heartbeat_interval`](super::Config::min_heartbeat_interval)
+    /// allows and ran out of strikes.
+    TooFast,
 }
 
 impl fmt::Display for CloseReason {
@@ -93,6 +97,9 @@ impl fmt::Display for CloseReason {
             CloseReason::Io(kind) => write!(f, "io error: {kind}"),
             CloseReason::Requested => f.write_str("closed on request"),
             CloseReason::Shutdown => f.write_str("server shutting down"),
+            CloseReason::TooFast => {
+                f.write_str("heartbeats faster than the allowed rate, out of strikes")
+            }
         }
     }
 }

@@ -227,6 +227,11 @@ impl<H: Handler> Server<H> {
         if heartbeats > 0 {
             core.stats.heartbeats += heartbeats;
             trace!("conn={id} heartbeats={heartbeats}");
+            // Answered all the same (the replies are staged already): a
+            // peer out of strikes is closed once they are out.
+            if core.too_fast(slot, heartbeats, clock.nanos(at)) && close.is_none() {
+                close = Some(CloseReason::TooFast);
+            }
         }
         // The replies go out (as far as the kernel takes them) before any
         // close, the handler's own included. A failed write marks the

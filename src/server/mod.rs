@@ -127,9 +127,11 @@ pub use crate::SendError;
 use self::commands::Command;
 use self::conn::Conn;
 use self::core::{Core, Limits};
+use crate::access::{PerSource, Refusal};
 use crate::keepalive::SocketOptions;
 use crate::liveness::{ExcusedStalls, Rule, Verdict};
 use crate::shutdown::ShutdownHandle;
+use crate::strikes::RateRule;
 use crate::time::{Batching, Clock, Stalls, Tick};
 use crate::wheel::{TimerId, Wheel};
 
@@ -326,6 +328,10 @@ pub struct Server<H: Handler = ()> {
     /// A connection without a valid PROXY header was logged at `warn`;
     /// later ones are counted and logged at `info`, held to a rate.
     proxy_warned: bool,
+    /// With `max_connections_per_source`: connections open by source
+    /// (every admitted connection counts under its peer's address, given
+    /// back at its close). `None` without the limit.
+    per_source: Option<PerSource>,
     /// The rate limit on `info` lines about closes (`close_log.rs`).
     close_log: close_log::CloseLog,
     handler: H,
@@ -482,6 +488,9 @@ impl<H: Handler> Server<H> {
                 String::new()
             },
         );
+        if let Some(limits) = abuse_limits(&config) {
+            info!("limits: {limits}");
+        }
         Ok(Server {
             poll,
             registry,
@@ -489,11 +498,17 @@ impl<H: Handler> Server<H> {
             events: Events::with_capacity(config.events_capacity),
             listener: Some(listener),
             local_addr,
-            core: Core::new(Limits {
-                max_frame: config.max_frame,
-                max_backlog: config.max_backlog,
-                max_buffered: config.max_buffered,
-            }),
+            core: {
+                let mut core = Core::new(Limits {
+                    max_frame: config.max_frame,
+                    max_backlog: config.max_backlog,
+                    max_buffered: config.max_buffered,
+                });
+                core.rate = config.min_heartbeat_interval.map(|min| {
+                    RateRule::new(min, config.silence_limit(), config.heartbeat_strikes)
+                });
+                core
+            },
             wheel,
             stalls: Stalls::new(clock.pause_threshold(), rule.limit(), rule.interval()),
             batching: Batching::new(config.batch_wait, config.events_capacity),
@@ -520,6 +535,9 @@ impl<H: Handler> Server<H> {
             over_budget: None,
             sockopt_logged: Vec::new(),
             proxy_warned: false,
+            per_source: config
+                .max_connections_per_source
+                .map(|n| PerSource::new(n, config.source_prefix_v6)),
             close_log: close_log::CloseLog::default(),
             handler,
             shutdown,
@@ -1129,6 +1147,11 @@ impl<H: Handler> Server<H> {
         let mut conn = self.core.conns.try_remove(slot)?;
         let peer = self.core.v6.get(conn.peer);
         self.core.v6.release(conn.peer);
+        // Admitted connections were counted by their source (one still
+        // awaiting its PROXY header was not judged yet).
+        if let (Some(table), false) = (self.per_source.as_mut(), conn.awaiting) {
+            table.release(peer.ip());
+        }
         if conn.closing {
             self.core.marked -= 1;
         }
@@ -1142,6 +1165,39 @@ impl<H: Handler> Server<H> {
         stats.buffered -= core::held(&conn) as u64;
         stats.active -= 1;
         Some((conn, peer))
+    }
+
+    /// The address rules and the per-source ceiling, for a connection from
+    /// `peer`: whether it may stay. A refusal is counted and logged; an
+    /// admission is counted against its source (and given back when the
+    /// connection is removed).
+    pub(super) fn screen(&mut self, peer: SocketAddr) -> bool {
+        let ip = peer.ip();
+        if let Err(refusal) = self.config.access.judge(ip) {
+            self.core.stats.denied += 1;
+            let why = match refusal {
+                Refusal::Denied => "inside a --deny block",
+                Refusal::NotAllowed => "outside every --allow block",
+            };
+            if self.close_line(close_log::Kind::Denied) {
+                info!("refused peer={peer} reason=denied: its address is {why}");
+            }
+            return false;
+        }
+        if let Some(table) = self.per_source.as_mut() {
+            if let Err(source) = table.admit(ip) {
+                self.core.stats.over_source_limit += 1;
+                let open = table.open_from(ip);
+                if self.close_line(close_log::Kind::OverSourceLimit) {
+                    info!(
+                        "refused peer={peer} reason=over_source_limit: {open} connections open from {source} \
+                         (max_connections_per_source)"
+                    );
+                }
+                return false;
+            }
+        }
+        true
     }
 
     /// Removes a connection, counts why, tells the handler (if it was
@@ -1174,6 +1230,7 @@ impl<H: Handler> Server<H> {
             CloseReason::Io(_) => stats.io_errors += 1,
             CloseReason::Requested => stats.closed_by_request += 1,
             CloseReason::Shutdown => stats.closed_by_shutdown += 1,
+            CloseReason::TooFast => stats.too_fast += 1,
         }
         // Before its PROXY header, the socket's peer is the balancer.
         let side = if conn.awaiting { "via" } else { "peer" };
@@ -1182,6 +1239,7 @@ impl<H: Handler> Server<H> {
             CloseReason::SlowReader => Some(close_log::Kind::SlowReader),
             CloseReason::OverBudget if !episode_began => Some(close_log::Kind::OverBudget),
             CloseReason::Io(_) => Some(close_log::Kind::Io),
+            CloseReason::TooFast => Some(close_log::Kind::TooFast),
             // A peer that closed mid-frame may have sent something that is
             // not frames at all (text from a shell): worth a line.
             CloseReason::PeerClosed if conn.decoder.pending() > 0 => {
@@ -1311,4 +1369,36 @@ fn first_check(config: &Config, rule: &Rule, seen: u64) -> u64 {
     } else {
         rule.deadline(seen)
     }
+}
+
+/// The abuse limits in force, for the start-up log; `None` with none.
+fn abuse_limits(config: &Config) -> Option<String> {
+    let join = |blocks: &[crate::access::Cidr]| {
+        blocks
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut parts = Vec::new();
+    if let Some(min) = config.min_heartbeat_interval {
+        parts.push(format!(
+            "min_heartbeat_interval={} heartbeat_strikes={}",
+            crate::duration::format(min),
+            config.heartbeat_strikes
+        ));
+    }
+    if let Some(n) = config.max_connections_per_source {
+        parts.push(format!(
+            "max_connections_per_source={n} source_prefix_v6={}",
+            config.source_prefix_v6
+        ));
+    }
+    if !config.access.allow.is_empty() {
+        parts.push(format!("allow={}", join(&config.access.allow)));
+    }
+    if !config.access.deny.is_empty() {
+        parts.push(format!("deny={}", join(&config.access.deny)));
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
 }

@@ -167,6 +167,12 @@ impl<H: Handler> Server<H> {
         // LOCAL or UNKNOWN: the balancer's own connection stands.
         let via = self.core.peer(slot);
         let peer = header.source().unwrap_or(via);
+        // The rules judge the client the header names (for LOCAL or
+        // UNKNOWN, the balancer itself).
+        if !self.screen(peer) {
+            self.remove_conn(slot);
+            return;
+        }
         debug!(
             "accepted peer={peer} via={via} conn={slot}#{} proxy={}{}",
             self.core.conns[slot].serial,
@@ -192,6 +198,8 @@ impl<H: Handler> Server<H> {
         let conn = &mut self.core.conns[slot];
         conn.awaiting = false;
         conn.last_seen = seen;
+        self.core.start_rate(slot, seen);
+        let conn = &mut self.core.conns[slot];
         self.wheel.cancel(conn.timer);
         conn.timer = self.wheel.schedule(at, Timer::Liveness(slot as u32));
         self.core.awaiting -= 1;

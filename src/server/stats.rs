@@ -112,6 +112,21 @@ pub struct Stats {
     /// Of `commands`, those that could not be carried out (the connection
     /// had closed, its backlog was full, …).
     pub commands_failed: u64,
+    /// Closed for heartbeating faster than
+    /// [`Config::min_heartbeat_interval`](super::Config::min_heartbeat_interval)
+    /// allows, once out of strikes.
+    pub too_fast: u64,
+    /// Strikes given for heartbeats beyond the allowed rate (the last one
+    /// of each peer closed for it included).
+    pub strikes: u64,
+    /// Refused at the accept: their source already had
+    /// [`Config::max_connections_per_source`](super::Config::max_connections_per_source)
+    /// open.
+    pub over_source_limit: u64,
+    /// Refused at the accept by the address rules
+    /// ([`Config::access`](super::Config::access)): inside a denied block,
+    /// or outside every allowed one.
+    pub denied: u64,
 }
 
 impl fmt::Display for Stats {
@@ -123,6 +138,7 @@ impl fmt::Display for Stats {
              sockopt_errors={} accept_pauses={} pauses={} paused_ms={} excused_pauses={} longest_turn_us={} buffered={} peak_buffered={} \
              heartbeats={} heartbeat_responses={} data_frames={} reserved_frames={} bytes_in={} bytes_out={} \
              probes={} drained={} closed_by_shutdown={} commands={} commands_failed={} wakeups={} events={} \
+             too_fast={} strikes={} over_source_limit={} denied={} \
              eviction_lateness_us={} eviction_lateness_buckets={}",
             self.active,
             self.peak_active,
@@ -160,6 +176,10 @@ impl fmt::Display for Stats {
             self.commands_failed,
             self.wakeups,
             self.events,
+            self.too_fast,
+            self.strikes,
+            self.over_source_limit,
+            self.denied,
             self.eviction_lateness.sum_us,
             Buckets(&self.eviction_lateness.buckets),
         )
