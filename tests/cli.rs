@@ -463,7 +463,7 @@ fn out_of_range_counts_name_their_range_even_past_the_type() {
 fn every_help_shows_the_exit_codes_and_the_same_placeholders() {
     let allowed = [
         "ADDR", "DUR", "N", "N|auto", "BYTES", "FILE", "LEVEL", "TEXT", "DEPTH", "PERCENT", "HEX",
-        "A-B", "SHELL", "COMMAND", "FORMAT",
+        "A-B", "SHELL", "COMMAND", "FORMAT", "CIDR",
     ];
     for args in [
         &["--help"][..],

@@ -670,8 +670,13 @@ fn a_server_flooding_requests_it_does_read_cannot_keep_the_client_from_its_turns
     // 64 MiB of requests: over 250 read budgets' worth.
     let cap = 64 << 20;
     let flooder = FloodingServer::start(true, cap);
-    let mut client =
-        lubdub::client::Client::new(client_config(flooder.addr), Reasons::default()).unwrap();
+    // Room for the replies to the flood's whole lead, so that the client
+    // never has cause to call the flooder a slow reader.
+    let config = lubdub::client::ClientConfig {
+        max_backlog: 2 * fixtures::LEAD as usize,
+        ..client_config(flooder.addr)
+    };
+    let mut client = lubdub::client::Client::new(config, Reasons::default()).unwrap();
     let began = Instant::now();
     let (mut turns, mut heartbeats) = (0u32, 0u64);
     let mut first_flood_turn = None;

@@ -323,6 +323,37 @@ pub fn stop_on_signals(handle: ShutdownHandle) -> std::io::Result<()> {
     Ok(())
 }
 
+/// SIGINT and SIGTERM held back — blocked, so that one sent meanwhile
+/// waits — from creation until dropped. Taken before a server logs that it
+/// listens and dropped once its handlers are in: a supervisor (or a test)
+/// that signals it as soon as it says it listens gets the graceful stop,
+/// not the default action's sudden death.
+pub struct HeldSignals(libc::sigset_t);
+
+/// Holds SIGINT and SIGTERM back until the guard is dropped.
+pub fn hold_stop_signals() -> HeldSignals {
+    // SAFETY: sigemptyset/sigaddset fill a set we own; pthread_sigmask
+    // changes this thread's mask (the only thread at this point).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        HeldSignals(set)
+    }
+}
+
+impl Drop for HeldSignals {
+    fn drop(&mut self) {
+        // SAFETY: unblocks the set blocked above; a signal that came
+        // meanwhile is delivered now, to whatever handler is in.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &self.0, std::ptr::null_mut());
+        }
+    }
+}
+
 /// [`stop_on_signals`], and a SIGUSR1 sets `mark` (a swarm's mark: round
 /// trips from then on are reported apart).
 pub fn stop_and_mark_on_signals(

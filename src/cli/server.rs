@@ -105,14 +105,14 @@ pub struct ServerArgs {
     min_heartbeat_interval: Option<Duration>,
     /// With --min-heartbeat-interval: heartbeats past the allowed rate a
     /// peer may send before it is closed (1..=255).
-    #[arg(long, default_value_t = 2, value_name = "N")]
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = super::count(1u8, u8::MAX))]
     heartbeat_strikes: u8,
     /// Refuse connections past N open from one source address (IPv6: one
     /// --source-prefix-v6 block); with --workers, per worker. [default: off]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::count(1u32, lubdub::server::MAX_CONNECTIONS as u32))]
     max_connections_per_source: Option<u32>,
     /// The IPv6 prefix length one source is counted by (1..=128).
-    #[arg(long, default_value_t = 64, value_name = "BITS")]
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = super::count(1u8, 128u8))]
     source_prefix_v6: u8,
     /// Admit only sources in this block (an address or CIDR; repeatable).
     #[arg(long, value_parser = cidr, value_name = "CIDR")]
@@ -199,7 +199,9 @@ pub fn run(args: ServerArgs) -> i32 {
         }
     }
     // Without --max-connections the server derives it from the limit just
-    // raised (kept within its own range).
+    // raised (kept within its own range). A stop signal that comes after
+    // the `listening on` line but before the handlers waits for them.
+    let held = super::hold_stop_signals();
     let mut server = match Server::bind(config, ()) {
         Ok(server) => server,
         Err(ServerError::Config(e)) => return super::usage_error(&e),
@@ -218,6 +220,7 @@ pub fn run(args: ServerArgs) -> i32 {
     if let Err(e) = super::stop_on_signals(server.shutdown_handle()) {
         return super::fail(format_args!("cannot install signal handlers: {e}"));
     }
+    drop(held);
     match server.run() {
         Ok(()) => {
             super::log_stop_signal();

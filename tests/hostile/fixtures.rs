@@ -304,14 +304,20 @@ impl FloodingServer {
                     Ok((conn, _)) => {
                         a.fetch_add(1, Ordering::Relaxed);
                         conn.set_nonblocking(false).unwrap();
-                        if reads {
+                        // With `reads`, the bytes read back so far: the
+                        // flood keeps at most LEAD ahead of them.
+                        let read_back = reads.then(|| Arc::new(AtomicU64::new(0)));
+                        if let Some(read_back) = &read_back {
                             let reader = conn.try_clone().unwrap();
-                            let (c, s) = (c.clone(), s.clone());
-                            flooders
-                                .push(std::thread::spawn(move || count_requests(reader, &c, &s)));
+                            let (c, s, r) = (c.clone(), s.clone(), read_back.clone());
+                            flooders.push(std::thread::spawn(move || {
+                                count_requests(reader, &c, &r, &s)
+                            }));
                         }
                         let (w, s) = (w.clone(), s.clone());
-                        flooders.push(std::thread::spawn(move || flood(conn, cap, &w, &s)));
+                        flooders.push(std::thread::spawn(move || {
+                            flood(conn, cap, &w, read_back.as_deref(), &s)
+                        }));
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(5))
@@ -343,9 +349,23 @@ impl Drop for FloodingServer {
     }
 }
 
+/// How far a flood that reads may run ahead of what it has read back: 4 MiB
+/// of requests, 64 of the client's read budgets. Unbounded, a reader thread
+/// starved by a busy machine falls behind its writer, the client's replies
+/// back up past its backlog bound and it closes the flooder as a slow
+/// reader — rightly, but that is another test's subject.
+pub const LEAD: u64 = 4 << 20;
+
 /// Writes requests, 64 KiB at a time, until `cap` bytes, a write error (the
-/// client closed) or `stop`; then holds the connection until `stop`.
-fn flood(mut conn: TcpStream, cap: u64, written: &AtomicU64, stop: &AtomicBool) {
+/// client closed) or `stop` — with `read_back`, never more than [`LEAD`]
+/// ahead of the bytes read back; then holds the connection until `stop`.
+fn flood(
+    mut conn: TcpStream,
+    cap: u64,
+    written: &AtomicU64,
+    read_back: Option<&AtomicU64>,
+    stop: &AtomicBool,
+) {
     // A timeout, so that a client that stops reading cannot hold the
     // thread past `stop`.
     conn.set_write_timeout(Some(Duration::from_millis(50)))
@@ -355,6 +375,10 @@ fn flood(mut conn: TcpStream, cap: u64, written: &AtomicU64, stop: &AtomicBool) 
     while !stop.load(Ordering::Relaxed) {
         if sent >= cap {
             std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        if read_back.is_some_and(|r| sent > r.load(Ordering::Relaxed) + LEAD) {
+            std::thread::sleep(Duration::from_micros(200));
             continue;
         }
         let want = (cap - sent).min(burst.len() as u64) as usize;
@@ -375,7 +399,7 @@ fn flood(mut conn: TcpStream, cap: u64, written: &AtomicU64, stop: &AtomicBool) 
 
 /// Reads the client's bytes — its replies and its own requests, all
 /// 8-byte frames — and counts the requests, until EOF or `stop`.
-fn count_requests(mut conn: TcpStream, requests: &AtomicU64, stop: &AtomicBool) {
+fn count_requests(mut conn: TcpStream, requests: &AtomicU64, read: &AtomicU64, stop: &AtomicBool) {
     conn.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
     let mut buf = vec![0u8; 64 * 1024];
@@ -384,6 +408,7 @@ fn count_requests(mut conn: TcpStream, requests: &AtomicU64, stop: &AtomicBool) 
         match conn.read(&mut buf[held..]) {
             Ok(0) => return,
             Ok(n) => {
+                read.fetch_add(n as u64, Ordering::Relaxed);
                 held += n;
                 let whole = held / 8 * 8;
                 let n = buf[..whole]

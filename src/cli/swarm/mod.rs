@@ -298,6 +298,9 @@ pub fn run(args: SwarmArgs) -> i32 {
     }
     super::init_logging(args.log_level, args.log_format);
     let ramp_warning = ramp_warning(&config);
+    // A stop signal between the swarm's first line and its handlers waits
+    // for them.
+    let held = super::hold_stop_signals();
     let mut swarm = match Swarm::new(config) {
         Ok(swarm) => swarm,
         Err(SwarmError::Config(e)) => return super::usage_error(&e),
@@ -306,6 +309,7 @@ pub fn run(args: SwarmArgs) -> i32 {
     if let Err(e) = super::stop_and_mark_on_signals(swarm.shutdown_handle(), swarm.mark_handle()) {
         return super::fail(format!("swarm: cannot watch for signals: {e}"));
     }
+    drop(held);
     // Only now, so that a refusal stays a single line.
     if let Some(warning) = ramp_warning {
         log::warn!("{warning}");
