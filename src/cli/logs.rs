@@ -319,25 +319,9 @@ fn is_number(value: &str) -> bool {
         && fraction.is_none_or(all_digits)
 }
 
-/// Appends `text` as a JSON string: quotes, backslashes and control
-/// characters escaped, and the two line separators JavaScript takes for
-/// newlines. (A Rust `str` is UTF-8 already, so the rest passes as it is.)
+/// Appends `text` as a JSON string: the crate's one writer of them.
 pub fn string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    lubdub::swarm::json::write_string(out, text);
 }
 
 /// Now, as RFC 3339 in UTC with microseconds.

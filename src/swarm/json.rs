@@ -6,9 +6,34 @@
 //! numbers keep their text, so a count is read back as the exact integer
 //! it was written as rather than through an `f64`. Input comes from files a
 //! user names, so nothing here panics: nesting is bounded (a report nests
-//! three deep), and every error says where it was found.
+//! three deep), and every error says where it was found. [`write_string`]
+//! is the one JSON string writer of the crate and the command line.
 
 use std::fmt;
+use std::fmt::Write as _;
+
+/// Appends `text` as a JSON string: quotes, backslashes and control
+/// characters escaped as RFC 8259 requires, and DEL and the two line
+/// separators JavaScript takes for newlines escaped too, so that a line of
+/// JSON stays one line for any reader. (A Rust `str` is UTF-8 already, so
+/// the rest passes as it is.)
+pub fn write_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
 
 /// Deepest nesting accepted.
 const MAX_DEPTH: usize = 32;

@@ -397,24 +397,10 @@ pub(super) fn ms(d: Duration) -> String {
     }
 }
 
-/// A JSON string literal with the escapes RFC 8259 requires.
+/// A JSON string literal (see [`json::write_string`](super::json::write_string)).
 pub(super) fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for ch in text.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    super::json::write_string(&mut out, text);
     out
 }
 
