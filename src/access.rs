@@ -4,7 +4,8 @@
 //! Both are decided at the accept, before anything is read from the peer —
 //! with the PROXY protocol, as soon as the header names the real client.
 //! An IPv4 address carried in IPv6 (`::ffff:a.b.c.d`, what a dual-stack
-//! listener sees) is judged as the IPv4 address it is.
+//! listener sees) is judged as the IPv4 address it is, and a block written
+//! that way (`::ffff:10.0.0.0/104`) is the IPv4 block it carries.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -42,18 +43,30 @@ impl FromStr for Cidr {
             Some((addr, prefix)) => (addr, Some(prefix)),
             None => (text, None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| {
+        let written: IpAddr = addr.parse().map_err(|_| {
             format!("{text:?} is not an address or block (e.g. 10.0.0.0/8, 2001:db8::/32)")
         })?;
-        let addr = canonical(addr);
-        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let addr = canonical(written);
+        // A mapped address is written with an IPv6 prefix, whose first 96
+        // bits are the mapping: `::ffff:10.0.0.0/104` is `10.0.0.0/8`.
+        let mapped = addr.is_ipv4() && written.is_ipv6();
+        let (min, max) = match (addr.is_ipv4(), mapped) {
+            (true, false) => (0, 32),
+            (true, true) => (96, 128),
+            (false, _) => (0, 128),
+        };
         let prefix = match prefix {
             None => max,
             Some(p) => match p.parse::<u8>() {
-                Ok(p) if p <= max => p,
-                _ => return Err(format!("{text:?}: the prefix length must be 0 to {max}")),
+                Ok(p) if (min..=max).contains(&p) => p,
+                _ => {
+                    return Err(format!(
+                        "{text:?}: the prefix length must be {min} to {max}"
+                    ))
+                }
             },
         };
+        let prefix = if mapped { prefix - 96 } else { prefix };
         // The host bits are dropped, as every router does: 10.1.2.3/8 is
         // 10.0.0.0/8.
         let addr = match addr {
@@ -268,6 +281,26 @@ mod tests {
             let e = bad.parse::<Cidr>().unwrap_err();
             assert!(!e.contains('\n'), "{e}");
         }
+    }
+
+    #[test]
+    fn a_mapped_block_is_the_ipv4_block_it_carries() {
+        // What a dual-stack operator writes for IPv4 clients as their
+        // listener sees them: the prefix counts the 96 bits of the mapping.
+        let block: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(block.to_string(), "10.0.0.0/8");
+        assert!(block.contains(ip("10.200.0.1")));
+        assert!(block.contains(ip("::ffff:10.1.2.3")));
+        assert!(!block.contains(ip("11.0.0.1")));
+        let all: Cidr = "::ffff:0.0.0.0/96".parse().unwrap();
+        assert_eq!(all.to_string(), "0.0.0.0/0");
+        assert!(all.contains(ip("192.0.2.1")));
+        assert!(!all.contains(ip("2001:db8::1")));
+        // A prefix shorter than the mapping reaches outside it: refused,
+        // not silently narrowed to IPv4.
+        let e = "::ffff:10.0.0.0/64".parse::<Cidr>().unwrap_err();
+        assert!(e.contains("96 to 128"), "{e}");
+        assert!("::ffff:10.0.0.0/129".parse::<Cidr>().is_err());
     }
 
     #[test]

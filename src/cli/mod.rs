@@ -328,6 +328,7 @@ pub fn stop_on_signals(handle: ShutdownHandle) -> std::io::Result<()> {
 /// listens and dropped once its handlers are in: a supervisor (or a test)
 /// that signals it as soon as it says it listens gets the graceful stop,
 /// not the default action's sudden death.
+/// It keeps the mask it found, to put back.
 pub struct HeldSignals(libc::sigset_t);
 
 /// Holds SIGINT and SIGTERM back until the guard is dropped.
@@ -339,17 +340,19 @@ pub fn hold_stop_signals() -> HeldSignals {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        HeldSignals(set)
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut before);
+        HeldSignals(before)
     }
 }
 
 impl Drop for HeldSignals {
     fn drop(&mut self) {
-        // SAFETY: unblocks the set blocked above; a signal that came
-        // meanwhile is delivered now, to whatever handler is in.
+        // SAFETY: puts back the mask found at the hold (what a parent
+        // blocked stays blocked); a signal that came meanwhile and is not
+        // blocked by it is delivered now, to whatever handler is in.
         unsafe {
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &self.0, std::ptr::null_mut());
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
         }
     }
 }
@@ -399,6 +402,38 @@ pub fn fail(what: impl std::fmt::Display) -> i32 {
 
 #[cfg(test)]
 mod tests {
+
+    fn blocked(signal: i32) -> bool {
+        // SAFETY: reads this thread's mask into a set we own.
+        unsafe {
+            let mut now: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut now);
+            libc::sigismember(&now, signal) == 1
+        }
+    }
+
+    #[test]
+    fn held_signals_give_back_the_mask_they_found() {
+        // A parent that started us with SIGTERM blocked (a mask is
+        // inherited across exec) keeps it blocked after the hold.
+        let mut term: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: fills a set we own; changes this test thread's mask only.
+        unsafe {
+            libc::sigemptyset(&mut term);
+            libc::sigaddset(&mut term, libc::SIGTERM);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &term, std::ptr::null_mut());
+        }
+        assert!(!blocked(libc::SIGINT));
+        let held = super::hold_stop_signals();
+        assert!(blocked(libc::SIGINT) && blocked(libc::SIGTERM));
+        drop(held);
+        let (int, term_still) = (blocked(libc::SIGINT), blocked(libc::SIGTERM));
+        // SAFETY: as above.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &term, std::ptr::null_mut()) };
+        assert!(!int, "SIGINT, not blocked before, is unblocked");
+        assert!(term_still, "SIGTERM, blocked before, stays blocked");
+    }
+
     use super::unescape as escaped_bytes;
 
     #[test]

@@ -98,6 +98,11 @@ struct Slot {
     finished: bool,
     /// The totals of its earlier, dead incarnations (gauges left out).
     retired: Counters,
+    /// The running incarnation has exited (the supervisor reaped it) /
+    /// its log has been read to the end; once both, its counters are
+    /// retired (see [`retire`]).
+    exited: bool,
+    read_out: bool,
 }
 
 /// Gauges (and their peaks): what is true of a live process, not a total;
@@ -393,7 +398,7 @@ fn spawn(
 /// lines.
 fn pass_on(
     index: usize,
-    stderr: std::process::ChildStderr,
+    stderr: impl std::io::Read,
     slots: &Mutex<Vec<Slot>>,
     forward_stats: bool,
 ) {
@@ -435,13 +440,36 @@ fn pass_on(
         slots[index].latest = Some(counters);
         slots[index].finished = finished;
     }
+    // Also on a read error: nothing more will come from this incarnation.
+    let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
+    slots[index].read_out = true;
+    fold_if_over(&mut slots[index]);
 }
 
-/// A worker died: what its incarnation counted stays in the totals (its
-/// gauges do not: its connections are gone).
+/// A worker died (the supervisor reaped it): what its incarnation counted
+/// stays in the totals (its gauges do not: its connections are gone).
+///
+/// Its reader thread may not have read its last lines yet (a `stopped:`
+/// line written just before the exit, a report just before a kill): the
+/// counters are moved to the dead incarnations' totals only once that
+/// thread has read to the end too, whichever of the two comes last.
+/// Moved at the exit alone, a late line was counted twice, and then lost
+/// when the next incarnation's first report replaced it: a counter on
+/// /metrics went back.
 fn retire(slots: &Mutex<Vec<Slot>>, index: usize) {
     let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
-    let slot = &mut slots[index];
+    slots[index].exited = true;
+    fold_if_over(&mut slots[index]);
+}
+
+/// Once an incarnation has both exited and been read out, moves its
+/// counters to the retired totals; the slot is ready for the next one.
+fn fold_if_over(slot: &mut Slot) {
+    if !(slot.exited && slot.read_out) {
+        return;
+    }
+    slot.exited = false;
+    slot.read_out = false;
     if let Some(latest) = slot.latest.take() {
         let kept: Counters = latest
             .into_iter()
@@ -607,6 +635,8 @@ mod tests {
         // with fresh counters.
         let slots = Mutex::new(slots);
         retire(&slots, 1);
+        slots.lock().unwrap()[1].read_out = true;
+        fold_if_over(&mut slots.lock().unwrap()[1]);
         let mut slots = slots.into_inner().unwrap();
         slots[1].latest = Some(line(&[
             ("active", 1),
@@ -614,6 +644,60 @@ mod tests {
             ("longest_turn_us", 10),
         ]));
         assert_eq!(sum(&slots), "active=6 accepted=14 longest_turn_us=70");
+    }
+
+    /// A worker's stderr whose second half comes only after `gap` has run:
+    /// the supervisor seeing the exit while the reader has lines to go.
+    struct Late<'a> {
+        first: &'a [u8],
+        gap: Option<Box<dyn FnOnce() + 'a>>,
+        rest: &'a [u8],
+    }
+
+    impl std::io::Read for Late<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if !self.first.is_empty() {
+                return self.first.read(buf);
+            }
+            if let Some(gap) = self.gap.take() {
+                gap();
+            }
+            self.rest.read(buf)
+        }
+    }
+
+    #[test]
+    fn a_last_line_read_after_the_exit_was_seen_counts_once_and_totals_never_go_back() {
+        let slots = Mutex::new(vec![Slot::default()]);
+        let heartbeats = |slots: &Mutex<Vec<Slot>>| -> u64 {
+            let text = sum(&slots.lock().unwrap());
+            text.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("heartbeats="))
+                .map_or(0, |v| v.parse().unwrap())
+        };
+        // The worker reports 10, writes its last line (12) and exits; the
+        // supervisor's try_wait sees the exit before its reader thread has
+        // read that line.
+        let mut seen = Vec::new();
+        pass_on(
+            0,
+            Late {
+                first: b"stats active=1 heartbeats=10\n",
+                gap: Some(Box::new(|| {
+                    seen.push(heartbeats(&slots));
+                    retire(&slots, 0);
+                    seen.push(heartbeats(&slots));
+                })),
+                rest: b"stopped: closed listener and 1 connections; active=1 heartbeats=12\n",
+            },
+            &slots,
+            false,
+        );
+        seen.push(heartbeats(&slots));
+        // Its next incarnation's first report.
+        pass_on(0, &b"stats active=0 heartbeats=1\n"[..], &slots, false);
+        seen.push(heartbeats(&slots));
+        assert_eq!(seen, [10, 10, 12, 13], "heartbeats as a scrape saw them");
     }
 
     #[test]
