@@ -166,8 +166,14 @@ pub fn fatal(what: &str) -> String {
 /// anything else the worker wrote (a fatal error, a panic) is made a line
 /// of its own, event `worker_output`, so that the stream stays JSON.
 pub fn from_worker(index: usize, line: &str) -> String {
+    // Only a whole, non-empty object is the worker's own line: anything
+    // else (a stray `{}` or a torn line) is wrapped, so the stream stays JSON.
+    let own = matches!(
+        lubdub::swarm::json::parse(line),
+        Ok(lubdub::swarm::json::Value::Object(members)) if !members.is_empty()
+    );
     match line.strip_prefix('{') {
-        Some(rest) if line.ends_with('}') => format!("{{\"worker\":{index},{rest}"),
+        Some(rest) if own => format!("{{\"worker\":{index},{rest}"),
         _ => {
             let mut out = object("error", "worker_output", "{}");
             out.pop();
@@ -404,6 +410,18 @@ pub fn counters(line: &str) -> Option<(bool, Vec<(String, u64)>)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_worker_line_that_is_not_a_whole_object_is_wrapped_and_stays_json() {
+        for stray in ["{}", "{\"a\":1", "{not json}", "{\"a\":1}}"] {
+            let line = from_worker(3, stray);
+            let parsed = lubdub::swarm::json::parse(&line);
+            assert!(parsed.is_ok(), "{stray:?} gave {line}");
+            assert!(line.contains("\"worker_output\""), "{stray:?} gave {line}");
+        }
+        let own = from_worker(3, "{\"time\":\"t\",\"level\":\"info\"}");
+        assert_eq!(own, "{\"worker\":3,\"time\":\"t\",\"level\":\"info\"}");
+    }
+
     use super::*;
 
     #[test]
