@@ -8,7 +8,7 @@ use crate::outcome::Outcome;
 use crate::servers::Kind;
 
 const LABEL: usize = 32;
-const VALUE: usize = 11;
+const VALUE: usize = 12;
 const RATIO: usize = 9;
 
 /// One scenario as a table with lubdub ÷ baseline ratios, then its targets.
