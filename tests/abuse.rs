@@ -97,6 +97,12 @@ fn a_flooding_peer_is_closed_within_its_strike_window_while_honest_peers_keep_th
             peer.replies + 1 >= peer.sent,
             "honest peer {i} lost replies: {peer:?}"
         );
+        // Their round trips kept too: generous, for a shared machine, but a
+        // flood answered in full for seconds on end would show here.
+        assert!(
+            peer.max_rtt < Duration::from_secs(1),
+            "honest peer {i}: {peer:?}"
+        );
     }
     assert_eq!(stats.evicted, 0, "{stats:?}");
 }
