@@ -2,8 +2,6 @@
 //! by key, and write our own report. No serde: the shapes are small, fixed
 //! and ours.
 
-use std::fmt::Write as _;
-
 /// The number at `path` (each step a key, searched for in order, so
 /// `["rtt_us", "p50"]` finds `p50` inside `rtt_us`), or None.
 pub fn number(json: &str, path: &[&str]) -> Option<f64> {
@@ -51,22 +49,10 @@ fn after_key<'a>(mut text: &'a str, key: &str) -> Option<&'a str> {
     }
 }
 
-/// A JSON string literal.
+/// A JSON string literal (lubdub's own writer of them).
 pub fn string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    lubdub::swarm::json::write_string(&mut out, text);
     out
 }
 
