@@ -159,8 +159,6 @@ impl<S> Core<S> {
         self.v6.get(self.conns[slot].peer)
     }
 
-    /// Marks `slot` to be closed for `reason` once the work in progress is
-    /// done; the first reason asked for wins.
     /// Gives the connection in `slot` a full bucket of heartbeats as of
     /// `now_ns`, when a minimum heartbeat interval is set.
     pub(crate) fn start_rate(&mut self, slot: usize, now_ns: u64) {
@@ -192,6 +190,8 @@ impl<S> Core<S> {
         false
     }
 
+    /// Marks `slot` to be closed for `reason` once the work in progress is
+    /// done; the first reason asked for wins.
     pub(crate) fn mark_closing(&mut self, slot: usize, reason: CloseReason) {
         if let Some(conn) = self.conns.get_mut(slot) {
             debug_assert!(

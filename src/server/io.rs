@@ -222,15 +222,16 @@ impl<H: Handler> Server<H> {
         stalls.progress(at);
         if frames > 0 {
             // The read path only stamps; the wheel is not touched here.
-            core.conns[slot].last_seen = clock.nanos(at);
-        }
-        if heartbeats > 0 {
-            core.stats.heartbeats += heartbeats;
-            trace!("conn={id} heartbeats={heartbeats}");
-            // Answered all the same (the replies are staged already): a
-            // peer out of strikes is closed once they are out.
-            if core.too_fast(slot, heartbeats, clock.nanos(at)) && close.is_none() {
-                close = Some(CloseReason::TooFast);
+            let at_ns = clock.nanos(at);
+            core.conns[slot].last_seen = at_ns;
+            if heartbeats > 0 {
+                core.stats.heartbeats += heartbeats;
+                trace!("conn={id} heartbeats={heartbeats}");
+                // Answered all the same (the replies are staged already): a
+                // peer out of strikes is closed once they are out.
+                if core.too_fast(slot, heartbeats, at_ns) && close.is_none() {
+                    close = Some(CloseReason::TooFast);
+                }
             }
         }
         // The replies go out (as far as the kernel takes them) before any
